@@ -1,0 +1,127 @@
+//! The byte-level audit line format (see `docs/audit-format.md`).
+//!
+//! A line is the canonical JSON of a record (sorted keys, no insignificant white space, UTF-8) with one
+//! member appended last: `"integrity_hash":"sha256:<64 hex>"`. The hash covers the exact bytes of the
+//! line without that member, so a verifier never re-encodes JSON: it cuts the fixed-length suffix off,
+//! closes the brace and hashes what it has.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Domain separation: no other SustainBot hash starts with these bytes.
+pub const DOMAIN: &[u8] = b"sustainbot-audit-v1\n";
+/// The `prev_hash` of the first record.
+pub const GENESIS_HASH: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+const SUFFIX_HEAD: &[u8] = b",\"integrity_hash\":\"sha256:";
+const SUFFIX_TAIL: &[u8] = b"\"}";
+/// Length of the integrity member plus closing brace at the end of every line (without newline).
+pub const SUFFIX_LEN: usize = SUFFIX_HEAD.len() + 64 + SUFFIX_TAIL.len();
+
+/// `sha256:<hex>` of the domain tag followed by `body`.
+pub fn hash_body(body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(DOMAIN);
+    hasher.update(body);
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+/// Plain `sha256:<hex>` of some bytes, without the domain tag (for evidence such as cut bytes).
+pub fn sha256_tagged(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Encodes `fields` as one chained line (with trailing newline) and returns it with its hash.
+///
+/// `fields` must not already hold `integrity_hash`. serde_json's `Map` is ordered by key (the crate's
+/// `preserve_order` feature is not enabled; a test guards it), which makes the encoding canonical.
+pub fn encode_line(fields: Map<String, Value>) -> (Vec<u8>, String) {
+    let body = serde_json::to_vec(&Value::Object(fields)).unwrap_or_else(|_| b"{}".to_vec());
+    let hash = hash_body(&body);
+    let mut line = Vec::with_capacity(body.len() + SUFFIX_LEN + 1);
+    line.extend_from_slice(&body[..body.len() - 1]);
+    if body.len() > 2 {
+        line.extend_from_slice(SUFFIX_HEAD);
+    } else {
+        // An empty object has no member before ours, so no comma.
+        line.extend_from_slice(&SUFFIX_HEAD[1..]);
+    }
+    line.extend_from_slice(&hash.as_bytes()["sha256:".len()..]);
+    line.extend_from_slice(SUFFIX_TAIL);
+    line.push(b'\n');
+    (line, hash)
+}
+
+/// Why a line does not have the audit line's shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("line does not end with the integrity_hash member")]
+    NoIntegrityHash,
+}
+
+/// Splits a line (without its newline) into the hashed body and the stated hash.
+pub fn split_line(line: &[u8]) -> Result<(Vec<u8>, String), LineError> {
+    if line.len() < SUFFIX_LEN + 1 || !line.ends_with(SUFFIX_TAIL) {
+        return Err(LineError::NoIntegrityHash);
+    }
+    let at = line.len() - SUFFIX_LEN;
+    let hex_part = &line[at + SUFFIX_HEAD.len()..line.len() - SUFFIX_TAIL.len()];
+    let well_formed = line[at..].starts_with(SUFFIX_HEAD)
+        && hex_part
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+    if !well_formed {
+        return Err(LineError::NoIntegrityHash);
+    }
+    let mut body = Vec::with_capacity(at + 1);
+    body.extend_from_slice(&line[..at]);
+    body.push(b'}');
+    let stated = format!("sha256:{}", String::from_utf8_lossy(hex_part));
+    Ok((body, stated))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn map_keys_are_sorted_so_the_encoding_is_canonical() {
+        let mut map = Map::new();
+        map.insert("zeta".into(), json!(1));
+        map.insert("alpha".into(), json!({"y": 1, "b": 2}));
+        assert_eq!(
+            serde_json::to_string(&map).unwrap(),
+            r#"{"alpha":{"b":2,"y":1},"zeta":1}"#
+        );
+    }
+
+    #[test]
+    fn a_line_splits_back_into_the_hashed_body() {
+        let mut map = Map::new();
+        map.insert("seq".into(), json!(1));
+        map.insert("text".into(), json!("é \" }"));
+        let (line, hash) = encode_line(map);
+        assert!(line.ends_with(b"\"}\n"));
+        let (body, stated) = split_line(&line[..line.len() - 1]).unwrap();
+        assert_eq!(stated, hash);
+        assert_eq!(hash_body(&body), hash);
+        let expected = serde_json::to_vec(&json!({"seq": 1, "text": "é \" }"})).unwrap();
+        assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn rejects_lines_without_the_final_member() {
+        assert_eq!(split_line(br#"{"seq":1}"#), Err(LineError::NoIntegrityHash));
+        let forged = format!(
+            r#"{{"seq":1,"integrity_hash":"sha256:{}"}}"#,
+            "Z".repeat(64)
+        );
+        assert_eq!(
+            split_line(forged.as_bytes()),
+            Err(LineError::NoIntegrityHash)
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! What the audit trail records.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::Principal;
+
+/// The outcome of a run record. `started` is the write-ahead record made before anything runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Started,
+    Success,
+    Failure,
+    Rejected,
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Started => "started",
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Rejected => "rejected",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One governed run event, with the contract's field names. Fields the request did not let us read
+/// are `null` (a refused request is recorded with whatever of it could be read).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub trace_id: String,
+    pub aim: Value,
+    pub drag_mode: Option<String>,
+    pub workflow_name: Option<String>,
+    pub parameters: Value,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    /// The stable error code of a refusal or failure.
+    pub code: Option<&'static str>,
+    pub duration_seconds: Option<f64>,
+    /// Who asked: the token's identity (or the local operator for the command line).
+    pub principal: Option<Principal>,
+}
+
+/// A record of any kind. The writer adds `seq`, `prev_hash`, `timestamp` and `integrity_hash`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record {
+    Run(RunRecord),
+    /// Written at start-up when the previous process left a torn final line, which was cut off.
+    Recovery {
+        cut_offset: u64,
+        cut_length: u64,
+        cut_hash: String,
+        reason: String,
+    },
+}
+
+/// Proof that a record is durable: its position and hash in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: u64,
+    pub hash: String,
+}

@@ -1,0 +1,103 @@
+//! The one error type of the HTTP edge: a status, a stable code, a human message, and on request-scoped
+//! paths the trace id. Internal causes are logged, never sent.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use crate::governance::Violation;
+use crate::pipeline::GateError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub trace_id: Option<String>,
+    /// Every violation, for validation failures.
+    pub errors: Option<Vec<Violation>>,
+    /// Extra members merged into the body (`"valid": false` on the validate endpoint).
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            trace_id: None,
+            errors: None,
+            extra: Map::new(),
+        }
+    }
+
+    pub fn validation(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Endpoint not found")
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "Internal server error",
+        )
+    }
+
+    pub fn with_trace(mut self, trace_id: &str) -> ApiError {
+        self.trace_id = Some(trace_id.to_owned());
+        self
+    }
+
+    pub fn with_errors(mut self, errors: Vec<Violation>) -> ApiError {
+        self.errors = Some(errors);
+        self
+    }
+
+    pub fn with(mut self, key: &str, value: Value) -> ApiError {
+        self.extra.insert(key.to_owned(), value);
+        self
+    }
+}
+
+impl From<GateError> for ApiError {
+    fn from(error: GateError) -> ApiError {
+        let status = match &error {
+            GateError::ActorMismatch(_) => StatusCode::FORBIDDEN,
+            GateError::WorkflowNotFound(_) => StatusCode::NOT_FOUND,
+            GateError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let api = ApiError::new(status, error.code(), error.to_string());
+        match error {
+            GateError::Invalid(rejection) => api.with_errors(rejection.violations),
+            _ => api,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = self.extra;
+        body.insert("error".into(), Value::String(self.message));
+        body.insert("code".into(), Value::String(self.code.to_owned()));
+        if let Some(trace_id) = self.trace_id {
+            body.insert("trace_id".into(), Value::String(trace_id));
+        }
+        if let Some(errors) = self.errors {
+            body.insert("errors".into(), json!(errors));
+        }
+        let mut response = (self.status, Json(Value::Object(body))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

@@ -1,0 +1,132 @@
+//! `POST /governance/validate` (pre-flight, no authentication, as the original) and
+//! `POST /governance/filter` (the prescriptive-language filter as a service).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::extract::json_body;
+use super::{ApiError, AppState, TraceId};
+use crate::governance::filter::check_output;
+use crate::governance::{summary, DragMode, GovernanceRequest, Violation, ViolationKind};
+use crate::pipeline::is_empty_body;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/governance/validate", post(validate))
+        .route("/governance/filter", post(filter))
+}
+
+async fn validate(
+    State(state): State<AppState>,
+    trace: TraceId,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = match json_body(body).map_err(|e| e.with_trace(&trace.0))? {
+        Some(body) if !is_empty_body(&body) => body,
+        _ => return Err(ApiError::validation("Request body required").with_trace(&trace.0)),
+    };
+    match GovernanceRequest::parse(&body) {
+        Ok(request) => Ok(Json(json!({
+            "valid": true,
+            "summary": summary(&request),
+            "drag_mode": request.drag_mode,
+            "actor": request.aim.actor().name(),
+        }))),
+        Err(rejection) => {
+            let code = if rejection.is_shape() {
+                "GOVERNANCE_ERROR"
+            } else {
+                "GOVERNANCE_VALIDATION_FAILED"
+            };
+            let reason = if rejection.is_shape() {
+                "shape"
+            } else {
+                "business_rule"
+            };
+            let mode = body
+                .get("drag_mode")
+                .and_then(Value::as_str)
+                .filter(|m| m.parse::<DragMode>().is_ok())
+                .unwrap_or("unknown");
+            state.metrics.aim_validation_failures.inc(&[reason, mode]);
+            Err(
+                ApiError::new(StatusCode::BAD_REQUEST, code, rejection.headline())
+                    .with_errors(rejection.violations)
+                    .with("valid", json!(false))
+                    .with_trace(&trace.0),
+            )
+        }
+    }
+}
+
+/// `{"text", "drag_mode"}` -> `{"valid", "checked", "drag_mode", "violations": [{"phrase", "start", "end"}]}`
+/// with byte offsets into `text`. Grunt and execute output is not checked (`checked: false`).
+async fn filter(
+    State(state): State<AppState>,
+    trace: TraceId,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(Value::Object(body)) = json_body(body).map_err(|e| e.with_trace(&trace.0))? else {
+        return Err(ApiError::validation(
+            "Request body must be a JSON object with text and drag_mode",
+        )
+        .with_trace(&trace.0));
+    };
+    let mut problems = Vec::new();
+    let text = match body.get("text") {
+        Some(Value::String(text)) => Some(text.as_str()),
+        Some(_) => {
+            problems.push(violation("text", "must be a string"));
+            None
+        }
+        None => {
+            problems.push(violation("text", "field required"));
+            None
+        }
+    };
+    let mode = match body.get("drag_mode").and_then(Value::as_str) {
+        Some(mode) => mode
+            .parse::<DragMode>()
+            .map_err(|e| problems.push(violation("drag_mode", &e.to_string())))
+            .ok(),
+        None => {
+            problems.push(violation("drag_mode", "field required (a string)"));
+            None
+        }
+    };
+    let (Some(text), Some(mode)) = (text, mode) else {
+        let headline = format!(
+            "Invalid filter request: {}: {}",
+            problems[0].field, problems[0].message
+        );
+        return Err(ApiError::validation(headline)
+            .with_errors(problems)
+            .with_trace(&trace.0));
+    };
+    let violations = check_output(text, mode, &state.phrases);
+    for found in &violations {
+        state
+            .metrics
+            .prescriptive_language_detections
+            .inc(&[mode.as_str(), &found.phrase]);
+    }
+    Ok(Json(json!({
+        "valid": violations.is_empty(),
+        "checked": mode.forbids_prescriptive_language(),
+        "drag_mode": mode,
+        "violations": violations,
+    })))
+}
+
+fn violation(field: &str, message: &str) -> Violation {
+    Violation {
+        field: field.to_owned(),
+        message: message.to_owned(),
+        kind: ViolationKind::Shape,
+    }
+}

@@ -1,0 +1,155 @@
+//! `GET /health`, `GET /status`, `GET /metrics`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+}
+
+/// Cheap: no network probes, so load balancers may call it often. 503 when the audit sink cannot
+/// record (governed runs are refused until it can).
+async fn health(State(state): State<AppState>) -> Response {
+    let (healthy, body) = health_body(&state);
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+/// `/health` plus reachability of the model server and the orchestrator (short TCP probes).
+async fn status(State(state): State<AppState>) -> Response {
+    let (healthy, mut body) = health_body(&state);
+    let config = &state.config;
+    let llm = format!("{}:{}", config.llm_host, config.llm_port);
+    let openclaw = openclaw_address(&config.openclaw_url);
+    let (llm_up, openclaw_up) = tokio::join!(reachable(&llm), async {
+        match &openclaw {
+            Some(address) => reachable(address).await,
+            None => false,
+        }
+    });
+    body["components"]["llm"]["healthy"] = json!(llm_up);
+    body["components"]["openclaw"] =
+        json!({"endpoint": config.openclaw_url, "healthy": openclaw_up});
+    body["governance"] = json!({
+        "enabled": config.governance_enabled,
+        "drag_modes": ["draft", "research", "grunt", "execute"],
+        "prescriptive_phrases": state.phrases.len(),
+    });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+fn health_body(state: &AppState) -> (bool, Value) {
+    let config = &state.config;
+    let workflows = state.gate.workflows();
+    let audit = match state.gate.audit() {
+        Some(log) => {
+            let sink = log.status();
+            json!({"enabled": true, "healthy": sink.healthy, "path": sink.path, "head_seq": sink.head_seq, "last_error": sink.last_error})
+        }
+        None => json!({"enabled": false, "healthy": true}),
+    };
+    let healthy = audit["healthy"].as_bool().unwrap_or(false);
+    let body = json!({
+        "status": if healthy { "healthy" } else { "degraded" },
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "version": env!("CARGO_PKG_VERSION"),
+        "components": {
+            "audit": audit,
+            "workflows": {
+                "healthy": workflows.problems().is_empty(),
+                "count": workflows.len(),
+                "invalid": workflows.problems(),
+                "endpoint": config.openclaw_url,
+            },
+            "llm": {
+                "model": config.llm_model,
+                "endpoint": format!("http://{}:{}", config.llm_host, config.llm_port),
+            },
+        },
+    });
+    (healthy, body)
+}
+
+async fn reachable(address: &str) -> bool {
+    matches!(
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(address)
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// `host:port` of an `http://` or `https://` URL.
+fn openclaw_address(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit('@').next()?;
+    if authority.contains(':') && !authority.ends_with(']') {
+        return Some(authority.to_owned());
+    }
+    let port = if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    };
+    Some(format!("{authority}:{port}"))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    if !state.config.prometheus_enabled {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "Metrics are disabled (PROMETHEUS_ENABLED=false)",
+        )
+        .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openclaw_address;
+
+    #[test]
+    fn openclaw_urls_become_socket_addresses() {
+        assert_eq!(
+            openclaw_address("http://localhost:8080").as_deref(),
+            Some("localhost:8080")
+        );
+        assert_eq!(
+            openclaw_address("https://oc.example.org/api").as_deref(),
+            Some("oc.example.org:443")
+        );
+        assert_eq!(openclaw_address("not a url"), None);
+    }
+}

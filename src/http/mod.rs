@@ -1,0 +1,134 @@
+//! The HTTP edge: routes, shared state, the trace-id and metrics middleware, and fallbacks.
+
+mod error;
+mod extract;
+mod governance;
+mod health;
+mod slack;
+mod workflows;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use error::ApiError;
+pub use extract::{AuthUser, TraceId};
+
+use crate::auth::JwtKeys;
+use crate::config::Config;
+use crate::governance::filter::PhraseList;
+use crate::metrics::Metrics;
+use crate::pipeline::Gate;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Longest client-supplied trace id accepted.
+const MAX_TRACE_ID: usize = 128;
+
+pub static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub keys: JwtKeys,
+    pub gate: Gate,
+    pub metrics: Arc<Metrics>,
+    pub phrases: Arc<PhraseList>,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(governance::router())
+        .merge(workflows::router())
+        .merge(slack::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(trace_id))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                tracing::error!("a request handler panicked");
+                ApiError::internal().into_response()
+            },
+        ))
+        .with_state(state)
+}
+
+async fn not_found(trace: TraceId) -> ApiError {
+    ApiError::not_found().with_trace(&trace.0)
+}
+
+async fn method_not_allowed(trace: TraceId) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "Method not allowed for this endpoint",
+    )
+    .with_trace(&trace.0)
+}
+
+/// Takes the client's `X-Trace-ID` (1 to 128 visible ASCII characters) or makes one, hands it to the
+/// handlers, and returns it as a response header.
+async fn trace_id(mut request: Request, next: Next) -> Response {
+    let trace = match request.headers().get(&X_TRACE_ID) {
+        None => uuid::Uuid::new_v4().to_string(),
+        Some(value) => match value.to_str() {
+            Ok(v)
+                if !v.is_empty()
+                    && v.len() <= MAX_TRACE_ID
+                    && v.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                v.to_owned()
+            }
+            _ => {
+                return ApiError::validation(format!(
+                    "X-Trace-ID must be 1 to {MAX_TRACE_ID} visible ASCII characters"
+                ))
+                .into_response()
+            }
+        },
+    };
+    request.extensions_mut().insert(TraceId(trace.clone()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&trace) {
+        response.headers_mut().insert(X_TRACE_ID.clone(), value);
+    }
+    response
+}
+
+/// Counts requests by route template (never by raw path, which a client controls).
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let metrics = &state.metrics;
+    let method = request.method().clone();
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    metrics.active_requests.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.active_requests.fetch_sub(1, Ordering::Relaxed);
+    let status = response.status();
+    metrics
+        .http_requests
+        .inc(&[method.as_str(), &endpoint, status.as_str()]);
+    metrics.http_request_duration.observe(
+        &[method.as_str(), &endpoint],
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}

@@ -1,0 +1,104 @@
+//! `POST /slack/events`: the Slack Events API endpoint. Every request must be signed with
+//! `SLACK_SIGNING_SECRET`; only an explicit dev mode without a secret accepts unsigned requests.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::extract::json_body;
+use super::{ApiError, AppState, TraceId};
+use crate::slack;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/slack/events", post(events))
+}
+
+async fn events(
+    State(state): State<AppState>,
+    trace: TraceId,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let with_trace = |e: ApiError| e.with_trace(&trace.0);
+    let metrics = &state.metrics;
+    let bytes = match body {
+        Ok(bytes) => bytes,
+        Err(rejection) => {
+            return Err(with_trace(
+                json_body(Err(rejection))
+                    .err()
+                    .unwrap_or_else(ApiError::internal),
+            ))
+        }
+    };
+    match &state.config.slack_signing_secret {
+        Some(secret) => {
+            let header_text = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+            };
+            let verdict = slack::verify(
+                secret,
+                header_text("x-slack-request-timestamp"),
+                header_text("x-slack-signature"),
+                &bytes,
+                chrono::Utc::now().timestamp(),
+            );
+            if let Err(e) = verdict {
+                metrics.slack_signature_verifications.inc(&["failure"]);
+                tracing::warn!(error = %e, "Slack request refused");
+                return Err(with_trace(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "INVALID_SIGNATURE",
+                    "Invalid signature",
+                )));
+            }
+            metrics.slack_signature_verifications.inc(&["success"]);
+        }
+        None if state.config.dev => {
+            tracing::warn!(
+                "dev mode: accepting an unsigned Slack request (SLACK_SIGNING_SECRET is not set)"
+            );
+        }
+        None => {
+            return Err(with_trace(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SLACK_NOT_CONFIGURED",
+                "Slack is not configured: set SLACK_SIGNING_SECRET",
+            )))
+        }
+    }
+    let event = match json_body(Ok(bytes)).map_err(with_trace)? {
+        Some(Value::Object(event)) => event,
+        _ => {
+            return Err(with_trace(ApiError::validation(
+                "Slack event body must be a JSON object",
+            )))
+        }
+    };
+    let kind = match event.get("type").and_then(Value::as_str) {
+        Some(kind @ ("url_verification" | "event_callback" | "app_rate_limited")) => kind,
+        _ => "other",
+    };
+    metrics.slack_events_received.inc(&[kind]);
+    if kind == "url_verification" {
+        let challenge = event
+            .get("challenge")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        return Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            challenge,
+        )
+            .into_response());
+    }
+    Ok(Json(json!({"ok": true})).into_response())
+}

@@ -1,0 +1,119 @@
+//! `GET /workflows`, `POST /workflows/governed/execute`, `POST /workflows/{name}/execute`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::extract::json_body;
+use super::{ApiError, AppState, AuthUser, TraceId};
+use crate::pipeline::{GateError, RunRequest};
+use crate::workflow;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/workflows", get(list))
+        .route("/workflows/governed/execute", post(governed_execute))
+        .route("/workflows/{name}/execute", post(ungoverned_execute))
+}
+
+async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<Value> {
+    let names = state.gate.workflows().names();
+    Json(json!({"count": names.len(), "workflows": names}))
+}
+
+async fn governed_execute(
+    State(state): State<AppState>,
+    trace: TraceId,
+    AuthUser(principal): AuthUser,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = json_body(body).map_err(|e| e.with_trace(&trace.0))?;
+    let request = RunRequest {
+        trace_id: trace.0.clone(),
+        principal,
+        body,
+    };
+    let report = state
+        .gate
+        .execute(request)
+        .await
+        .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
+    let duration = (report.duration_seconds * 100.0).round() / 100.0;
+    let response = if report.success {
+        (
+            StatusCode::OK,
+            Json(json!({
+                "success": true,
+                "trace_id": report.trace_id,
+                "outcome": report.outcome,
+                "audit_logged": report.audit_logged,
+                "governance_summary": report.governance_summary,
+                "duration_seconds": duration,
+                "workflow_name": report.workflow_name,
+            })),
+        )
+    } else {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({
+                "success": false,
+                "trace_id": report.trace_id,
+                "error": report.error,
+                "code": "WORKFLOW_FAILED",
+                "audit_logged": report.audit_logged,
+                "governance_summary": report.governance_summary,
+                "duration_seconds": duration,
+                "workflow_name": report.workflow_name,
+            })),
+        )
+    };
+    Ok(response.into_response())
+}
+
+/// The original's ungoverned endpoint. With governance enabled nothing runs without an AIM
+/// declaration: the refusal names the governed endpoint and is audited. With governance disabled
+/// (development only) the workflow runs with the body as its parameters, unaudited, as the original.
+async fn ungoverned_execute(
+    State(state): State<AppState>,
+    trace: TraceId,
+    AuthUser(principal): AuthUser,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let with_trace = |e: ApiError| e.with_trace(&trace.0);
+    if state.config.governance_enabled {
+        let refusal = state
+            .gate
+            .refuse_ungoverned(&trace.0, &principal, &name)
+            .await;
+        return Err(with_trace(refusal.into()));
+    }
+    workflow::validate_name(&name).map_err(|e| with_trace(GateError::InvalidName(e).into()))?;
+    let parameters = match json_body(body).map_err(with_trace)? {
+        None => serde_json::Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(with_trace(ApiError::validation(
+                "Request body must be a JSON object",
+            )))
+        }
+    };
+    let Some(definition) = state.gate.workflows().get(&name) else {
+        return Err(with_trace(GateError::WorkflowNotFound(name).into()));
+    };
+    match state.gate.runner().run(&definition, &parameters).await {
+        Ok(output) => Ok(Json(json!({
+            "success": true, "workflow": name, "outcome": output.outcome, "trace_id": trace.0,
+        }))),
+        Err(failure) => Err(with_trace(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "EXECUTION_FAILED",
+            format!("Failed to execute '{name}': {}", failure.error),
+        ))),
+    }
+}

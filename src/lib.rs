@@ -1,0 +1,129 @@
+//! SustainBot: a governed workflow-automation server.
+//!
+//! Every run names an accountable human (AIM: Actor, Input, Mission), declares how much the AI may do
+//! (DRAG: draft, research, grunt, execute), and leaves a chained, durable audit record before and
+//! after it runs. See `README.md` and `docs/`.
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod governance;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod slack;
+pub mod workflow;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::audit::{AuditError, AuditLog};
+use crate::auth::JwtKeys;
+use crate::config::Config;
+use crate::governance::filter::{PhraseList, PhraseListError};
+use crate::http::AppState;
+use crate::metrics::Metrics;
+use crate::pipeline::Gate;
+use crate::workflow::{Runner, WorkflowRegistry};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Phrases(#[from] PhraseListError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+}
+
+/// Builds the shared state: keys, audit log, workflows, filter phrases, the gate.
+pub fn build_state(config: Config) -> Result<AppState, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let audit = if config.governance_enabled {
+        Some(AuditLog::open(&config.audit_log_path, config.audit_fsync)?)
+    } else {
+        None
+    };
+    let phrases = match &config.prescriptive_phrases_path {
+        Some(path) => PhraseList::from_file(path)?,
+        None => PhraseList::default_forbidden(),
+    };
+    let workflows = Arc::new(WorkflowRegistry::load(&config.workflows_dir));
+    tracing::info!(count = workflows.len(), dir = %config.workflows_dir.display(), "workflows loaded");
+    let gate = Gate::new(audit, workflows, Runner::new(), Arc::clone(&metrics));
+    Ok(AppState {
+        keys: JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_algorithm),
+        config: Arc::new(config),
+        gate,
+        metrics,
+        phrases: Arc::new(phrases),
+    })
+}
+
+/// A server bound to its address, ready to run. Tests build it on port 0 and read the real port.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, StartError> {
+        let address = format!("{}:{}", config.host, config.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| StartError::Bind { address, source })?;
+        let state = build_state(config)?;
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = http::router(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

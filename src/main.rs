@@ -1,0 +1,361 @@
+//! The `sustainbot` command line: serve (the default), run one workflow, mint a token, verify an audit log.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+use sustainbot::audit::verify::verify_path;
+use sustainbot::auth::{self, JwtKeys, Principal};
+use sustainbot::config::{Config, Overrides};
+use sustainbot::pipeline::RunRequest;
+use sustainbot::{build_state, shutdown_signal, Application};
+
+#[derive(Parser)]
+#[command(
+    name = "sustainbot",
+    version,
+    about = "Governed workflow-automation server",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on [env: SUSTAINBOT_HOST, default 0.0.0.0]
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on [env: SUSTAINBOT_PORT, default 5000]
+    #[arg(long)]
+    port: Option<u16>,
+    /// Development mode: a throwaway JWT secret and a printed demo token. Never in production.
+    #[arg(long)]
+    dev: bool,
+    /// Run one workflow through the governance gate and exit (0 success, 1 failure).
+    #[arg(long, value_name = "NAME")]
+    run: Option<String>,
+    /// With --run: the governance request (AIM + DRAG mode) as a JSON file, or - for standard input.
+    #[arg(long, value_name = "FILE", requires = "run")]
+    request: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(ServeArgs),
+    /// Mint a JWT with JWT_SECRET (and JWT_ALGORITHM).
+    Token {
+        /// The human the token speaks for (an email); becomes the `actor` claim.
+        #[arg(long)]
+        actor: String,
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Lifetime in seconds; 0 for a token without expiry.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+    /// Audit-trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify a log's hash chain; exits non-zero naming the first bad line.
+    Verify {
+        /// The log [default: AUDIT_LOG_PATH or ./logs/audit.jsonl]
+        path: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    // `.env` first; the process environment wins over it.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        None => serve_or_run(cli.serve),
+        Some(Command::Serve(args)) => serve_or_run(args),
+        Some(Command::Token { actor, role, ttl }) => token(&actor, &role, ttl),
+        Some(Command::Audit {
+            command: AuditCommand::Verify { path, json },
+        }) => verify(path, json),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("JSON_LOGGING_ENABLED")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true") || v.trim() == "1");
+    let file = std::env::var("JSON_LOG_PATH")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match (json, file) {
+        (true, Some(file)) => builder
+            .json()
+            .with_writer(std::sync::Mutex::new(file))
+            .init(),
+        (true, None) => builder.json().with_writer(std::io::stderr).init(),
+        (false, _) => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+fn serve_or_run(args: ServeArgs) -> ExitCode {
+    let overrides = Overrides {
+        host: args.host.clone(),
+        port: args.port,
+        dev: args.dev,
+    };
+    let config = match Config::from_env(overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sustainbot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sustainbot: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match args.run {
+        Some(name) => runtime.block_on(run_once(config, &name, args.request)),
+        None => runtime.block_on(serve(config)),
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let dev_token = config.dev.then(|| {
+        let keys = JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_algorithm);
+        (
+            keys.mint("jake@example.org", "admin", Some(86_400)),
+            config.jwt_secret.clone(),
+            config.jwt_secret_generated,
+        )
+    });
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("sustainbot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let address = app.local_addr();
+    tracing::info!(%address, "SustainBot listening");
+    if let Some((Ok(token), secret, generated)) = dev_token {
+        print_dev_banner(address, &token, generated.then_some(secret.as_str()));
+    }
+    match app.run_until(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sustainbot: server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_dev_banner(address: std::net::SocketAddr, token: &str, generated_secret: Option<&str>) {
+    let host = if address.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        address.ip().to_string()
+    };
+    let url = format!("http://{host}:{}", address.port());
+    println!("\nSustainBot DEV MODE: not for production.");
+    println!("  listening on {url}");
+    if let Some(secret) = generated_secret {
+        println!("  throwaway JWT secret for this process (to mint more tokens with `sustainbot token`):");
+        println!("    export JWT_SECRET={secret}");
+    }
+    println!("  demo token (actor jake@example.org, role admin, 24 h):");
+    println!("    export SUSTAINBOT_TOKEN={token}");
+    println!("  try:");
+    println!("    curl -s {url}/workflows -H \"Authorization: Bearer $SUSTAINBOT_TOKEN\"");
+    println!("    SUSTAINBOT_URL={url} scripts/demo-governance.sh\n");
+}
+
+async fn run_once(config: Config, name: &str, request: Option<PathBuf>) -> ExitCode {
+    let governed = config.governance_enabled;
+    let state = match build_state(config) {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("sustainbot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let body = match request.map(|path| read_request(&path)).transpose() {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("sustainbot: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match body {
+        Some(mut body) => {
+            if let Value::Object(map) = &mut body {
+                map.insert("workflow_name".into(), Value::String(name.to_owned()));
+            }
+            let request = RunRequest {
+                trace_id: uuid::Uuid::new_v4().to_string(),
+                principal: Principal::local_operator(),
+                body: Some(body),
+            };
+            match state.gate.execute(request).await {
+                Ok(report) => json!({
+                    "success": report.success, "trace_id": report.trace_id, "outcome": report.outcome,
+                    "error": report.error, "audit_logged": report.audit_logged,
+                    "governance_summary": report.governance_summary, "duration_seconds": report.duration_seconds,
+                }),
+                Err(e) => json!({"success": false, "error": e.to_string(), "code": e.code()}),
+            }
+        }
+        None if governed => json!({
+            "success": false,
+            "code": "GOVERNANCE_REQUIRED",
+            "error": "--run needs an AIM declaration: pass --request FILE with a governance request (actor, input, mission, drag_mode)",
+        }),
+        None => match state.gate.workflows().get(name) {
+            None => {
+                json!({"success": false, "code": "WORKFLOW_NOT_FOUND", "error": format!("Workflow not found: {name}")})
+            }
+            Some(definition) => match state
+                .gate
+                .runner()
+                .run(&definition, &serde_json::Map::new())
+                .await
+            {
+                Ok(output) => json!({"success": true, "outcome": output.outcome}),
+                Err(failure) => json!({"success": false, "error": failure.error}),
+            },
+        },
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&result).unwrap_or_default()
+    );
+    if result["success"] == json!(true) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn read_request(path: &std::path::Path) -> Result<Value, String> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    }
+    serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))
+}
+
+fn token(actor: &str, role: &str, ttl: u64) -> ExitCode {
+    let secret = std::env::var("JWT_SECRET").ok();
+    let secret = match auth::check_secret(secret.as_deref()) {
+        Ok(secret) => secret.to_owned(),
+        Err(e) => {
+            eprintln!("sustainbot token: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let algorithm = match auth::parse_algorithm(
+        &std::env::var("JWT_ALGORITHM").unwrap_or_else(|_| "HS256".into()),
+    ) {
+        Ok(alg) => alg,
+        Err(e) => {
+            eprintln!("sustainbot token: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let keys = JwtKeys::new(secret.as_bytes(), algorithm);
+    match keys.mint(actor, role, (ttl > 0).then_some(ttl)) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sustainbot token: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn verify(path: Option<PathBuf>, as_json: bool) -> ExitCode {
+    let path = path
+        .or_else(|| {
+            std::env::var("AUDIT_LOG_PATH")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from("./logs/audit.jsonl"));
+    let report = match verify_path(&path) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!(
+                "sustainbot audit verify: cannot read {}: {e}",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if as_json {
+        println!(
+            "{}",
+            json!({"path": path, "valid": report.is_valid(), "report": report})
+        );
+    } else if let Some(problem) = &report.problem {
+        println!(
+            "FAILED {}: line {}: {}",
+            path.display(),
+            problem.line,
+            problem.message
+        );
+        println!("  {} records verified before it", report.records);
+    } else {
+        println!(
+            "OK {}: {} records, head seq {}, head hash {}",
+            path.display(),
+            report.records,
+            report.head_seq,
+            report.head_hash
+        );
+    }
+    if report.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,386 @@
+//! The governance gate: the one execution pipeline every entry point (HTTP, Slack, CLI) goes through.
+//!
+//! parse -> validate -> authorize -> audit the intent (durable) -> run -> audit the outcome -> report.
+//! Every refusal of an identified caller is audited too. Nothing runs unless its `started` record is
+//! durable; when the audit trail cannot record, the gate refuses (fail closed).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use crate::audit::{AuditLog, Outcome, Record, RunRecord};
+use crate::auth::Principal;
+use crate::governance::{summary, GovernanceRequest, IdentityMismatch, Rejection};
+use crate::metrics::Metrics;
+use crate::workflow::{self, InvalidName, Runner, WorkflowRegistry};
+
+/// Why the gate refused a run, or could not record it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GateError {
+    #[error("Request body required")]
+    BodyRequired,
+    #[error("{}", .0.headline())]
+    Invalid(Rejection),
+    #[error("AIM actor email '{}' does not match the authenticated identity '{}'", .0.declared, .0.authenticated)]
+    ActorMismatch(IdentityMismatch),
+    #[error("{0}")]
+    InvalidName(InvalidName),
+    #[error("Workflow not found: {0}")]
+    WorkflowNotFound(String),
+    #[error("Ungoverned execution is disabled: POST /workflows/governed/execute with an AIM declaration (actor, input, mission) and a DRAG mode")]
+    GovernanceRequired,
+    #[error("{0}")]
+    AuditUnavailable(String),
+}
+
+impl GateError {
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GateError::BodyRequired | GateError::InvalidName(_) => "VALIDATION_ERROR",
+            GateError::Invalid(r) if r.is_shape() => "GOVERNANCE_ERROR",
+            GateError::Invalid(_) => "GOVERNANCE_VALIDATION_FAILED",
+            GateError::ActorMismatch(_) => "ACTOR_MISMATCH",
+            GateError::WorkflowNotFound(_) => "WORKFLOW_NOT_FOUND",
+            GateError::GovernanceRequired => "GOVERNANCE_REQUIRED",
+            GateError::AuditUnavailable(_) => "AUDIT_UNAVAILABLE",
+        }
+    }
+
+    /// How the refusal is recorded: a problem with the declaration is `rejected`; a problem with the
+    /// named workflow is a `failure`, as the contract has it.
+    fn outcome(&self) -> Outcome {
+        match self {
+            GateError::InvalidName(_)
+            | GateError::WorkflowNotFound(_)
+            | GateError::AuditUnavailable(_) => Outcome::Failure,
+            _ => Outcome::Rejected,
+        }
+    }
+}
+
+/// A request to run, from any entry point.
+pub struct RunRequest {
+    pub trace_id: String,
+    pub principal: Principal,
+    /// The governance request body; `None` when the body was empty.
+    pub body: Option<Value>,
+}
+
+/// What a run that went through the gate produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub trace_id: String,
+    pub workflow_name: String,
+    pub success: bool,
+    /// The runner's description of what happened (success).
+    pub outcome: Option<String>,
+    /// Why the run failed (failure).
+    pub error: Option<String>,
+    pub audit_logged: bool,
+    pub governance_summary: String,
+    pub duration_seconds: f64,
+}
+
+/// The gate. Cheap to clone.
+#[derive(Clone)]
+pub struct Gate {
+    audit: Option<AuditLog>,
+    workflows: Arc<WorkflowRegistry>,
+    runner: Runner,
+    metrics: Arc<Metrics>,
+}
+
+impl Gate {
+    /// `audit` is `None` when governance auditing is disabled (development only).
+    pub fn new(
+        audit: Option<AuditLog>,
+        workflows: Arc<WorkflowRegistry>,
+        runner: Runner,
+        metrics: Arc<Metrics>,
+    ) -> Gate {
+        Gate {
+            audit,
+            workflows,
+            runner,
+            metrics,
+        }
+    }
+
+    pub fn audit(&self) -> Option<&AuditLog> {
+        self.audit.as_ref()
+    }
+
+    pub fn workflows(&self) -> &WorkflowRegistry {
+        &self.workflows
+    }
+
+    pub fn runner(&self) -> &Runner {
+        &self.runner
+    }
+
+    /// Runs one governed request end to end.
+    pub async fn execute(&self, request: RunRequest) -> Result<RunReport, GateError> {
+        let started = Instant::now();
+        let RunRequest {
+            trace_id,
+            principal,
+            body,
+        } = request;
+        let body = match body {
+            Some(body) if !is_empty_body(&body) => body,
+            _ => {
+                return Err(self
+                    .refuse(&trace_id, &principal, &Value::Null, GateError::BodyRequired)
+                    .await)
+            }
+        };
+        let mut governed = match GovernanceRequest::parse(&body) {
+            Ok(governed) => governed,
+            Err(rejection) => {
+                let reason = if rejection.is_shape() {
+                    "shape"
+                } else {
+                    "business_rule"
+                };
+                let mode = body
+                    .get("drag_mode")
+                    .and_then(Value::as_str)
+                    .filter(|m| m.parse::<crate::governance::DragMode>().is_ok());
+                self.metrics
+                    .aim_validation_failures
+                    .inc(&[reason, mode.unwrap_or("unknown")]);
+                return Err(self
+                    .refuse(&trace_id, &principal, &body, GateError::Invalid(rejection))
+                    .await);
+            }
+        };
+        let known_name = self
+            .workflows
+            .get(&governed.workflow_name)
+            .map(|w| w.name.clone());
+        self.metrics.aim_requests.inc(&[
+            governed.drag_mode.as_str(),
+            governed.aim.actor().role(),
+            known_name.as_deref().unwrap_or("unknown"),
+        ]);
+        if let Some(identity) = &principal.actor {
+            if let Err(mismatch) = governed.aim.bind_identity(identity) {
+                return Err(self
+                    .refuse(
+                        &trace_id,
+                        &principal,
+                        &body,
+                        GateError::ActorMismatch(mismatch),
+                    )
+                    .await);
+            }
+        }
+        // From here on the record carries the declaration as bound (email filled in from the token).
+        let readable = record_view(&governed);
+        if let Err(invalid) = workflow::validate_name(&governed.workflow_name) {
+            return Err(self
+                .refuse(
+                    &trace_id,
+                    &principal,
+                    &readable,
+                    GateError::InvalidName(invalid),
+                )
+                .await);
+        }
+        let Some(definition) = self.workflows.get(&governed.workflow_name) else {
+            let missing = GateError::WorkflowNotFound(governed.workflow_name.clone());
+            return Err(self.refuse(&trace_id, &principal, &readable, missing).await);
+        };
+        let governance_summary = summary(&governed);
+        tracing::info!(trace_id, workflow = governed.workflow_name, actor = governed.aim.actor().name(), mode = %governed.drag_mode, "governed run starting");
+
+        // Write-ahead: the intent is durable before anything runs.
+        let intent = run_record(
+            &trace_id,
+            &principal,
+            &readable,
+            Outcome::Started,
+            None,
+            None,
+            None,
+        );
+        self.record(intent, governed.drag_mode.as_str()).await?;
+
+        let result = self.runner.run(&definition, &governed.parameters).await;
+        let duration = started.elapsed().as_secs_f64();
+        let (outcome, message, error) = match &result {
+            Ok(output) => (Outcome::Success, Some(output.outcome.clone()), None),
+            Err(failure) => (Outcome::Failure, None, Some(failure.error.clone())),
+        };
+        let name = governed.workflow_name.as_str();
+        let mode = governed.drag_mode.as_str();
+        self.metrics
+            .workflow_executions
+            .inc(&[name, outcome.as_str()]);
+        self.metrics
+            .governed_workflow_duration
+            .observe(&[name, outcome.as_str(), mode], duration);
+        if outcome == Outcome::Failure {
+            self.metrics
+                .workflow_execution_errors
+                .inc(&[name, "run_failed"]);
+        }
+        let code = error.as_ref().map(|_| "WORKFLOW_FAILED");
+        let record = run_record(
+            &trace_id,
+            &principal,
+            &readable,
+            outcome,
+            error.clone(),
+            code,
+            Some(duration),
+        );
+        self.record(record, mode).await?;
+        Ok(RunReport {
+            trace_id,
+            workflow_name: std::mem::take(&mut governed.workflow_name),
+            success: outcome == Outcome::Success,
+            outcome: message,
+            error,
+            audit_logged: self.audit.is_some(),
+            governance_summary,
+            duration_seconds: duration,
+        })
+    }
+
+    /// Refuses an ungoverned run request (the original's `POST /workflows/{name}/execute`) and
+    /// records the refusal.
+    pub async fn refuse_ungoverned(
+        &self,
+        trace_id: &str,
+        principal: &Principal,
+        workflow_name: &str,
+    ) -> GateError {
+        let readable = serde_json::json!({ "workflow_name": workflow_name });
+        self.refuse(
+            trace_id,
+            principal,
+            &readable,
+            GateError::GovernanceRequired,
+        )
+        .await
+    }
+
+    /// Records a refusal; returns the refusal, or `AuditUnavailable` when it could not be recorded.
+    async fn refuse(
+        &self,
+        trace_id: &str,
+        principal: &Principal,
+        body: &Value,
+        refusal: GateError,
+    ) -> GateError {
+        tracing::info!(trace_id, code = refusal.code(), reason = %refusal, "governed run refused");
+        let code = refusal.code();
+        let record = run_record(
+            trace_id,
+            principal,
+            body,
+            refusal.outcome(),
+            Some(refusal.to_string()),
+            Some(code),
+            None,
+        );
+        let mode = body
+            .get("drag_mode")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        let mode = if mode.parse::<crate::governance::DragMode>().is_ok() {
+            mode
+        } else {
+            "unknown"
+        };
+        match self.record(record, mode).await {
+            Ok(()) => refusal,
+            Err(unavailable) => unavailable,
+        }
+    }
+
+    async fn record(&self, record: Record, drag_mode: &str) -> Result<(), GateError> {
+        let Some(audit) = &self.audit else {
+            return Ok(());
+        };
+        let outcome = match &record {
+            Record::Run(run) => run.outcome.as_str(),
+            Record::Recovery { .. } => "recovery",
+        };
+        match audit.append(record).await {
+            Ok(_) => {
+                self.metrics.audit_log_entries.inc(&[outcome, drag_mode]);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit record could not be written; refusing");
+                Err(GateError::AuditUnavailable(
+                    "The audit trail cannot record right now; nothing was run without a record. Try again later.".to_owned(),
+                ))
+            }
+        }
+    }
+}
+
+/// `{}`, `[]` and `null` count as no body, as the original's `if not data` did.
+pub fn is_empty_body(body: &Value) -> bool {
+    match body {
+        Value::Null => true,
+        Value::Object(map) => map.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
+/// The parts of a valid request the audit record shows, as JSON.
+fn record_view(request: &GovernanceRequest) -> Value {
+    let mut view = Map::new();
+    view.insert(
+        "workflow_name".into(),
+        Value::String(request.workflow_name.clone()),
+    );
+    view.insert(
+        "aim".into(),
+        serde_json::to_value(&request.aim).unwrap_or(Value::Null),
+    );
+    view.insert(
+        "drag_mode".into(),
+        Value::String(request.drag_mode.as_str().to_owned()),
+    );
+    view.insert(
+        "parameters".into(),
+        Value::Object(request.parameters.clone()),
+    );
+    Value::Object(view)
+}
+
+/// A run record holding whatever of `body` could be read.
+fn run_record(
+    trace_id: &str,
+    principal: &Principal,
+    body: &Value,
+    outcome: Outcome,
+    error: Option<String>,
+    code: Option<&'static str>,
+    duration_seconds: Option<f64>,
+) -> Record {
+    let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
+    Record::Run(RunRecord {
+        trace_id: trace_id.to_owned(),
+        aim: body.get("aim").cloned().unwrap_or(Value::Null),
+        drag_mode: text("drag_mode"),
+        workflow_name: text("workflow_name"),
+        parameters: match body.get("parameters") {
+            Some(Value::Object(map)) => Value::Object(map.clone()),
+            _ => Value::Object(Map::new()),
+        },
+        outcome,
+        error,
+        code,
+        duration_seconds,
+        principal: Some(principal.clone()),
+    })
+}
