@@ -47,6 +47,8 @@ pub struct RunRecord {
 }
 
 /// A record of any kind. The writer adds `seq`, `prev_hash`, `timestamp` and `integrity_hash`.
+// Run records are the common case; boxing them to shrink the rare recovery variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Record {

@@ -83,9 +83,11 @@ fn check_line(line: &[u8], head: &Report) -> Result<(), String> {
     let expected_seq = head.head_seq + 1;
     match fields.get("seq").and_then(Value::as_u64) {
         Some(seq) if seq == expected_seq => {}
-        Some(seq) => return Err(format!(
+        Some(seq) => {
+            return Err(format!(
             "seq is {seq}, expected {expected_seq} (a record was deleted, reordered or inserted)"
-        )),
+        ))
+        }
         None => return Err("seq missing or not a whole number".to_owned()),
     }
     match fields.get("prev_hash").and_then(Value::as_str) {
