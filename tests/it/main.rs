@@ -1,0 +1,1 @@
+//! Integration tests for SustainBot (placeholder while the suite is written).
