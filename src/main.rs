@@ -109,7 +109,11 @@ fn init_logging() {
                 .open(p)
                 .ok()
         });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match (json, file) {
         (true, Some(file)) => builder
             .json()

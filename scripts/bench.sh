@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# HTTP throughput, latency and memory of the hot endpoints, measured with wrk from a second process.
+#
+#   scripts/bench.sh                 # 5 s per run, writes the results into BENCHMARKS.md
+#   DURATION=10 scripts/bench.sh     # longer runs
+#   WRITE=0 scripts/bench.sh         # print only
+#
+# Builds release, starts the server (audit durable: AUDIT_FSYNC=always, on this machine's disk) and the
+# bare-axum reference endpoint (examples/bare_reference.rs) that parses the same body, then drives
+# /health, /governance/validate, /workflows/governed/execute (no-op workflow) and the reference at 1, 16
+# and 64 connections. Peak RSS is the server's VmHWM (high-water mark) after all runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-5}"
+WRITE="${WRITE:-1}"
+PORT="${BENCH_PORT:-5391}"
+REF_PORT="${BENCH_REF_PORT:-5392}"
+CONNECTIONS=(1 16 64)
+
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "installing wrk (Debian package)..." >&2
+    if [ "$(id -u)" = 0 ]; then
+        (apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; })
+    else
+        sudo apt-get install -y wrk >/dev/null
+    fi
+fi
+
+cargo build --release --quiet --bin sustainbot --example bare_reference
+
+work=$(mktemp -d)
+cleanup() {
+    [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true
+    [ -n "${REF_PID:-}" ] && kill "$REF_PID" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+export JWT_SECRET
+JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+AUDIT_LOG_PATH="$work/audit.jsonl" WORKFLOWS_DIR="$PWD/workflows" AUDIT_FSYNC=always RUST_LOG=warn \
+    target/release/sustainbot --host 127.0.0.1 --port "$PORT" >"$work/server.log" 2>&1 &
+SERVER_PID=$!
+target/release/examples/bare_reference "127.0.0.1:$REF_PORT" >"$work/ref.log" 2>&1 &
+REF_PID=$!
+for _ in $(seq 50); do
+    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && curl -s -o /dev/null "http://127.0.0.1:$REF_PORT/" && break
+    sleep 0.1
+done
+TOKEN=$(target/release/sustainbot token --actor jake@example.org --role admin --ttl 3600)
+
+cat >"$work/body.json" <<'JSON'
+{"workflow_name": "noop",
+ "aim": {"actor": {"name": "Jake Smith", "email": "jake@example.org", "role": "DevOps Engineer"},
+         "input": {"sources": [{"type": "slack_webhook", "description": "Slash command", "location": null}],
+                   "constraints": ["Read-only", "No destructive ops"]},
+         "mission": {"objective": "Deploy app to staging with zero downtime",
+                     "success_criteria": ["Health checks pass", "Rollback ready"]}},
+ "drag_mode": "execute",
+ "parameters": {"environment": "staging", "version": "v1.2.3"}}
+JSON
+body=$(tr -d '\n' <"$work/body.json" | sed 's/\\/\\\\/g; s/"/\\"/g')
+cat >"$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = "$body"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+
+# run NAME URL [LUA] -> appends "name|conns|req/s|p50|p99|non2xx" rows to $work/rows
+run() {
+    local name=$1 url=$2 script=${3:-}
+    for c in "${CONNECTIONS[@]}"; do
+        local threads=$(( c < 2 ? 1 : 2 ))
+        local args=(-t"$threads" -c"$c" -d"${DURATION}s" --latency)
+        [ -n "$script" ] && args+=(-s "$script")
+        wrk "${args[@]}" "$url" >"$work/out" 2>&1 || { cat "$work/out" >&2; exit 1; }
+        local rps p50 p99 bad
+        rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' "$work/out")
+        p50=$(awk '$1 == "50%" {print $2}' "$work/out")
+        p99=$(awk '$1 == "99%" {print $2}' "$work/out")
+        bad=$(awk '/Non-2xx/ {print $NF}' "$work/out")
+        echo "$name|$c|$rps|$p50|$p99|${bad:-0}" | tee -a "$work/rows" >&2
+    done
+}
+
+: >"$work/rows"
+run "bare axum reference (parse body)" "http://127.0.0.1:$REF_PORT/parse" "$work/post.lua"
+run "GET /health" "http://127.0.0.1:$PORT/health"
+run "POST /governance/validate" "http://127.0.0.1:$PORT/governance/validate" "$work/post.lua"
+run "POST /workflows/governed/execute (no-op, audit fsync)" "http://127.0.0.1:$PORT/workflows/governed/execute" "$work/post.lua"
+
+rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+records=$(wc -l <"$work/audit.jsonl" | tr -d ' ')
+target/release/sustainbot audit verify "$work/audit.jsonl" >/dev/null || { echo "audit log does not verify after the benchmark" >&2; exit 1; }
+
+ref64=$(awk -F'|' '$1 ~ /reference/ && $2 == 64 {print $3}' "$work/rows")
+val64=$(awk -F'|' '$1 ~ /validate/ && $2 == 64 {print $3}' "$work/rows")
+exe64=$(awk -F'|' '$1 ~ /execute/ && $2 == 64 {print $3}' "$work/rows")
+ratio=$(awk -v a="$val64" -v b="$ref64" 'BEGIN {printf "%.0f", 100 * a / b}')
+exe_ratio=$(awk -v a="$exe64" -v b="$val64" 'BEGIN {printf "%.0f", 100 * a / b}')
+
+report=$(
+    echo "<!-- bench.sh:start -->"
+    echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m)), \`DURATION=$DURATION scripts/bench.sh\`; wrk on the same machine, loopback."
+    echo
+    echo "| endpoint | connections | req/s | p50 | p99 | non-2xx |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    awk -F'|' '{printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6}' "$work/rows"
+    echo
+    echo "- validate at 64 connections: **${ratio}%** of the bare-axum reference in the same run (goal: at least 80%)."
+    echo "- governed execute at 64 connections: **${exe_ratio}%** of validate (two fsynced audit records per run; $records records written, chain verified)."
+    echo "- server peak RSS (VmHWM) over all runs: **$(( rss_kib / 1024 )) MiB** (goal: under 30 MiB at 64 connections)."
+    echo "<!-- bench.sh:end -->"
+)
+echo "$report"
+if [ "$WRITE" = 1 ]; then
+    if [ -f BENCHMARKS.md ] && grep -q 'bench.sh:start' BENCHMARKS.md; then
+        python3 - "$report" <<'PY'
+import re, sys
+text = open("BENCHMARKS.md").read()
+new = re.sub(r"<!-- bench.sh:start -->.*?<!-- bench.sh:end -->", lambda _: sys.argv[1], text, flags=re.S)
+open("BENCHMARKS.md", "w").write(new)
+PY
+    else
+        printf '\n## HTTP endpoints (scripts/bench.sh)\n\n%s\n' "$report" >>BENCHMARKS.md
+    fi
+    echo "written to BENCHMARKS.md" >&2
+fi
