@@ -24,7 +24,7 @@ use crate::audit::{AuditError, AuditLog};
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::governance::filter::{PhraseList, PhraseListError};
-use crate::http::AppState;
+use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
 use crate::pipeline::Gate;
 use crate::workflow::{Runner, WorkflowRegistry};
@@ -58,13 +58,13 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
     let workflows = Arc::new(WorkflowRegistry::load(&config.workflows_dir));
     tracing::info!(count = workflows.len(), dir = %config.workflows_dir.display(), "workflows loaded");
     let gate = Gate::new(audit, workflows, Runner::new(), Arc::clone(&metrics));
-    Ok(AppState {
+    Ok(AppState::new(Shared {
         keys: JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_algorithm),
         config: Arc::new(config),
         gate,
         metrics,
         phrases: Arc::new(phrases),
-    })
+    }))
 }
 
 /// A server bound to its address, ready to run. Tests build it on port 0 and read the real port.

@@ -20,6 +20,9 @@ use crate::workflow::{self, InvalidName, Runner, WorkflowRegistry};
 pub enum GateError {
     #[error("Request body required")]
     BodyRequired,
+    /// The body could not be read as JSON (or was too large); `code` is the edge's code for it.
+    #[error("{message}")]
+    Unreadable { code: &'static str, message: String },
     #[error("{}", .0.headline())]
     Invalid(Rejection),
     #[error("AIM actor email '{}' does not match the authenticated identity '{}'", .0.declared, .0.authenticated)]
@@ -39,6 +42,7 @@ impl GateError {
     pub fn code(&self) -> &'static str {
         match self {
             GateError::BodyRequired | GateError::InvalidName(_) => "VALIDATION_ERROR",
+            GateError::Unreadable { code, .. } => code,
             GateError::Invalid(r) if r.is_shape() => "GOVERNANCE_ERROR",
             GateError::Invalid(_) => "GOVERNANCE_VALIDATION_FAILED",
             GateError::ActorMismatch(_) => "ACTOR_MISMATCH",
@@ -264,6 +268,23 @@ impl Gate {
             principal,
             &readable,
             GateError::GovernanceRequired,
+        )
+        .await
+    }
+
+    /// Refuses a request whose body could not be read at all, and records the refusal.
+    pub async fn refuse_unreadable(
+        &self,
+        trace_id: &str,
+        principal: &Principal,
+        code: &'static str,
+        message: String,
+    ) -> GateError {
+        self.refuse(
+            trace_id,
+            principal,
+            &Value::Null,
+            GateError::Unreadable { code, message },
         )
         .await
     }

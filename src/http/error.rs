@@ -71,6 +71,10 @@ impl From<GateError> for ApiError {
             GateError::ActorMismatch(_) => StatusCode::FORBIDDEN,
             GateError::WorkflowNotFound(_) => StatusCode::NOT_FOUND,
             GateError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GateError::Unreadable {
+                code: "PAYLOAD_TOO_LARGE",
+                ..
+            } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         };
         let api = ApiError::new(status, error.code(), error.to_string());

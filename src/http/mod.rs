@@ -34,14 +34,31 @@ const MAX_TRACE_ID: usize = 128;
 
 pub static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
 
-/// What every handler shares. Cheap to clone.
+/// What every handler shares: one pointer, so extractors and middleware clone it for free.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The shared parts behind [`AppState`].
+pub struct Shared {
     pub config: Arc<Config>,
     pub keys: JwtKeys,
     pub gate: Gate,
     pub metrics: Arc<Metrics>,
     pub phrases: Arc<PhraseList>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// The whole API.

@@ -32,7 +32,17 @@ async fn governed_execute(
     AuthUser(principal): AuthUser,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = json_body(body).map_err(|e| e.with_trace(&trace.0))?;
+    let body = match json_body(body) {
+        Ok(body) => body,
+        // An identified caller's unreadable request is a refusal like any other: on the record.
+        Err(unreadable) => {
+            let refusal = state
+                .gate
+                .refuse_unreadable(&trace.0, &principal, unreadable.code, unreadable.message)
+                .await;
+            return Err(ApiError::from(refusal).with_trace(&trace.0));
+        }
+    };
     let request = RunRequest {
         trace_id: trace.0.clone(),
         principal,

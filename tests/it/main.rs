@@ -1,1 +1,14 @@
-//! Integration tests for SustainBot (placeholder while the suite is written).
+//! Integration tests for SustainBot: a real server per test, on an ephemeral port in a temporary
+//! directory, exercised over HTTP against `../shared/API-CONTRACT.md`.
+
+mod audit;
+mod auth;
+mod cli;
+mod filter;
+mod governed;
+mod helpers;
+mod ops;
+mod properties;
+mod slack;
+mod validate;
+mod workflows;

@@ -1,0 +1,337 @@
+//! `POST /workflows/governed/execute`: the governed pipeline and its audit records.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{demo_invalid_request, governance_request, short_name_request, TestApp, JAKE};
+
+const PATH: &str = "/workflows/governed/execute";
+
+/// The one audit record of `trace_id`, asserting there is exactly one.
+#[track_caller]
+fn single_record(app: &TestApp, trace_id: &str) -> Value {
+    let records = app.audit_for(trace_id);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    records.into_iter().next().expect("one record")
+}
+
+fn trace_of(body: &Value) -> String {
+    body["trace_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("trace_id expected: {body}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn success_returns_the_contract_fields() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .execute(&governance_request("noop"), &[])
+        .await
+        .expect_ok(200);
+    assert_eq!(body["success"], true);
+    assert!(body["trace_id"].is_string(), "{body}");
+    assert!(body["outcome"].is_string(), "{body}");
+    assert_eq!(body["audit_logged"], true);
+    assert_eq!(
+        body["governance_summary"],
+        "Governance Context:\n- Actor: Jake Smith (DevOps Engineer)\n- Mission: Deploy app to staging with zero downtime\n- DRAG Mode: EXECUTE\n- Input Sources: 1 (slack_webhook)\n- Success Criteria: 2\n- Constraints: 2"
+    );
+    let duration = body["duration_seconds"].as_f64().expect("duration number");
+    assert!(duration >= 0.0, "{body}");
+}
+
+#[tokio::test]
+async fn client_trace_id_is_echoed_in_header_and_body() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .execute(
+            &governance_request("noop"),
+            &[("x-trace-id", "client-trace-0001".to_owned())],
+        )
+        .await;
+    let body = reply.expect_ok(200);
+    assert_eq!(body["trace_id"], "client-trace-0001");
+    assert_eq!(reply.header("x-trace-id"), Some("client-trace-0001"));
+}
+
+#[tokio::test]
+async fn without_client_trace_id_a_fresh_uuid_v4_is_used() {
+    let app = TestApp::spawn().await;
+    let first = app.execute(&governance_request("noop"), &[]).await;
+    let second = app.execute(&governance_request("noop"), &[]).await;
+    let (a, b) = (
+        trace_of(&first.expect_ok(200)),
+        trace_of(&second.expect_ok(200)),
+    );
+    for (reply, trace) in [(&first, &a), (&second, &b)] {
+        let uuid = uuid::Uuid::parse_str(trace).expect("trace id is a UUID");
+        assert_eq!(uuid.get_version_num(), 4, "{trace}");
+        assert_eq!(reply.header("x-trace-id"), Some(trace.as_str()));
+    }
+    assert_ne!(a, b);
+}
+
+#[tokio::test]
+async fn success_is_audited_as_started_then_success_on_one_chain() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .execute(
+            &governance_request("noop"),
+            &[("x-trace-id", "audit-chain-1".to_owned())],
+        )
+        .await
+        .expect_ok(200);
+    assert_eq!(body["audit_logged"], true);
+    let records = app.audit_for("audit-chain-1");
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let (started, success) = (&records[0], &records[1]);
+    assert_eq!(started["outcome"], "started");
+    assert_eq!(success["outcome"], "success");
+    assert_eq!(success["prev_hash"], started["integrity_hash"]);
+    assert_eq!(
+        success["seq"].as_u64().expect("seq"),
+        started["seq"].as_u64().expect("seq") + 1
+    );
+    // The contract's field names.
+    for field in [
+        "trace_id",
+        "timestamp",
+        "aim",
+        "drag_mode",
+        "workflow_name",
+        "parameters",
+        "outcome",
+        "error",
+        "duration_seconds",
+        "integrity_hash",
+    ] {
+        assert!(success.get(field).is_some(), "{field} missing: {success}");
+    }
+    let timestamp = success["timestamp"].as_str().expect("timestamp");
+    assert!(timestamp.ends_with('Z'), "UTC ISO 8601: {timestamp}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
+        "{timestamp}"
+    );
+    assert_eq!(success["workflow_name"], "noop");
+    assert_eq!(success["drag_mode"], "execute");
+    assert_eq!(success["aim"]["actor"]["name"], "Jake Smith");
+    assert_eq!(
+        success["parameters"],
+        json!({"environment": "staging", "version": "v1.2.3"})
+    );
+    assert!(success["duration_seconds"].is_number(), "{success}");
+    let report = app.verify_audit();
+    assert!(report.is_valid(), "{report:?}");
+    assert_eq!(report.records, 2);
+}
+
+#[tokio::test]
+async fn actor_mismatch_is_403_and_audited_as_rejected() {
+    let app = TestApp::spawn().await;
+    let mut request = governance_request("noop");
+    request["aim"]["actor"]["email"] = json!("mallory@example.org");
+    let body = app
+        .execute(&request, &[("x-trace-id", "mismatch-1".to_owned())])
+        .await
+        .expect(403, "ACTOR_MISMATCH");
+    assert_eq!(body["trace_id"], "mismatch-1");
+    let record = single_record(&app, "mismatch-1");
+    assert_eq!(record["outcome"], "rejected");
+    assert_eq!(record["principal"]["actor"], JAKE);
+    let error = record["error"].as_str().expect("error recorded");
+    assert!(error.contains("mallory@example.org"), "{error}");
+    assert!(app.verify_audit().is_valid());
+}
+
+#[tokio::test]
+async fn missing_aim_email_is_filled_from_the_token_in_the_audit_record() {
+    let app = TestApp::spawn().await;
+    let mut request = governance_request("noop");
+    request["aim"]["actor"]
+        .as_object_mut()
+        .expect("actor object")
+        .remove("email");
+    app.execute(&request, &[("x-trace-id", "fill-email-1".to_owned())])
+        .await
+        .expect_ok(200);
+    let records = app.audit_for("fill-email-1");
+    assert_eq!(records.len(), 2, "{records:#?}");
+    for record in &records {
+        assert_eq!(record["aim"]["actor"]["email"], JAKE, "{record}");
+    }
+}
+
+#[tokio::test]
+async fn shape_error_is_400_governance_error_with_trace_id_and_audited_as_rejected() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .execute(
+            &demo_invalid_request(),
+            &[("x-trace-id", "shape-1".to_owned())],
+        )
+        .await
+        .expect(400, "GOVERNANCE_ERROR");
+    assert_eq!(body["trace_id"], "shape-1");
+    let error = body["error"].as_str().expect("error");
+    assert!(error.starts_with("Invalid governance request: "), "{error}");
+    let record = single_record(&app, "shape-1");
+    assert_eq!(record["outcome"], "rejected");
+    assert_eq!(record["principal"]["actor"], JAKE);
+    assert_eq!(record["error"], error);
+    assert_eq!(record["workflow_name"], "deploy-to-staging");
+}
+
+#[tokio::test]
+async fn business_rule_failure_is_400_and_audited_as_rejected() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .execute(
+            &short_name_request("noop"),
+            &[("x-trace-id", "rule-1".to_owned())],
+        )
+        .await
+        .expect(400, "GOVERNANCE_VALIDATION_FAILED");
+    assert_eq!(
+        body["error"],
+        "Actor name must be at least 3 characters (real person required)"
+    );
+    assert_eq!(body["trace_id"], "rule-1");
+    let record = single_record(&app, "rule-1");
+    assert_eq!(record["outcome"], "rejected");
+    assert_eq!(
+        record["error"],
+        "Actor name must be at least 3 characters (real person required)"
+    );
+}
+
+#[tokio::test]
+async fn empty_body_is_request_body_required_and_audited_as_rejected() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .execute(&json!({}), &[("x-trace-id", "empty-1".to_owned())])
+        .await
+        .expect(400, "VALIDATION_ERROR");
+    assert_eq!(body["error"], "Request body required");
+    let record = single_record(&app, "empty-1");
+    assert_eq!(record["outcome"], "rejected");
+}
+
+#[tokio::test]
+async fn non_json_body_from_an_authenticated_caller_is_audited_as_rejected() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .post_raw(
+            PATH,
+            "this is not json",
+            &[
+                ("content-type", "application/json".to_owned()),
+                ("authorization", format!("Bearer {}", app.jake())),
+                ("x-trace-id", "not-json-1".to_owned()),
+            ],
+        )
+        .await
+        .expect(400, "VALIDATION_ERROR");
+    assert_eq!(body["trace_id"], "not-json-1");
+    let record = single_record(&app, "not-json-1");
+    assert_eq!(record["outcome"], "rejected");
+    assert_eq!(record["principal"]["actor"], JAKE);
+}
+
+#[tokio::test]
+async fn oversized_body_from_an_authenticated_caller_is_413_and_audited_as_rejected() {
+    let app = TestApp::spawn().await;
+    let huge = format!("{{\"padding\": \"{}\"}}", "x".repeat(1024 * 1024 + 1));
+    app.post_raw(
+        PATH,
+        huge,
+        &[
+            ("content-type", "application/json".to_owned()),
+            ("authorization", format!("Bearer {}", app.jake())),
+            ("x-trace-id", "too-large-1".to_owned()),
+        ],
+    )
+    .await
+    .expect(413, "PAYLOAD_TOO_LARGE");
+    let record = single_record(&app, "too-large-1");
+    assert_eq!(record["outcome"], "rejected");
+    assert_eq!(record["code"], "PAYLOAD_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn path_traversal_workflow_name_is_400_validation_error_audited_as_failure() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .execute(
+            &governance_request("../etc/passwd"),
+            &[("x-trace-id", "traversal-1".to_owned())],
+        )
+        .await
+        .expect(400, "VALIDATION_ERROR");
+    assert_eq!(
+        body["error"],
+        "Invalid workflow name: ../etc/passwd. Must contain only alphanumerics, hyphens, and underscores."
+    );
+    assert_eq!(body["trace_id"], "traversal-1");
+    let record = single_record(&app, "traversal-1");
+    assert_eq!(record["outcome"], "failure");
+    assert_eq!(record["workflow_name"], "../etc/passwd");
+}
+
+#[tokio::test]
+async fn unknown_workflow_is_404_workflow_not_found_audited_as_failure() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .execute(
+            &governance_request("does-not-exist"),
+            &[("x-trace-id", "unknown-1".to_owned())],
+        )
+        .await
+        .expect(404, "WORKFLOW_NOT_FOUND");
+    assert_eq!(body["trace_id"], "unknown-1");
+    let error = body["error"].as_str().expect("error");
+    assert!(error.contains("does-not-exist"), "{error}");
+    let record = single_record(&app, "unknown-1");
+    assert_eq!(record["outcome"], "failure");
+    assert_eq!(record["workflow_name"], "does-not-exist");
+}
+
+#[tokio::test]
+async fn failing_workflow_is_500_success_false_audited_as_failure() {
+    let app = TestApp::spawn().await;
+    let body = app
+        .execute(
+            &governance_request("with-steps"),
+            &[("x-trace-id", "fails-1".to_owned())],
+        )
+        .await
+        .expect(500, "WORKFLOW_FAILED");
+    assert_eq!(body["success"], false);
+    assert_eq!(body["trace_id"], "fails-1");
+    assert_eq!(body["audit_logged"], true);
+    assert!(body["governance_summary"].is_string(), "{body}");
+    assert!(body["duration_seconds"].is_number(), "{body}");
+    let error = body["error"].as_str().expect("error");
+    assert!(error.contains("build"), "{error}");
+    let records = app.audit_for("fails-1");
+    let outcomes: Vec<&Value> = records.iter().map(|r| &r["outcome"]).collect();
+    assert_eq!(outcomes, [&json!("started"), &json!("failure")]);
+    assert_eq!(records[1]["error"], error);
+    assert!(app.verify_audit().is_valid());
+}
+
+#[tokio::test]
+async fn governance_disabled_runs_without_audit_entries() {
+    let app = TestApp::builder().governance(false).spawn().await;
+    let body = app
+        .execute(&governance_request("noop"), &[])
+        .await
+        .expect_ok(200);
+    assert_eq!(body["success"], true);
+    assert_eq!(body["audit_logged"], false);
+    // Validation stays on.
+    app.execute(&short_name_request("noop"), &[])
+        .await
+        .expect(400, "GOVERNANCE_VALIDATION_FAILED");
+    assert!(app.audit_lines().is_empty(), "{:?}", app.audit_lines());
+}
