@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use sustainbot::audit::{FsyncMode, JsonlStore, Outcome, Record, RunRecord};
+use sustainbot::audit::{FsyncMode, JsonlStore, Outcome, Record, RunRecord, StoreOptions};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -15,7 +15,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .expect("usage: gen_audit_log PATH N");
     let _ = std::fs::remove_file(&path);
-    let (mut store, _) = JsonlStore::open(&path, FsyncMode::Never).expect("open");
+    let (mut store, _) =
+        JsonlStore::open(&path, StoreOptions::new(FsyncMode::Never)).expect("open");
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..n {
         batch.push(Record::Run(RunRecord {

@@ -32,6 +32,18 @@ pub struct Config {
     pub governance_enabled: bool,
     pub audit_log_path: PathBuf,
     pub audit_fsync: FsyncMode,
+    /// Private key file for signed checkpoints (`sustainbot audit keygen`); unsigned when `None`.
+    pub audit_signing_key: Option<PathBuf>,
+    /// A checkpoint every this many records (0: only on the timer and at shutdown).
+    pub audit_checkpoint_every: u64,
+    /// A checkpoint (when anything is new) and a retention pass this often, in seconds.
+    pub audit_checkpoint_seconds: u64,
+    /// Rotate the active audit file at this size in bytes (0: never by size).
+    pub audit_segment_max_bytes: u64,
+    /// Rotate the active audit file when the UTC day changes.
+    pub audit_rotate_daily: bool,
+    /// Remove whole segments older than this many days (0: keep forever).
+    pub audit_retention_days: u32,
     pub workflows_dir: PathBuf,
     pub slack_signing_secret: Option<String>,
     pub slack_webhook_url: Option<String>,
@@ -58,6 +70,8 @@ impl fmt::Debug for Config {
             .field("governance_enabled", &self.governance_enabled)
             .field("audit_log_path", &self.audit_log_path)
             .field("audit_fsync", &self.audit_fsync)
+            .field("audit_signing_key", &self.audit_signing_key)
+            .field("audit_retention_days", &self.audit_retention_days)
             .field("workflows_dir", &self.workflows_dir)
             .field(
                 "slack_signing_secret",
@@ -119,6 +133,20 @@ impl Config {
         let governance_enabled = flag("GOVERNANCE_ENABLED", true, &mut problems);
         let prometheus_enabled = flag("PROMETHEUS_ENABLED", true, &mut problems);
         let json_logging_enabled = flag("JSON_LOGGING_ENABLED", false, &mut problems);
+        let audit_rotate_daily = flag("AUDIT_ROTATE_DAILY", true, &mut problems);
+        let count = |name: &str, default: u64, problems: &mut Vec<String>| match var(name) {
+            None => default,
+            Some(v) => v.parse::<u64>().unwrap_or_else(|_| {
+                problems.push(format!("{name} must be a whole number, not '{v}'"));
+                default
+            }),
+        };
+        let audit_checkpoint_every = count("AUDIT_CHECKPOINT_EVERY", 1000, &mut problems);
+        let audit_checkpoint_seconds = count("AUDIT_CHECKPOINT_SECONDS", 60, &mut problems).max(1);
+        let audit_segment_max_bytes =
+            count("AUDIT_SEGMENT_MAX_BYTES", 64 * 1024 * 1024, &mut problems);
+        let audit_retention_days =
+            u32::try_from(count("AUDIT_RETENTION_DAYS", 90, &mut problems)).unwrap_or(u32::MAX);
 
         let port = match overrides.port {
             Some(port) => port,
@@ -186,6 +214,12 @@ impl Config {
                 .unwrap_or_else(|| "./logs/audit.jsonl".into())
                 .into(),
             audit_fsync,
+            audit_signing_key: var("AUDIT_SIGNING_KEY").map(PathBuf::from),
+            audit_checkpoint_every,
+            audit_checkpoint_seconds,
+            audit_segment_max_bytes,
+            audit_rotate_daily,
+            audit_retention_days,
             workflows_dir: var("WORKFLOWS_DIR")
                 .unwrap_or_else(|| "./workflows".into())
                 .into(),

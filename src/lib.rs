@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::checkpoint::{KeyFileError, Signer};
+use crate::audit::{AuditError, AuditLog, AuditOptions};
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::governance::filter::{PhraseList, PhraseListError};
@@ -36,6 +37,8 @@ pub enum StartError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Phrases(#[from] PhraseListError),
+    #[error("AUDIT_SIGNING_KEY: {0}")]
+    SigningKey(#[from] KeyFileError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
@@ -43,11 +46,30 @@ pub enum StartError {
     },
 }
 
+/// The audit writer's options from the configuration (reads the signing key).
+pub fn audit_options(config: &Config) -> Result<AuditOptions, StartError> {
+    let signer = match &config.audit_signing_key {
+        Some(path) => Some(Signer::from_file(path)?),
+        None => None,
+    };
+    let mut options = AuditOptions::new(config.audit_fsync);
+    options.store.segment_max_bytes = config.audit_segment_max_bytes;
+    options.store.rotate_daily = config.audit_rotate_daily;
+    options.store.retention_days = config.audit_retention_days;
+    options.store.checkpoint_every = config.audit_checkpoint_every;
+    options.store.signer = signer;
+    options.maintenance_interval = std::time::Duration::from_secs(config.audit_checkpoint_seconds);
+    Ok(options)
+}
+
 /// Builds the shared state: keys, audit log, workflows, filter phrases, the gate.
 pub fn build_state(config: Config) -> Result<AppState, StartError> {
     let metrics = Arc::new(Metrics::new());
     let audit = if config.governance_enabled {
-        Some(AuditLog::open(&config.audit_log_path, config.audit_fsync)?)
+        Some(AuditLog::open_with(
+            &config.audit_log_path,
+            audit_options(&config)?,
+        )?)
     } else {
         None
     };

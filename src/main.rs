@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
-use sustainbot::audit::verify::verify_path;
+use sustainbot::audit::checkpoint::PublicKey;
+use sustainbot::audit::verify::{verify_log, VerifyOptions};
 use sustainbot::auth::{self, JwtKeys, Principal};
 use sustainbot::config::{Config, Overrides};
 use sustainbot::pipeline::RunRequest;
@@ -69,13 +70,23 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify a log's hash chain; exits non-zero naming the first bad line.
+    /// Verify a log's hash chain (all its segments), and with --public-key every checkpoint
+    /// signature; exits non-zero naming the first bad line.
     Verify {
-        /// The log [default: AUDIT_LOG_PATH or ./logs/audit.jsonl]
+        /// The log's active file or its directory [default: AUDIT_LOG_PATH or ./logs/audit.jsonl]
         path: Option<PathBuf>,
+        /// The public key (`sustainbot audit keygen`) that must have signed the checkpoints.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a new Ed25519 key pair for signed checkpoints: DIR/audit-signing.key (private, 0600) and
+    /// DIR/audit-signing.pub.
+    Keygen {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -93,9 +104,14 @@ fn main() -> ExitCode {
         None => serve_or_run(cli.serve),
         Some(Command::Serve(args)) => serve_or_run(args),
         Some(Command::Token { actor, role, ttl }) => token(&actor, &role, ttl),
-        Some(Command::Audit {
-            command: AuditCommand::Verify { path, json },
-        }) => verify(path, json),
+        Some(Command::Audit { command }) => match command {
+            AuditCommand::Verify {
+                path,
+                public_key,
+                json,
+            } => verify(path, public_key, json),
+            AuditCommand::Keygen { out } => keygen(&out),
+        },
     }
 }
 
@@ -321,16 +337,51 @@ fn token(actor: &str, role: &str, ttl: u64) -> ExitCode {
     }
 }
 
-fn verify(path: Option<PathBuf>, as_json: bool) -> ExitCode {
-    let path = path
-        .or_else(|| {
-            std::env::var("AUDIT_LOG_PATH")
-                .ok()
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| PathBuf::from("./logs/audit.jsonl"));
-    let report = match verify_path(&path) {
+fn keygen(dir: &std::path::Path) -> ExitCode {
+    match sustainbot::audit::checkpoint::keygen(dir) {
+        Ok((private, public)) => {
+            println!(
+                "private key: {} (keep it secret; set AUDIT_SIGNING_KEY to it)",
+                private.display()
+            );
+            println!(
+                "public key:  {} (for auditors: audit verify --public-key)",
+                public.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sustainbot audit keygen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The audit log a command reads: the argument, else `AUDIT_LOG_PATH`, else the default.
+fn audit_path(path: Option<PathBuf>) -> PathBuf {
+    path.or_else(|| {
+        std::env::var("AUDIT_LOG_PATH")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| PathBuf::from("./logs/audit.jsonl"))
+}
+
+fn verify(path: Option<PathBuf>, public_key: Option<PathBuf>, as_json: bool) -> ExitCode {
+    let path = audit_path(path);
+    let mut options = VerifyOptions::default();
+    if let Some(key_path) = public_key {
+        match PublicKey::from_file(&key_path) {
+            Ok(key) => options.public_key = Some(key),
+            Err(e) => {
+                eprintln!("sustainbot audit verify: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let signed = options.public_key.is_some();
+    let report = match verify_log(&path, &options) {
         Ok(report) => report,
         Err(e) => {
             eprintln!(
@@ -346,21 +397,36 @@ fn verify(path: Option<PathBuf>, as_json: bool) -> ExitCode {
             json!({"path": path, "valid": report.is_valid(), "report": report})
         );
     } else if let Some(problem) = &report.problem {
+        let file = problem.file.as_deref().unwrap_or(&path);
         println!(
             "FAILED {}: line {}: {}",
-            path.display(),
+            file.display(),
             problem.line,
             problem.message
         );
         println!("  {} records verified before it", report.records);
     } else {
         println!(
-            "OK {}: {} records, head seq {}, head hash {}",
+            "OK {}: {} records in {} file(s), seq {}..{}, head hash {}",
             path.display(),
             report.records,
+            report.files,
+            report.first_seq,
             report.head_seq,
             report.head_hash
         );
+        match (signed, report.last_checkpoint_seq) {
+            (true, Some(covered)) => println!(
+                "  signed: {} checkpoint(s) verify; records through seq {covered} are proven by the key, {} after it are chain-checked only",
+                report.checkpoints,
+                report.head_seq.saturating_sub(covered)
+            ),
+            (false, _) if report.checkpoints > 0 => println!(
+                "  {} checkpoint(s) present; pass --public-key to check their signatures",
+                report.checkpoints
+            ),
+            _ => {}
+        }
     }
     if report.is_valid() {
         ExitCode::SUCCESS

@@ -329,7 +329,7 @@ impl Gate {
         };
         let outcome = match &record {
             Record::Run(run) => run.outcome.as_str(),
-            Record::Recovery { .. } => "recovery",
+            _ => "other",
         };
         match audit.append(record).await {
             Ok(_) => {

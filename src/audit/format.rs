@@ -53,6 +53,77 @@ pub fn encode_line(fields: Map<String, Value>) -> (Vec<u8>, String) {
     (line, hash)
 }
 
+/// The chain members the writer adds, in key order.
+const CHAIN_KEYS: [&str; 3] = ["prev_hash", "seq", "timestamp"];
+
+/// A record's own members, encoded ahead of time (by the caller, off the single writer thread),
+/// grouped by where the writer's chain members fall in key order. [`PreEncoded::seal`] then only
+/// splices in `prev_hash`, `seq` and `timestamp`, hashes and frames the line.
+#[derive(Debug, Clone, Default)]
+pub struct PreEncoded {
+    /// Comma-joined `"key":value` members: keys before `prev_hash`, between `prev_hash` and `seq`,
+    /// between `seq` and `timestamp`, after `timestamp`.
+    parts: [Vec<u8>; 4],
+}
+
+impl PreEncoded {
+    /// Encodes `fields` (which must not hold the chain members or `integrity_hash`; any that do are
+    /// dropped: only the writer sets them).
+    pub fn new(fields: &Map<String, Value>) -> PreEncoded {
+        let mut encoded = PreEncoded::default();
+        for (key, value) in fields {
+            if CHAIN_KEYS.contains(&key.as_str()) || key == "integrity_hash" {
+                continue;
+            }
+            let part = CHAIN_KEYS
+                .iter()
+                .take_while(|chain| key.as_str() > **chain)
+                .count();
+            let out = &mut encoded.parts[part];
+            if !out.is_empty() {
+                out.push(b',');
+            }
+            // Writing JSON into a Vec cannot fail for a string key and a `Value`.
+            let _ = serde_json::to_writer(&mut *out, key);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+        encoded
+    }
+
+    /// Appends the framed line (with newline) for this record at `seq` to `out`; returns its hash.
+    pub fn seal(&self, seq: u64, prev_hash: &str, timestamp: &str, out: &mut Vec<u8>) -> String {
+        let start = out.len();
+        out.push(b'{');
+        let mut first = true;
+        let mut member = |out: &mut Vec<u8>, bytes: &[u8]| {
+            if bytes.is_empty() {
+                return;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(bytes);
+        };
+        member(out, &self.parts[0]);
+        member(out, format!("\"prev_hash\":\"{prev_hash}\"").as_bytes());
+        member(out, &self.parts[1]);
+        member(out, format!("\"seq\":{seq}").as_bytes());
+        member(out, &self.parts[2]);
+        member(out, format!("\"timestamp\":\"{timestamp}\"").as_bytes());
+        member(out, &self.parts[3]);
+        out.push(b'}');
+        let hash = hash_body(&out[start..]);
+        out.pop();
+        out.extend_from_slice(SUFFIX_HEAD);
+        out.extend_from_slice(&hash.as_bytes()["sha256:".len()..]);
+        out.extend_from_slice(SUFFIX_TAIL);
+        out.push(b'\n');
+        hash
+    }
+}
+
 /// Why a line does not have the audit line's shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
@@ -110,6 +181,40 @@ mod tests {
         assert_eq!(hash_body(&body), hash);
         let expected = serde_json::to_vec(&json!({"seq": 1, "text": "é \" }"})).unwrap();
         assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn a_sealed_record_is_the_canonical_encoding_of_all_its_members() {
+        let record = json!({"kind": "run", "aim": {"b": 1, "a": "é"}, "outcome": "started", "principal": null,
+                            "seq": 99, "trace_id": "t", "zeta": [1, 2]});
+        let Value::Object(fields) = record else {
+            unreachable!()
+        };
+        let mut line = Vec::new();
+        let hash = PreEncoded::new(&fields).seal(
+            7,
+            GENESIS_HASH,
+            "2026-01-01T00:00:00.000000Z",
+            &mut line,
+        );
+        let mut expected = fields.clone();
+        expected.insert("seq".into(), json!(7));
+        expected.insert("prev_hash".into(), json!(GENESIS_HASH));
+        expected.insert("timestamp".into(), json!("2026-01-01T00:00:00.000000Z"));
+        let (canonical, canonical_hash) = encode_line(expected);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            String::from_utf8(canonical).unwrap()
+        );
+        assert_eq!(hash, canonical_hash);
+    }
+
+    #[test]
+    fn a_record_with_no_members_of_its_own_still_seals() {
+        let mut line = Vec::new();
+        PreEncoded::new(&Map::new()).seal(1, GENESIS_HASH, "t", &mut line);
+        let (body, stated) = split_line(&line[..line.len() - 1]).unwrap();
+        assert_eq!(hash_body(&body), stated);
     }
 
     #[test]

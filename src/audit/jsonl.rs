@@ -1,14 +1,47 @@
-//! The embedded JSONL store: one append-only file, one writer, group commit.
+//! The embedded JSONL store: an active file plus rotated segments, one writer (advisory lock), group
+//! commit, torn-tail recovery, signed checkpoints and retention.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
-use super::format::{self, GENESIS_HASH};
+use super::checkpoint::Signer;
+use super::format::{self, PreEncoded, GENESIS_HASH};
 use super::record::{Receipt, Record};
+use super::segments;
 use super::{AuditError, FsyncMode};
+
+/// How the store writes, rotates, signs and forgets.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub fsync: FsyncMode,
+    /// Rotate the active file once it is this large (0: never by size).
+    pub segment_max_bytes: u64,
+    /// Rotate when the UTC day changes.
+    pub rotate_daily: bool,
+    /// Remove whole segments whose newest record is older than this many days (0: keep forever).
+    pub retention_days: u32,
+    /// Sign a checkpoint every `checkpoint_every` records (and on request) with this key.
+    pub signer: Option<Signer>,
+    pub checkpoint_every: u64,
+}
+
+impl StoreOptions {
+    /// Durable, never rotating, never forgetting, unsigned: the simplest store.
+    pub fn new(fsync: FsyncMode) -> StoreOptions {
+        StoreOptions {
+            fsync,
+            segment_max_bytes: 0,
+            rotate_daily: false,
+            retention_days: 0,
+            signer: None,
+            checkpoint_every: 0,
+        }
+    }
+}
 
 /// The head of the chain: the last durable record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,29 +50,32 @@ pub struct ChainHead {
     pub hash: String,
 }
 
-impl ChainHead {
-    fn genesis() -> ChainHead {
-        ChainHead {
-            seq: 0,
-            hash: GENESIS_HASH.to_owned(),
-        }
-    }
-}
-
-/// The audit file, opened for exclusive appending. All methods block: call them from the writer
+/// The audit log, opened for exclusive appending. Every method blocks: call them from the writer
 /// thread, never from the async runtime.
 pub struct JsonlStore {
     path: PathBuf,
+    /// Held for the store's life: the advisory lock that makes this process the only writer.
+    _lock: File,
     file: File,
     len: u64,
     head: ChainHead,
-    fsync: FsyncMode,
+    /// The seq of the active file's first record (the next record's seq when it is empty).
+    active_first_seq: u64,
+    /// The UTC day of the active file's first record.
+    active_day: NaiveDate,
+    /// Records written since the last checkpoint.
+    since_checkpoint: u64,
+    options: StoreOptions,
 }
 
 impl JsonlStore {
-    /// Opens (creating it and its directory when missing) and locks the file, finds the chain head,
-    /// and cuts off a torn final line. The cut, when there was one, is returned as a record to append.
-    pub fn open(path: &Path, fsync: FsyncMode) -> Result<(JsonlStore, Option<Record>), AuditError> {
+    /// Opens (creating it and its directory when missing) and locks the log, finds the chain head,
+    /// and cuts off a torn final line. Returns the records start-up must append: a `recovery` record
+    /// for a cut tail. Call [`JsonlStore::apply_retention`] after.
+    pub fn open(
+        path: &Path,
+        options: StoreOptions,
+    ) -> Result<(JsonlStore, Vec<Record>), AuditError> {
         let io_err = |source: io::Error| AuditError::Open {
             path: path.to_owned(),
             source,
@@ -47,17 +83,18 @@ impl JsonlStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
+        let lock = OpenOptions::new()
+            .write(true)
             .create(true)
-            .open(path)
+            .truncate(false)
+            .open(segments::lock_path(path))
             .map_err(io_err)?;
-        file.try_lock()
+        lock.try_lock()
             .map_err(|_| AuditError::Locked(path.to_owned()))?;
+        let mut file = open_active(path).map_err(io_err)?;
         let mut len = file.metadata().map_err(io_err)?.len();
 
-        let mut recovery = None;
+        let mut startup = Vec::new();
         if len > 0 && read_at(&mut file, len - 1, 1).map_err(io_err)? != b"\n" {
             let keep = rfind_newline(&mut file, len)
                 .map_err(io_err)?
@@ -66,7 +103,7 @@ impl JsonlStore {
             file.set_len(keep).map_err(io_err)?;
             file.sync_all().map_err(io_err)?;
             tracing::warn!(path = %path.display(), offset = keep, length = cut.len(), "cut a torn final audit line");
-            recovery = Some(Record::Recovery {
+            startup.push(Record::Recovery {
                 cut_offset: keep,
                 cut_length: cut.len() as u64,
                 cut_hash: format::sha256_tagged(&cut),
@@ -75,23 +112,42 @@ impl JsonlStore {
             len = keep;
         }
 
-        let head = if len == 0 {
-            ChainHead::genesis()
+        let corrupt = || AuditError::CorruptHead(path.to_owned());
+        let (head, active_first_seq, active_day) = if len > 0 {
+            let last = last_line(&mut file, len).map_err(io_err)?;
+            let (head, _) = line_facts(&last).ok_or_else(corrupt)?;
+            let first = first_line(&mut file).map_err(io_err)?;
+            let (first, day) = line_facts(&first).ok_or_else(corrupt)?;
+            (head, first.seq, day)
         } else {
-            let start = rfind_newline(&mut file, len - 1)
-                .map_err(io_err)?
-                .map_or(0, |nl| nl + 1);
-            let line = read_at(&mut file, start, len - 1 - start).map_err(io_err)?;
-            head_of(&line).ok_or_else(|| AuditError::CorruptHead(path.to_owned()))?
+            // An empty active file continues the newest rotated segment, if any.
+            let head = match segments::rotated(path).map_err(io_err)?.last() {
+                Some(segment) => {
+                    let mut previous = File::open(&segment.path).map_err(io_err)?;
+                    let previous_len = previous.metadata().map_err(io_err)?.len();
+                    let last = last_line(&mut previous, previous_len).map_err(io_err)?;
+                    line_facts(&last).ok_or_else(corrupt)?.0
+                }
+                None => ChainHead {
+                    seq: 0,
+                    hash: GENESIS_HASH.to_owned(),
+                },
+            };
+            let next = head.seq + 1;
+            (head, next, Utc::now().date_naive())
         };
         let store = JsonlStore {
             path: path.to_owned(),
+            _lock: lock,
             file,
             len,
             head,
-            fsync,
+            active_first_seq,
+            active_day,
+            since_checkpoint: 0,
+            options,
         };
-        Ok((store, recovery))
+        Ok((store, startup))
     }
 
     pub fn head(&self) -> &ChainHead {
@@ -102,34 +158,189 @@ impl JsonlStore {
         &self.path
     }
 
-    /// Appends `records` in order with one write and one sync. All or nothing: on error the file is
-    /// cut back to its previous length and the head does not move.
-    pub fn append_batch(&mut self, records: &[Record]) -> io::Result<Vec<Receipt>> {
-        let mut buffer = Vec::with_capacity(records.len() * 1024);
-        let mut receipts = Vec::with_capacity(records.len());
+    /// Appends records (pre-encoded by their callers) in order with one write and one sync, plus a
+    /// signed checkpoint when one is due. All or nothing: on error the file is cut back to its
+    /// previous length and the head does not move.
+    pub fn append_encoded(&mut self, items: &[PreEncoded]) -> io::Result<Vec<Receipt>> {
+        self.check_identity()?;
+        let now = Utc::now();
+        self.rotate_if_due(now)?;
+        let timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut buffer = Vec::with_capacity(items.len() * 1024);
+        let mut receipts = Vec::with_capacity(items.len());
         let mut head = self.head.clone();
-        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        for record in records {
-            let mut fields = match serde_json::to_value(record) {
-                Ok(Value::Object(map)) => map,
-                _ => Map::new(),
-            };
+        for item in items {
             head.seq += 1;
-            fields.insert("seq".into(), Value::from(head.seq));
-            fields.insert("prev_hash".into(), Value::String(head.hash.clone()));
-            fields.insert("timestamp".into(), Value::String(timestamp.clone()));
-            let (line, hash) = format::encode_line(fields);
-            buffer.extend_from_slice(&line);
-            head.hash = hash.clone();
+            head.hash = item.seal(head.seq, &head.hash, &timestamp, &mut buffer);
             receipts.push(Receipt {
                 seq: head.seq,
-                hash,
+                hash: head.hash.clone(),
             });
         }
+        let mut since_checkpoint = self.since_checkpoint + items.len() as u64;
+        let every = self.options.checkpoint_every;
+        if every > 0 && since_checkpoint >= every {
+            if let Some(checkpoint) = self.checkpoint_record(&head, &timestamp) {
+                head.seq += 1;
+                head.hash = encode(&checkpoint).seal(head.seq, &head.hash, &timestamp, &mut buffer);
+                since_checkpoint = 0;
+            }
+        }
+        self.write_durably(&buffer)?;
+        self.head = head;
+        self.since_checkpoint = since_checkpoint;
+        Ok(receipts)
+    }
+
+    /// Appends whole records (encoding them here).
+    pub fn append_batch(&mut self, records: &[Record]) -> io::Result<Vec<Receipt>> {
+        let items: Vec<PreEncoded> = records.iter().map(encode).collect();
+        self.append_encoded(&items)
+    }
+
+    /// Signs a checkpoint over the head now, if a key is configured and anything was written since
+    /// the last one (on a timer and at graceful shutdown).
+    pub fn checkpoint_now(&mut self) -> io::Result<Option<Receipt>> {
+        if self.options.signer.is_none() || self.since_checkpoint == 0 {
+            return Ok(None);
+        }
+        self.check_identity()?;
+        let timestamp = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let Some(record) = self.checkpoint_record(&self.head, &timestamp) else {
+            return Ok(None);
+        };
+        let mut buffer = Vec::with_capacity(1024);
+        let seq = self.head.seq + 1;
+        let hash = encode(&record).seal(seq, &self.head.hash, &timestamp, &mut buffer);
+        self.write_durably(&buffer)?;
+        self.head = ChainHead {
+            seq,
+            hash: hash.clone(),
+        };
+        self.since_checkpoint = 0;
+        Ok(Some(Receipt { seq, hash }))
+    }
+
+    fn checkpoint_record(&self, covered: &ChainHead, signed_at: &str) -> Option<Record> {
+        let signer = self.options.signer.as_ref()?;
+        Some(Record::Checkpoint {
+            covered_seq: covered.seq,
+            covered_hash: covered.hash.clone(),
+            signed_at: signed_at.to_owned(),
+            public_key: signer.public_hex(),
+            signature: signer.sign(covered.seq, &covered.hash, signed_at),
+        })
+    }
+
+    /// Removes whole rotated segments whose newest record is older than the retention period. The
+    /// `retention` record naming them is made durable before any file is deleted.
+    pub fn apply_retention(&mut self) -> io::Result<Option<Receipt>> {
+        let days = self.options.retention_days;
+        if days == 0 {
+            return Ok(None);
+        }
+        let cutoff = Utc::now() - chrono::Duration::days(i64::from(days));
+        let mut expired: Vec<(PathBuf, ChainHead)> = Vec::new();
+        for segment in segments::rotated(&self.path)? {
+            let mut file = File::open(&segment.path)?;
+            let len = file.metadata()?.len();
+            if len == 0 {
+                continue;
+            }
+            let last = last_line(&mut file, len)?;
+            let newest = line_timestamp(&last);
+            match (newest, line_facts(&last)) {
+                (Some(newest), Some((head, _))) if newest < cutoff => {
+                    expired.push((segment.path, head))
+                }
+                // Only a prefix of old segments goes: the chain that remains stays contiguous.
+                _ => break,
+            }
+        }
+        let (Some(first), Some(last)) = (expired.first(), expired.last()) else {
+            return Ok(None);
+        };
+        let first_seq = segments::rotated(&self.path)?
+            .into_iter()
+            .find(|s| s.path == first.0)
+            .and_then(|s| s.first_seq)
+            .unwrap_or(1);
+        let record = Record::Retention {
+            removed_segments: expired
+                .iter()
+                .map(|(p, _)| {
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                })
+                .collect(),
+            removed_first_seq: first_seq,
+            removed_through_seq: last.1.seq,
+            removed_last_hash: last.1.hash.clone(),
+            retention_days: days,
+        };
+        let receipt = self.append_batch(std::slice::from_ref(&record))?.pop();
+        for (path, _) in &expired {
+            std::fs::remove_file(path)?;
+            tracing::info!(segment = %path.display(), "removed an audit segment past retention");
+        }
+        sync_dir(&self.path)?;
+        Ok(receipt)
+    }
+
+    /// Rotates the active file into a segment when it is too large or from an earlier UTC day.
+    fn rotate_if_due(&mut self, now: DateTime<Utc>) -> io::Result<()> {
+        if self.len == 0 {
+            self.active_day = now.date_naive();
+            self.active_first_seq = self.head.seq + 1;
+            return Ok(());
+        }
+        let too_big =
+            self.options.segment_max_bytes > 0 && self.len >= self.options.segment_max_bytes;
+        let new_day = self.options.rotate_daily && now.date_naive() != self.active_day;
+        if !(too_big || new_day) {
+            return Ok(());
+        }
+        self.file.sync_all()?;
+        let segment = segments::segment_path(&self.path, self.active_first_seq);
+        std::fs::rename(&self.path, &segment)?;
+        self.file = open_active(&self.path)?;
+        sync_dir(&self.path)?;
+        tracing::info!(segment = %segment.display(), "rotated the audit log");
+        self.len = 0;
+        self.active_first_seq = self.head.seq + 1;
+        self.active_day = now.date_naive();
+        Ok(())
+    }
+
+    /// Refuses to write when the path no longer names the file we hold open (removed or replaced
+    /// under us): writing on would put records where no one can read them.
+    fn check_identity(&self) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let open = self.file.metadata()?;
+            let named = std::fs::metadata(&self.path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("audit file {} is gone: {e}", self.path.display()),
+                )
+            })?;
+            if (open.dev(), open.ino()) != (named.dev(), named.ino()) {
+                return Err(io::Error::other(format!(
+                    "audit file {} was replaced under the server",
+                    self.path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn write_durably(&mut self, buffer: &[u8]) -> io::Result<()> {
         let written = self
             .file
-            .write_all(&buffer)
-            .and_then(|()| match self.fsync {
+            .write_all(buffer)
+            .and_then(|()| match self.options.fsync {
                 FsyncMode::Always => self.file.sync_data(),
                 FsyncMode::Never => Ok(()),
             });
@@ -139,22 +350,62 @@ impl JsonlStore {
             return Err(e);
         }
         self.len += buffer.len() as u64;
-        self.head = head;
-        Ok(receipts)
+        Ok(())
     }
 }
 
-/// Reads the seq and hash a complete line states, checking its own hash.
-fn head_of(line: &[u8]) -> Option<ChainHead> {
+/// Encodes a whole record's own members.
+pub fn encode(record: &Record) -> PreEncoded {
+    match serde_json::to_value(record) {
+        Ok(Value::Object(map)) => PreEncoded::new(&map),
+        _ => PreEncoded::new(&Map::new()),
+    }
+}
+
+fn open_active(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => File::open(".")?.sync_all(),
+    }
+}
+
+/// The seq and hash a complete line states (checking its own hash), and its UTC day.
+fn line_facts(line: &[u8]) -> Option<(ChainHead, NaiveDate)> {
     let (body, stated) = format::split_line(line).ok()?;
     if format::hash_body(&body) != stated {
         return None;
     }
     let fields: Map<String, Value> = serde_json::from_slice(&body).ok()?;
-    Some(ChainHead {
+    let day = fields
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(
+            || Utc::now().date_naive(),
+            |t| t.with_timezone(&Utc).date_naive(),
+        );
+    let head = ChainHead {
         seq: fields.get("seq")?.as_u64()?,
         hash: stated,
-    })
+    };
+    Some((head, day))
+}
+
+fn line_timestamp(line: &[u8]) -> Option<DateTime<Utc>> {
+    let (body, _) = format::split_line(line).ok()?;
+    let fields: Map<String, Value> = serde_json::from_slice(&body).ok()?;
+    let text = fields.get("timestamp")?.as_str()?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 fn read_at(file: &mut File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
@@ -162,6 +413,24 @@ fn read_at(file: &mut File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     file.seek(SeekFrom::Start(offset))?;
     file.read_exact(&mut buf)?;
     Ok(buf)
+}
+
+/// The last complete line of a file of `len` bytes ending in a newline (without the newline).
+fn last_line(file: &mut File, len: u64) -> io::Result<Vec<u8>> {
+    let start = rfind_newline(file, len - 1)?.map_or(0, |nl| nl + 1);
+    read_at(file, start, len - 1 - start)
+}
+
+/// The first line of a file (without the newline).
+fn first_line(file: &mut File) -> io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = io::BufReader::new(Read::by_ref(file));
+    let mut line = Vec::new();
+    io::BufRead::read_until(&mut reader, b'\n', &mut line)?;
+    if line.ends_with(b"\n") {
+        line.pop();
+    }
+    Ok(line)
 }
 
 /// Offset of the last `\n` strictly before `end`, scanning backwards in chunks.

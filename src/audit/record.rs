@@ -60,6 +60,23 @@ pub enum Record {
         cut_hash: String,
         reason: String,
     },
+    /// A signature over the record just before it (see `checkpoint.rs`).
+    Checkpoint {
+        covered_seq: u64,
+        covered_hash: String,
+        signed_at: String,
+        public_key: String,
+        signature: String,
+    },
+    /// Whole old segments were removed under the retention policy. Written before the files are
+    /// deleted; names the removed range so what remains still verifies.
+    Retention {
+        removed_segments: Vec<String>,
+        removed_first_seq: u64,
+        removed_through_seq: u64,
+        removed_last_hash: String,
+        retention_days: u32,
+    },
 }
 
 /// Proof that a record is durable: its position and hash in the chain.

@@ -4,6 +4,7 @@ use serde_json::json;
 
 use super::verify::verify_path;
 use super::*;
+use super::{checkpoint, segments, verify};
 
 fn run(trace: &str, outcome: Outcome) -> Record {
     Record::Run(RunRecord {
@@ -21,8 +22,9 @@ fn run(trace: &str, outcome: Outcome) -> Record {
 }
 
 fn write_records(path: &Path, n: usize) {
-    let (mut store, recovery) = JsonlStore::open(path, FsyncMode::Never).unwrap();
-    assert!(recovery.is_none());
+    let (mut store, recovery) =
+        JsonlStore::open(path, StoreOptions::new(FsyncMode::Never)).unwrap();
+    assert!(recovery.is_empty());
     let records: Vec<Record> = (0..n)
         .map(|i| run(&format!("t{i}"), Outcome::Success))
         .collect();
@@ -141,9 +143,10 @@ fn a_torn_tail_is_cut_and_recorded() {
         .write_all(b"{\"kind\":\"run\",\"seq\":3,\"tra")
         .unwrap();
     assert!(!verify_path(&path).unwrap().is_valid());
-    let (mut store, recovery) = JsonlStore::open(&path, FsyncMode::Never).unwrap();
-    let recovery = recovery.expect("a recovery record");
-    store.append_batch(&[recovery]).unwrap();
+    let (mut store, recovery) =
+        JsonlStore::open(&path, StoreOptions::new(FsyncMode::Never)).unwrap();
+    assert_eq!(recovery.len(), 1, "a recovery record");
+    store.append_batch(&recovery).unwrap();
     drop(store);
     let report = verify_path(&path).unwrap();
     assert!(report.is_valid(), "{report:?}");
@@ -156,9 +159,9 @@ fn a_torn_tail_is_cut_and_recorded() {
 fn a_second_writer_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let _first = JsonlStore::open(&path, FsyncMode::Never).unwrap();
+    let _first = JsonlStore::open(&path, StoreOptions::new(FsyncMode::Never)).unwrap();
     assert!(matches!(
-        JsonlStore::open(&path, FsyncMode::Never),
+        JsonlStore::open(&path, StoreOptions::new(FsyncMode::Never)),
         Err(AuditError::Locked(_))
     ));
 }
@@ -172,7 +175,7 @@ fn a_corrupt_head_refuses_to_open() {
     all[0] = all[0].replace("t0", "t9");
     rewrite(&path, &all);
     assert!(matches!(
-        JsonlStore::open(&path, FsyncMode::Never),
+        JsonlStore::open(&path, StoreOptions::new(FsyncMode::Never)),
         Err(AuditError::CorruptHead(_))
     ));
 }
@@ -199,4 +202,286 @@ async fn concurrent_appends_all_land_in_one_valid_chain() {
     assert!(report.is_valid());
     assert_eq!(report.records, 200);
     assert_eq!(log.status().head_seq, 200);
+}
+
+fn store_with(path: &Path, options: StoreOptions) -> JsonlStore {
+    let (store, startup) = JsonlStore::open(path, options).unwrap();
+    assert!(startup.is_empty());
+    store
+}
+
+fn append_runs(store: &mut JsonlStore, n: usize) {
+    let records: Vec<Record> = (0..n)
+        .map(|i| run(&format!("r{i}"), Outcome::Success))
+        .collect();
+    store.append_batch(&records).unwrap();
+}
+
+#[test]
+fn rotation_by_size_continues_the_chain_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut options = StoreOptions::new(FsyncMode::Never);
+    options.segment_max_bytes = 2000;
+    let mut store = store_with(&path, options.clone());
+    for _ in 0..10 {
+        append_runs(&mut store, 3);
+    }
+    drop(store);
+    let files = segments::log_files(&path).unwrap();
+    assert!(files.len() > 3, "{files:?}");
+    assert_eq!(files[0].first_seq, Some(1));
+    let report = verify_path(&path).unwrap();
+    assert!(report.is_valid(), "{report:?}");
+    assert_eq!((report.records, report.files), (30, files.len()));
+    assert_eq!(
+        verify_path(dir.path()).unwrap(),
+        report,
+        "a directory verifies the same"
+    );
+    // A reopened store continues from the head even when the active file is empty.
+    let mut store = store_with(&path, options);
+    append_runs(&mut store, 1);
+    drop(store);
+    assert_eq!(verify_path(&path).unwrap().head_seq, 31);
+}
+
+#[test]
+fn a_missing_segment_breaks_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut options = StoreOptions::new(FsyncMode::Never);
+    options.segment_max_bytes = 1500;
+    let mut store = store_with(&path, options);
+    for _ in 0..6 {
+        append_runs(&mut store, 3);
+    }
+    drop(store);
+    let files = segments::log_files(&path).unwrap();
+    std::fs::remove_file(&files[1].path).unwrap();
+    let report = verify_path(&path).unwrap();
+    let problem = report.problem.expect("a gap is detected");
+    assert_eq!(problem.file.as_deref(), Some(files[2].path.as_path()));
+    assert_eq!(problem.line, 1);
+}
+
+/// Backdates every record of a segment by rewriting it with old timestamps (re-chained from its
+/// original predecessor), as if it had been written `days` ago.
+fn age_log(path: &Path, days: i64) {
+    let old = (chrono::Utc::now() - chrono::Duration::days(days))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut prev = format::GENESIS_HASH.to_owned();
+    for file in segments::log_files(path).unwrap() {
+        let mut out = Vec::new();
+        for line in std::fs::read_to_string(&file.path).unwrap().lines() {
+            let (body, _) = format::split_line(line.as_bytes()).unwrap();
+            let mut fields: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&body).unwrap();
+            fields.insert("timestamp".into(), json!(old));
+            fields.insert("prev_hash".into(), json!(prev));
+            let (encoded, hash) = format::encode_line(fields);
+            out.extend_from_slice(&encoded);
+            prev = hash;
+        }
+        std::fs::write(&file.path, out).unwrap();
+    }
+}
+
+#[test]
+fn retention_removes_old_segments_and_records_it_so_the_rest_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut options = StoreOptions::new(FsyncMode::Never);
+    options.segment_max_bytes = 1500;
+    let mut store = store_with(&path, options.clone());
+    for _ in 0..6 {
+        append_runs(&mut store, 3);
+    }
+    drop(store);
+    age_log(&path, 100);
+    let before = segments::rotated(&path).unwrap();
+    assert!(before.len() >= 2);
+
+    options.retention_days = 90;
+    let (mut store, _) = JsonlStore::open(&path, options).unwrap();
+    let receipt = store
+        .apply_retention()
+        .unwrap()
+        .expect("old segments removed");
+    append_runs(&mut store, 2);
+    drop(store);
+    for old in &before {
+        assert!(
+            !old.path.exists(),
+            "{} is older than 90 days",
+            old.path.display()
+        );
+    }
+    let report = verify_path(&path).unwrap();
+    assert!(report.is_valid(), "{report:?}");
+    assert!(report.first_seq > 1);
+    let retention = lines(&path)
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["kind"] == "retention")
+        .expect("a retention record");
+    assert_eq!(retention["seq"], receipt.seq);
+    assert_eq!(retention["removed_first_seq"], 1);
+    assert_eq!(
+        retention["removed_segments"].as_array().unwrap().len(),
+        before.len()
+    );
+    assert_eq!(
+        retention["removed_through_seq"].as_u64().unwrap() + 1,
+        report.first_seq
+    );
+}
+
+#[test]
+fn a_log_cut_at_the_front_without_a_retention_record_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    write_records(&path, 4);
+    let mut all = lines(&path);
+    all.remove(0);
+    rewrite(&path, &all);
+    let problem = verify_path(&path).unwrap().problem.expect("detected");
+    assert_eq!(problem.line, 1);
+    assert!(problem.message.contains("retention"), "{}", problem.message);
+}
+
+fn signed_options(dir: &Path) -> (StoreOptions, checkpoint::PublicKey) {
+    let (private, public) = checkpoint::keygen(&dir.join("keys")).unwrap();
+    let mut options = StoreOptions::new(FsyncMode::Never);
+    options.signer = Some(checkpoint::Signer::from_file(&private).unwrap());
+    options.checkpoint_every = 4;
+    (options, checkpoint::PublicKey::from_file(&public).unwrap())
+}
+
+fn verify_signed(path: &Path, key: &checkpoint::PublicKey) -> verify::Report {
+    verify::verify_log(
+        path,
+        &verify::VerifyOptions {
+            public_key: Some(key.clone()),
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn checkpoints_are_signed_every_n_records_and_verify_with_the_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (options, key) = signed_options(dir.path());
+    let mut store = store_with(&path, options);
+    for _ in 0..5 {
+        append_runs(&mut store, 2);
+    }
+    store.checkpoint_now().unwrap().expect("a final checkpoint");
+    assert!(
+        store.checkpoint_now().unwrap().is_none(),
+        "nothing new since"
+    );
+    drop(store);
+    let report = verify_signed(&path, &key);
+    assert!(report.is_valid(), "{report:?}");
+    assert!(report.checkpoints >= 3);
+    assert_eq!(report.last_checkpoint_seq, Some(report.head_seq - 1));
+}
+
+#[test]
+fn a_rehashed_forgery_verifies_as_a_chain_but_fails_against_the_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (options, key) = signed_options(dir.path());
+    let mut store = store_with(&path, options);
+    for _ in 0..4 {
+        append_runs(&mut store, 2);
+    }
+    drop(store);
+    // The forger edits the first record and re-hashes every line after it, checkpoints included.
+    let mut prev = format::GENESIS_HASH.to_owned();
+    let mut out = Vec::new();
+    for (i, line) in lines(&path).iter().enumerate() {
+        let (body, _) = format::split_line(line.as_bytes()).unwrap();
+        let mut fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&body).unwrap();
+        if i == 0 {
+            fields.insert("outcome".into(), json!("failure"));
+        }
+        if fields["kind"] == "checkpoint" {
+            fields.insert("covered_hash".into(), json!(prev));
+        }
+        fields.insert("prev_hash".into(), json!(prev));
+        let (encoded, hash) = format::encode_line(fields);
+        out.extend_from_slice(&encoded);
+        prev = hash;
+    }
+    std::fs::write(&path, out).unwrap();
+    assert!(
+        verify_path(&path).unwrap().is_valid(),
+        "the chain alone cannot tell"
+    );
+    let report = verify_signed(&path, &key);
+    let problem = report.problem.expect("the signature catches the rewrite");
+    assert!(problem.message.contains("signature"), "{}", problem.message);
+
+    // Dropping the checkpoints altogether does not help either.
+    let other = tempfile::tempdir().unwrap();
+    let unsigned = other.path().join("audit.jsonl");
+    write_records(&unsigned, 3);
+    assert!(verify_signed(&unsigned, &key)
+        .problem
+        .expect("no checkpoint")
+        .message
+        .contains("no signed checkpoint"));
+}
+
+#[test]
+fn a_checkpoint_signed_by_another_key_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (options, _) = signed_options(dir.path());
+    let mut store = store_with(&path, options);
+    append_runs(&mut store, 4);
+    drop(store);
+    let (_, other_public) = checkpoint::keygen(&dir.path().join("other")).unwrap();
+    let other = checkpoint::PublicKey::from_file(&other_public).unwrap();
+    assert!(verify_signed(&path, &other)
+        .problem
+        .expect("refused")
+        .message
+        .contains("another key"));
+}
+
+#[test]
+fn a_removed_or_replaced_file_is_refused_and_service_resumes_when_it_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut store = store_with(&path, StoreOptions::new(FsyncMode::Never));
+    append_runs(&mut store, 2);
+    let moved = dir.path().join("moved-away.jsonl");
+    std::fs::rename(&path, &moved).unwrap();
+    assert!(
+        store
+            .append_batch(&[run("lost?", Outcome::Started)])
+            .is_err(),
+        "nothing is written where no one reads"
+    );
+    std::fs::write(&path, std::fs::read(&moved).unwrap()).unwrap();
+    assert!(
+        store
+            .append_batch(&[run("copy", Outcome::Started)])
+            .is_err(),
+        "a copy is another file"
+    );
+    std::fs::remove_file(&path).unwrap();
+    std::fs::rename(&moved, &path).unwrap();
+    store
+        .append_batch(&[run("back", Outcome::Started)])
+        .unwrap();
+    drop(store);
+    let report = verify_path(&path).unwrap();
+    assert!(report.is_valid());
+    assert_eq!(report.records, 3);
 }

@@ -1,24 +1,30 @@
 //! Verifies an audit log without trusting the server that wrote it (the rule is
 //! `docs/audit-format.md`).
 //!
-//! Hashing and parsing are independent per line, so a large file is split into byte ranges at line
-//! boundaries and verified on all cores; only the links between ranges are checked in order.
+//! A log is its rotated segments plus the active file, read in order as one chain. Hashing and
+//! parsing are independent per line, so large files are split into byte ranges at line boundaries
+//! and verified on all cores; only the links between ranges are checked in order. With a public key,
+//! every checkpoint's signature is checked too, which is what defeats a rewrite that re-hashes
+//! every line.
 
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::PublicKey;
 use super::format::{self, GENESIS_HASH};
+use super::segments;
 
 /// Files smaller than this are verified on one thread.
 const PARALLEL_THRESHOLD: u64 = 8 * 1024 * 1024;
 
-/// The first thing wrong with a log: its 1-based line number and what is wrong.
+/// The first thing wrong with a log: where (file and 1-based line in it) and what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
+    pub file: Option<PathBuf>,
     pub line: u64,
     pub message: String,
 }
@@ -28,8 +34,15 @@ pub struct Problem {
 pub struct Report {
     /// Records that verified (before the problem, if any).
     pub records: u64,
+    /// The seq the log starts at: 1, or later when a retention record names what was removed.
+    pub first_seq: u64,
     pub head_seq: u64,
     pub head_hash: String,
+    /// Checkpoints seen (with a public key: checkpoints whose signature verified).
+    pub checkpoints: u64,
+    /// The seq the last checkpoint covers: with a public key, everything up to it is proven.
+    pub last_checkpoint_seq: Option<u64>,
+    pub files: usize,
     pub problem: Option<Problem>,
 }
 
@@ -39,25 +52,51 @@ impl Report {
     }
 }
 
-/// The two chain members of a BODY (the rest is covered by the hash and skipped, though still parsed
-/// for well-formedness). A repeated `seq` or `prev_hash` is refused.
+/// What to check beyond the chain.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Check every checkpoint's signature against this key, and require at least one checkpoint.
+    pub public_key: Option<PublicKey>,
+}
+
+/// The chain members of a BODY, and the members of checkpoint and retention records (the rest is
+/// covered by the hash and skipped, though still parsed for well-formedness). A repeated member
+/// is refused.
 #[derive(Deserialize)]
 struct Link<'a> {
     seq: Option<serde_json::Value>,
     #[serde(borrow)]
     prev_hash: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    covered_seq: Option<u64>,
+    #[serde(borrow)]
+    covered_hash: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    signed_at: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    public_key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    signature: Option<Cow<'a, str>>,
+    removed_through_seq: Option<u64>,
+    #[serde(borrow)]
+    removed_last_hash: Option<Cow<'a, str>>,
 }
 
-/// What one line states, once its own hash checked out.
+/// What one line states, once its own hash (and signature, if any) checked out.
 struct Checked {
     seq: u64,
     prev_hash: String,
     hash: String,
+    /// For a checkpoint: the seq it covers.
+    checkpoint: Option<u64>,
+    /// For a retention record: the last removed seq and hash.
+    anchor: Option<(u64, String)>,
 }
 
-/// Checks one line (with its newline) on its own: shape, JSON, and its hash. Links are checked by
-/// the caller.
-fn check_line(line: &[u8]) -> Result<Checked, String> {
+/// Checks one line (with its newline) on its own: shape, JSON, its hash, and for a checkpoint its
+/// link to the record before and its signature. Links between lines are checked by the caller.
+fn check_line(line: &[u8], key: Option<&PublicKey>) -> Result<Checked, String> {
     let Some(line) = line.strip_suffix(b"\n") else {
         return Err("torn line: no final newline (the writer stopped mid-line)".to_owned());
     };
@@ -73,10 +112,49 @@ fn check_line(line: &[u8]) -> Result<Checked, String> {
     if format::hash_body(&body) != stated {
         return Err("integrity_hash does not match the record (the record was edited)".to_owned());
     }
+    let mut checkpoint = None;
+    let mut anchor = None;
+    match link.kind.as_deref() {
+        Some("checkpoint") => {
+            let covered_seq = link.covered_seq.ok_or("checkpoint without covered_seq")?;
+            let covered_hash = link
+                .covered_hash
+                .as_deref()
+                .ok_or("checkpoint without covered_hash")?;
+            if covered_seq + 1 != seq || covered_hash != prev_hash {
+                return Err("checkpoint does not cover the record before it".to_owned());
+            }
+            if let Some(key) = key {
+                if link.public_key.as_deref() != Some(key.hex().as_str()) {
+                    return Err("checkpoint signed by another key".to_owned());
+                }
+                let signed_at = link.signed_at.as_deref().unwrap_or_default();
+                let signature = link.signature.as_deref().unwrap_or_default();
+                if !key.verifies(covered_seq, covered_hash, signed_at, signature) {
+                    return Err(
+                        "checkpoint signature does not verify (the log was rewritten)".to_owned(),
+                    );
+                }
+            }
+            checkpoint = Some(covered_seq);
+        }
+        Some("retention") => {
+            let through = link
+                .removed_through_seq
+                .ok_or("retention record without removed_through_seq")?;
+            let hash = link
+                .removed_last_hash
+                .ok_or("retention record without removed_last_hash")?;
+            anchor = Some((through, hash.into_owned()));
+        }
+        _ => {}
+    }
     Ok(Checked {
         seq,
         prev_hash,
         hash: stated,
+        checkpoint,
+        anchor,
     })
 }
 
@@ -98,6 +176,7 @@ fn check_link(
 }
 
 /// The verdict on a run of consecutive lines, not yet linked to what came before.
+#[derive(Default)]
 struct Segment {
     /// Lines that verified (up to the problem).
     lines: u64,
@@ -105,18 +184,19 @@ struct Segment {
     first: Option<(u64, String)>,
     last_seq: u64,
     last_hash: String,
+    checkpoints: u64,
+    last_checkpoint: Option<u64>,
+    anchors: Vec<(u64, String)>,
     /// A problem inside the segment: 0-based line index within it, and the message.
     problem: Option<(u64, String)>,
 }
 
-fn verify_segment(mut reader: impl BufRead, limit: u64) -> io::Result<Segment> {
-    let mut segment = Segment {
-        lines: 0,
-        first: None,
-        last_seq: 0,
-        last_hash: String::new(),
-        problem: None,
-    };
+fn verify_segment(
+    mut reader: impl BufRead,
+    limit: u64,
+    key: Option<&PublicKey>,
+) -> io::Result<Segment> {
+    let mut segment = Segment::default();
     let mut line = Vec::with_capacity(4096);
     let mut consumed = 0u64;
     while consumed < limit {
@@ -126,7 +206,7 @@ fn verify_segment(mut reader: impl BufRead, limit: u64) -> io::Result<Segment> {
             break;
         }
         consumed += n as u64;
-        let verdict = check_line(&line).and_then(|checked| {
+        let verdict = check_line(&line, key).and_then(|checked| {
             match &segment.first {
                 None => segment.first = Some((checked.seq, checked.prev_hash.clone())),
                 Some(_) => check_link(
@@ -143,6 +223,11 @@ fn verify_segment(mut reader: impl BufRead, limit: u64) -> io::Result<Segment> {
                 segment.lines += 1;
                 segment.last_seq = checked.seq;
                 segment.last_hash = checked.hash;
+                if let Some(covered) = checked.checkpoint {
+                    segment.checkpoints += 1;
+                    segment.last_checkpoint = Some(covered);
+                }
+                segment.anchors.extend(checked.anchor);
             }
             Err(message) => {
                 segment.problem = Some((segment.lines, message));
@@ -153,79 +238,165 @@ fn verify_segment(mut reader: impl BufRead, limit: u64) -> io::Result<Segment> {
     Ok(segment)
 }
 
-/// Links segments in order into one report.
-fn stitch(segments: impl IntoIterator<Item = Segment>) -> Report {
+/// A byte range of one file of the log.
+struct Range {
+    file: usize,
+    start: u64,
+    end: u64,
+}
+
+/// Links segments in order into one report. `files` names the files the ranges index.
+fn stitch(segments: Vec<(usize, Segment)>, files: &[PathBuf], key: Option<&PublicKey>) -> Report {
     let mut report = Report {
         records: 0,
+        first_seq: 1,
         head_seq: 0,
         head_hash: GENESIS_HASH.to_owned(),
+        checkpoints: 0,
+        last_checkpoint_seq: None,
+        files: files.len(),
         problem: None,
     };
-    for segment in segments {
-        let base = report.records;
+    let anchors: Vec<(u64, String)> = segments
+        .iter()
+        .flat_map(|(_, s)| s.anchors.iter().cloned())
+        .collect();
+    let mut lines_in_file = vec![0u64; files.len()];
+    let problem = |file: usize, line: u64, message: String| Problem {
+        file: files.get(file).cloned(),
+        line,
+        message,
+    };
+    for (index, (file, segment)) in segments.into_iter().enumerate() {
+        let base = lines_in_file[file];
         if let Some((seq, prev)) = &segment.first {
+            if index == 0 && *seq != 1 {
+                // A log that no longer starts at 1 must be anchored by a retention record.
+                if anchors
+                    .iter()
+                    .any(|(through, hash)| through + 1 == *seq && hash == prev)
+                {
+                    report.first_seq = *seq;
+                    report.head_seq = *seq - 1;
+                    report.head_hash = prev.clone();
+                } else {
+                    let message = format!("the log starts at seq {seq} but no retention record names the records before it");
+                    report.problem = Some(problem(file, 1, message));
+                    return report;
+                }
+            }
             if let Err(message) = check_link(*seq, prev, report.head_seq + 1, &report.head_hash) {
-                report.problem = Some(Problem {
-                    line: base + 1,
-                    message,
-                });
+                report.problem = Some(problem(file, base + 1, message));
                 return report;
             }
             report.records += segment.lines;
             report.head_seq = segment.last_seq;
             report.head_hash = segment.last_hash;
+            report.checkpoints += segment.checkpoints;
+            report.last_checkpoint_seq = segment.last_checkpoint.or(report.last_checkpoint_seq);
+            lines_in_file[file] += segment.lines;
         }
         if let Some((index, message)) = segment.problem {
-            report.problem = Some(Problem {
-                line: base + index + 1,
-                message,
-            });
+            report.problem = Some(problem(file, base + index + 1, message));
             return report;
         }
+    }
+    if key.is_some() && report.records > 0 && report.checkpoints == 0 {
+        let last = files.len().saturating_sub(1);
+        let message = "no signed checkpoint: nothing in this log is proven by the key".to_owned();
+        report.problem = Some(problem(
+            last,
+            lines_in_file.get(last).copied().unwrap_or(0),
+            message,
+        ));
     }
     report
 }
 
-/// Verifies a log read from `reader` on this thread.
+/// Verifies a log read from `reader` on this thread (chain only).
 pub fn verify_reader(reader: impl BufRead) -> io::Result<Report> {
-    Ok(stitch([verify_segment(reader, u64::MAX)?]))
+    Ok(stitch(
+        vec![(0, verify_segment(reader, u64::MAX, None)?)],
+        &[],
+        None,
+    ))
 }
 
-/// Verifies the log at `path`, on all cores when it is large.
+/// Verifies the log at `path` (its active file, or the directory holding it), with every rotated
+/// segment, on all cores when it is large.
 pub fn verify_path(path: &Path) -> io::Result<Report> {
+    verify_log(path, &VerifyOptions::default())
+}
+
+/// [`verify_path`] with options (a public key for checkpoints).
+pub fn verify_log(path: &Path, options: &VerifyOptions) -> io::Result<Report> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(16) as u64;
-    verify_file(path, PARALLEL_THRESHOLD, workers)
+    let files: Vec<PathBuf> = if path.is_dir() || path.exists() {
+        segments::log_files(path)?
+            .into_iter()
+            .map(|s| s.path)
+            .collect()
+    } else {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} does not exist", path.display()),
+        ));
+    };
+    verify_files(
+        &files,
+        PARALLEL_THRESHOLD,
+        workers,
+        options.public_key.as_ref(),
+    )
 }
 
-/// Verifies `path` in `workers` ranges when it is at least `threshold` bytes long.
-fn verify_file(path: &Path, threshold: u64, workers: u64) -> io::Result<Report> {
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    if len < threshold || workers <= 1 {
-        return verify_reader(BufReader::with_capacity(1 << 20, file));
-    }
-    // Range starts: just after the first newline at or past each even split point.
-    let mut starts = vec![0u64];
-    for k in 1..workers {
-        let guess = len * k / workers;
-        if let Some(start) = next_line_start(&mut file, guess.max(*starts.last().unwrap_or(&0)))? {
-            if start < len && start > *starts.last().unwrap_or(&0) {
-                starts.push(start);
+/// Verifies `files` as one chain, splitting any file of at least `threshold` bytes into `workers`
+/// ranges.
+fn verify_files(
+    files: &[PathBuf],
+    threshold: u64,
+    workers: u64,
+    key: Option<&PublicKey>,
+) -> io::Result<Report> {
+    let mut ranges = Vec::new();
+    for (index, path) in files.iter().enumerate() {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut starts = vec![0u64];
+        if len >= threshold && workers > 1 {
+            for k in 1..workers {
+                let from = (len * k / workers).max(*starts.last().unwrap_or(&0));
+                if let Some(start) = next_line_start(&mut file, from)? {
+                    if start < len && start > *starts.last().unwrap_or(&0) {
+                        starts.push(start);
+                    }
+                }
             }
         }
+        for (i, &start) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).copied().unwrap_or(len);
+            ranges.push(Range {
+                file: index,
+                start,
+                end,
+            });
+        }
     }
-    let mut ranges: Vec<(u64, u64)> = starts.windows(2).map(|w| (w[0], w[1])).collect();
-    ranges.push((*starts.last().unwrap_or(&0), len));
-    let segments: Vec<io::Result<Segment>> = std::thread::scope(|scope| {
+    let results: Vec<io::Result<Segment>> = std::thread::scope(|scope| {
         let handles: Vec<_> = ranges
             .iter()
-            .map(|&(start, end)| {
+            .map(|range| {
+                let path = &files[range.file];
                 scope.spawn(move || -> io::Result<Segment> {
                     let mut file = File::open(path)?;
-                    file.seek(SeekFrom::Start(start))?;
-                    verify_segment(BufReader::with_capacity(1 << 20, file), end - start)
+                    file.seek(SeekFrom::Start(range.start))?;
+                    verify_segment(
+                        BufReader::with_capacity(1 << 20, file),
+                        range.end - range.start,
+                        key,
+                    )
                 })
             })
             .collect();
@@ -237,14 +408,17 @@ fn verify_file(path: &Path, threshold: u64, workers: u64) -> io::Result<Report> 
             })
             .collect()
     });
-    let segments: io::Result<Vec<Segment>> = segments.into_iter().collect();
-    Ok(stitch(segments?))
+    let mut segments = Vec::with_capacity(results.len());
+    for (range, result) in ranges.iter().zip(results) {
+        segments.push((range.file, result?));
+    }
+    Ok(stitch(segments, files, key))
 }
 
 /// The offset just after the first `\n` at or after `from`, if any.
 fn next_line_start(file: &mut File, from: u64) -> io::Result<Option<u64>> {
     file.seek(SeekFrom::Start(from))?;
-    let mut reader = BufReader::with_capacity(64 * 1024, file.by_ref());
+    let mut reader = BufReader::with_capacity(64 * 1024, Read::by_ref(file));
     let mut skipped = Vec::new();
     let n = reader.read_until(b'\n', &mut skipped)?;
     Ok(skipped.ends_with(b"\n").then_some(from + n as u64))
@@ -273,9 +447,10 @@ mod tests {
     }
 
     fn both(path: &Path) -> (Report, Report) {
+        let files = [path.to_owned()];
         (
-            verify_file(path, u64::MAX, 1).unwrap(),
-            verify_file(path, 0, 5).unwrap(),
+            verify_files(&files, u64::MAX, 1, None).unwrap(),
+            verify_files(&files, 0, 5, None).unwrap(),
         )
     }
 
@@ -346,6 +521,6 @@ mod tests {
         line.extend_from_slice(
             format!(",\"integrity_hash\":\"{}\"}}\n", &format::hash_body(body)).as_bytes(),
         );
-        assert!(check_line(&line).is_err());
+        assert!(check_line(&line, None).is_err());
     }
 }
