@@ -115,15 +115,22 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes, lets in-flight requests finish, then closes the audit
+    /// log (a final signed checkpoint when signing).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let audit = self.state.gate.audit().cloned();
         let app = http::router(self.state);
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        // In-flight requests are done: a final signed checkpoint, then the writer stops.
+        if let Some(audit) = audit {
+            audit.close().await;
+        }
+        served
     }
 }
 

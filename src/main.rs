@@ -88,6 +88,48 @@ enum AuditCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Print the last N records of a log (all its segments), oldest first, one JSON line each,
+    /// exactly as written.
+    Tail {
+        /// The log's active file or its directory [default: AUDIT_LOG_PATH or ./logs/audit.jsonl]
+        path: Option<PathBuf>,
+        /// How many records.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
+        n: usize,
+    },
+    /// Print every record that matches, in seq order, one JSON line each, exactly as written (so
+    /// each line still carries its own verifiable integrity_hash).
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The log's active file or its directory [default: AUDIT_LOG_PATH or ./logs/audit.jsonl]
+    path: Option<PathBuf>,
+    /// Only this trace id.
+    #[arg(long)]
+    trace_id: Option<String>,
+    /// Only records whose aim.actor.email, aim.actor.name or principal.actor is this (any case).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this workflow_name.
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Only this outcome: started, success, failure, rejected, cancelled.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Only this DRAG mode: draft, research, grunt, execute.
+    #[arg(long)]
+    drag_mode: Option<String>,
+    /// Only this kind of record: run, recovery, checkpoint, retention.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only records stamped at or after this RFC 3339 time (e.g. 2026-01-31T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only records stamped before this RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
 }
 
 // Request handling allocates many small short-lived objects (JSON values, strings); mimalloc keeps
@@ -111,6 +153,8 @@ fn main() -> ExitCode {
                 json,
             } => verify(path, public_key, json),
             AuditCommand::Keygen { out } => keygen(&out),
+            AuditCommand::Tail { path, n } => audit_tail(path, n),
+            AuditCommand::Export(args) => audit_export(args),
         },
     }
 }
@@ -282,6 +326,9 @@ async fn run_once(config: Config, name: &str, request: Option<PathBuf>) -> ExitC
             },
         },
     };
+    if let Some(audit) = state.gate.audit() {
+        audit.close().await;
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&result).unwrap_or_default()
@@ -432,5 +479,95 @@ fn verify(path: Option<PathBuf>, public_key: Option<PathBuf>, as_json: bool) -> 
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Writes audit lines to standard output; a closed pipe (`| head`) ends the output quietly.
+fn print_lines<'a>(
+    out: &mut impl std::io::Write,
+    lines: impl IntoIterator<Item = &'a Vec<u8>>,
+) -> std::io::Result<()> {
+    for line in lines {
+        out.write_all(line)?;
+    }
+    Ok(())
+}
+
+/// The exit code for an output error: success when the reader went away, else a message.
+fn output_failed(command: &str, e: &std::io::Error) -> ExitCode {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("sustainbot audit {command}: cannot write the output: {e}");
+        ExitCode::FAILURE
+    }
+}
+
+fn audit_tail(path: Option<PathBuf>, n: usize) -> ExitCode {
+    let path = audit_path(path);
+    let lines = match sustainbot::audit::query::tail_lines(&path, n) {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!("sustainbot audit tail: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match print_lines(&mut out, &lines).and_then(|()| std::io::Write::flush(&mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => output_failed("tail", &e),
+    }
+}
+
+fn audit_export(args: ExportArgs) -> ExitCode {
+    use sustainbot::audit::query::{parse_timestamp, query_lines, Filter};
+    /// Records read per page: memory stays bounded however large the log.
+    const PAGE: usize = 1000;
+    let time = |name: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(parse_timestamp)
+            .transpose()
+            .map_err(|e| format!("--{name}: {e}"))
+    };
+    let (since, until) = match (time("since", &args.since), time("until", &args.until)) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("sustainbot audit export: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let path = audit_path(args.path);
+    let mut filter = Filter {
+        trace_id: args.trace_id,
+        actor: args.actor,
+        workflow: args.workflow,
+        outcome: args.outcome,
+        drag_mode: args.drag_mode,
+        kind: args.kind,
+        since,
+        until,
+        after_seq: None,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    loop {
+        let page = match query_lines(&path, &filter, PAGE) {
+            Ok(page) => page,
+            Err(e) => {
+                eprintln!("sustainbot audit export: cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+        if let Err(e) = print_lines(&mut out, &page.lines) {
+            return output_failed("export", &e);
+        }
+        match page.next_cursor {
+            Some(cursor) => filter.after_seq = Some(cursor),
+            None => break,
+        }
+    }
+    match std::io::Write::flush(&mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => output_failed("export", &e),
     }
 }

@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod format;
 mod jsonl;
+pub mod query;
 mod record;
 pub mod segments;
 pub mod verify;

@@ -59,28 +59,95 @@ pub struct VerifyOptions {
     pub public_key: Option<PublicKey>,
 }
 
+/// BODYs nested deeper than this are invalid (the server's own request parser stops at 128).
+pub const MAX_DEPTH: usize = 512;
+
 /// The chain members of a BODY, and the members of checkpoint and retention records (the rest is
-/// covered by the hash and skipped, though still parsed for well-formedness). A repeated member
-/// is refused.
-#[derive(Deserialize)]
+/// covered by the hash and skipped, though still parsed for well-formedness). A member name that
+/// appears twice at the top level makes the BODY invalid.
+#[derive(Default)]
 struct Link<'a> {
     seq: Option<serde_json::Value>,
-    #[serde(borrow)]
     prev_hash: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     kind: Option<Cow<'a, str>>,
     covered_seq: Option<u64>,
-    #[serde(borrow)]
     covered_hash: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     signed_at: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     public_key: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     signature: Option<Cow<'a, str>>,
     removed_through_seq: Option<u64>,
-    #[serde(borrow)]
     removed_last_hash: Option<Cow<'a, str>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Link<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Link<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Link<'a>, M::Error> {
+                use serde::de::Error;
+                let mut link = Link::default();
+                let mut seen: Vec<Cow<'de, str>> = Vec::with_capacity(16);
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if seen.contains(&key) {
+                        return Err(M::Error::custom(format!("member {key:?} appears twice")));
+                    }
+                    match key.as_ref() {
+                        "seq" => link.seq = Some(map.next_value()?),
+                        "prev_hash" => link.prev_hash = map.next_value()?,
+                        "kind" => link.kind = map.next_value()?,
+                        "covered_seq" => link.covered_seq = map.next_value()?,
+                        "covered_hash" => link.covered_hash = map.next_value()?,
+                        "signed_at" => link.signed_at = map.next_value()?,
+                        "public_key" => link.public_key = map.next_value()?,
+                        "signature" => link.signature = map.next_value()?,
+                        "removed_through_seq" => link.removed_through_seq = map.next_value()?,
+                        "removed_last_hash" => link.removed_last_hash = map.next_value()?,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                    seen.push(key);
+                }
+                Ok(link)
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// How deeply `body` nests arrays and objects (strings skipped).
+fn depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// What one line states, once its own hash (and signature, if any) checked out.
@@ -100,7 +167,13 @@ fn check_line(line: &[u8], key: Option<&PublicKey>) -> Result<Checked, String> {
     let Some(line) = line.strip_suffix(b"\n") else {
         return Err("torn line: no final newline (the writer stopped mid-line)".to_owned());
     };
+    if std::str::from_utf8(line).is_err() {
+        return Err("not UTF-8 text".to_owned());
+    }
     let (body, stated) = format::split_line(line).map_err(|e| e.to_string())?;
+    if depth(&body) > MAX_DEPTH {
+        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+    }
     let link: Link<'_> =
         serde_json::from_slice(&body).map_err(|e| format!("not a JSON object: {e}"))?;
     let seq = link

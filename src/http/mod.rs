@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, shared state, the trace-id and metrics middleware, and fallbacks.
 
+mod audit;
 mod error;
 mod extract;
 mod governance;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(governance::router())
         .merge(workflows::router())
         .merge(slack::router())
+        .merge(audit::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,

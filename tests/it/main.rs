@@ -1,9 +1,11 @@
 //! Integration tests for SustainBot: a real server per test, on an ephemeral port in a temporary
 //! directory, exercised over HTTP against `../shared/API-CONTRACT.md`.
 
+mod agreement;
 mod audit;
 mod auth;
 mod cli;
+mod crash;
 mod filter;
 mod governed;
 mod helpers;

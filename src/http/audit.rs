@@ -1,0 +1,389 @@
+//! `GET /audit/entries`, `GET /audit/entries/{trace_id}`, `GET /audit/verify`: reading the audit
+//! trail back, for callers whose token has the `auditor` or `admin` role. The log is read on the
+//! blocking pool, never on the async runtime.
+
+use std::io;
+use std::path::PathBuf;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use super::{ApiError, AppState, AuthUser, TraceId};
+use crate::audit::query::{self, parse_timestamp, Filter};
+use crate::audit::verify::{verify_log, VerifyOptions};
+use crate::audit::Outcome;
+use crate::auth::Principal;
+use crate::governance::DragMode;
+
+/// Entries per page when the caller does not say.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The most entries one page holds.
+pub const MAX_LIMIT: usize = 1000;
+/// The roles that may read the audit trail.
+const READER_ROLES: [&str; 2] = ["auditor", "admin"];
+const KINDS: [&str; 4] = ["run", "recovery", "checkpoint", "retention"];
+const OUTCOMES: [Outcome; 5] = [
+    Outcome::Started,
+    Outcome::Success,
+    Outcome::Failure,
+    Outcome::Rejected,
+    Outcome::Cancelled,
+];
+
+/// Verification reads the whole log on every core: one at a time, the others wait their turn.
+static VERIFYING: Semaphore = Semaphore::const_new(1);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/audit/entries", get(entries))
+        .route("/audit/entries/{trace_id}", get(entries_of_trace))
+        .route("/audit/verify", get(verify))
+}
+
+/// The query string of `GET /audit/entries`, as text: values are parsed here so that a bad one
+/// gets our JSON error naming it. An unknown parameter is refused, so that a misspelt filter
+/// cannot silently return the whole log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntriesParams {
+    trace_id: Option<String>,
+    actor: Option<String>,
+    workflow: Option<String>,
+    outcome: Option<String>,
+    drag_mode: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The log's path, once the caller may read it: 403 for other roles, 404 when governance (and
+/// so the audit trail) is disabled.
+fn readable_log(state: &AppState, principal: &Principal) -> Result<PathBuf, ApiError> {
+    if !READER_ROLES.contains(&principal.role.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN_ROLE",
+            "Reading the audit trail requires the auditor or admin role",
+        ));
+    }
+    if state.gate.audit().is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "AUDIT_DISABLED",
+            "Governance is disabled (GOVERNANCE_ENABLED=false): there is no audit trail",
+        ));
+    }
+    Ok(state.config.audit_log_path.clone())
+}
+
+/// Runs blocking log I/O on the blocking pool; a failure is logged and answered as 500.
+async fn blocking<T, F>(work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reading the audit log failed");
+            Err(ApiError::internal())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "audit reader task failed");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+/// A parameter's value, trimmed; `None` when absent or empty.
+fn given(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// `value` when it is one of `allowed` (ignoring ASCII case), else a 400 naming `name`.
+fn one_of<'a>(
+    name: &str,
+    value: Option<String>,
+    allowed: impl IntoIterator<Item = &'a str> + Clone,
+) -> Result<Option<String>, ApiError> {
+    let Some(value) = given(value) else {
+        return Ok(None);
+    };
+    match allowed
+        .clone()
+        .into_iter()
+        .find(|a| a.eq_ignore_ascii_case(&value))
+    {
+        Some(known) => Ok(Some(known.to_owned())),
+        None => Err(ApiError::validation(format!(
+            "Invalid {name} '{value}': expected one of {}",
+            allowed.into_iter().collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// The filter and page size a query string asks for.
+fn parse_params(params: EntriesParams) -> Result<(Filter, usize), ApiError> {
+    let time = |name: &str, value: Option<String>| {
+        given(value)
+            .map(|v| parse_timestamp(&v))
+            .transpose()
+            .map_err(|e| ApiError::validation(format!("Invalid {name}: {e}")))
+    };
+    let since = time("since", params.since)?;
+    let until = time("until", params.until)?;
+    if let (Some(since), Some(until)) = (since, until) {
+        if since > until {
+            return Err(ApiError::validation(
+                "Invalid since: it is after until (since is inclusive, until exclusive)",
+            ));
+        }
+    }
+    let limit = match given(params.limit) {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::validation(format!(
+                    "Invalid limit '{text}': expected a whole number from 1 to {MAX_LIMIT}"
+                ))
+            })?,
+    };
+    let after_seq = given(params.cursor)
+        .map(|text| {
+            text.parse::<u64>().map_err(|_| {
+                ApiError::validation(format!(
+                    "Invalid cursor '{text}': expected the next_cursor of a previous page (a seq)"
+                ))
+            })
+        })
+        .transpose()?;
+    let filter = Filter {
+        trace_id: given(params.trace_id),
+        actor: given(params.actor),
+        workflow: given(params.workflow),
+        outcome: one_of("outcome", params.outcome, OUTCOMES.map(Outcome::as_str))?,
+        drag_mode: one_of(
+            "drag_mode",
+            params.drag_mode,
+            DragMode::ALL.map(DragMode::as_str),
+        )?,
+        kind: one_of("kind", params.kind, KINDS)?,
+        since,
+        until,
+        after_seq,
+    };
+    Ok((filter, limit))
+}
+
+/// `GET /audit/entries?trace_id=&actor=&workflow=&outcome=&drag_mode=&kind=&since=&until=&limit=&cursor=`
+/// -> `{"entries": [...], "count": n, "next_cursor": seq | null}`.
+async fn entries(
+    State(state): State<AppState>,
+    trace: TraceId,
+    AuthUser(principal): AuthUser,
+    params: Result<Query<EntriesParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let with_trace = |e: ApiError| e.with_trace(&trace.0);
+    let path = readable_log(&state, &principal).map_err(with_trace)?;
+    let Query(params) = params.map_err(|rejection| {
+        with_trace(ApiError::validation(format!(
+            "Invalid query string: {}",
+            rejection.body_text()
+        )))
+    })?;
+    let (filter, limit) = parse_params(params).map_err(with_trace)?;
+    let page = blocking(move || query::query(&path, &filter, limit))
+        .await
+        .map_err(with_trace)?;
+    Ok(Json(json!({
+        "count": page.entries.len(),
+        "entries": page.entries,
+        "next_cursor": page.next_cursor,
+    })))
+}
+
+/// `GET /audit/entries/{trace_id}` -> `{"trace_id", "entries", "count", "next_cursor"}`: the
+/// records of one trace in order (a run's `started` and its outcome). At most [`MAX_LIMIT`]; a
+/// trace id reused beyond that continues at `/audit/entries?trace_id=..&cursor=<next_cursor>`.
+async fn entries_of_trace(
+    State(state): State<AppState>,
+    trace: TraceId,
+    AuthUser(principal): AuthUser,
+    trace_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let with_trace = |e: ApiError| e.with_trace(&trace.0);
+    let path = readable_log(&state, &principal).map_err(with_trace)?;
+    let Path(trace_id) = trace_id.map_err(|rejection| {
+        with_trace(ApiError::validation(format!(
+            "Invalid trace id: {}",
+            rejection.body_text()
+        )))
+    })?;
+    let filter = Filter {
+        trace_id: Some(trace_id.clone()),
+        ..Filter::default()
+    };
+    let page = blocking(move || query::query(&path, &filter, MAX_LIMIT))
+        .await
+        .map_err(with_trace)?;
+    if page.entries.is_empty() {
+        return Err(with_trace(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("No audit records for trace id '{trace_id}'"),
+        )));
+    }
+    Ok(Json(json!({
+        "trace_id": trace_id,
+        "count": page.entries.len(),
+        "entries": page.entries,
+        "next_cursor": page.next_cursor,
+    })))
+}
+
+/// `GET /audit/verify`: the hash chain and checkpoint structure of the whole log (signatures need
+/// the public key, which an auditor checks offline with `sustainbot audit verify --public-key`).
+async fn verify(
+    State(state): State<AppState>,
+    trace: TraceId,
+    AuthUser(principal): AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    let with_trace = |e: ApiError| e.with_trace(&trace.0);
+    let path = readable_log(&state, &principal).map_err(with_trace)?;
+    let _slot = VERIFYING
+        .acquire()
+        .await
+        .map_err(|_| with_trace(ApiError::internal()))?;
+    let name = |p: &std::path::Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let active = name(&path);
+    let report = blocking(move || match verify_log(&path, &VerifyOptions::default()) {
+        Ok(report) => Ok(Some(report)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await
+    .map_err(with_trace)?;
+    let Some(report) = report else {
+        // The server created the file at start-up: its absence is a finding, not an empty log.
+        return Ok(Json(json!({
+            "valid": false,
+            "records": 0,
+            "files": 0,
+            "first_seq": null,
+            "head_seq": null,
+            "head_hash": null,
+            "checkpoints": 0,
+            "last_checkpoint_seq": null,
+            "problem": {"file": active, "line": 0, "message": "the audit log file does not exist"},
+        })));
+    };
+    // Files are named, not located: the server's directories are none of the caller's business.
+    let problem = report.problem.as_ref().map(|p| {
+        json!({
+            "file": p.file.as_deref().map_or_else(|| active.clone(), name),
+            "line": p.line,
+            "message": p.message,
+        })
+    });
+    Ok(Json(json!({
+        "valid": report.is_valid(),
+        "records": report.records,
+        "files": report.files,
+        "first_seq": report.first_seq,
+        "head_seq": report.head_seq,
+        "head_hash": report.head_hash,
+        "checkpoints": report.checkpoints,
+        "last_checkpoint_seq": report.last_checkpoint_seq,
+        "problem": problem,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> EntriesParams {
+        let query: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B").replace(' ', "%20")))
+            .collect();
+        let uri = format!("/audit/entries?{}", query.join("&"));
+        Query::<EntriesParams>::try_from_uri(&uri.parse().unwrap())
+            .unwrap()
+            .0
+    }
+
+    fn error(pairs: &[(&str, &str)]) -> String {
+        parse_params(params(pairs)).unwrap_err().message
+    }
+
+    #[test]
+    fn parameters_parse_with_defaults() {
+        let (filter, limit) = parse_params(params(&[])).unwrap();
+        assert_eq!(limit, DEFAULT_LIMIT);
+        assert!(filter.trace_id.is_none() && filter.after_seq.is_none());
+        let (filter, limit) = parse_params(params(&[
+            ("trace_id", "t-1"),
+            ("actor", " Jake@Example.org "),
+            ("outcome", "SUCCESS"),
+            ("drag_mode", "execute"),
+            ("kind", "run"),
+            ("since", "2026-01-01T00:00:00Z"),
+            ("until", "2026-01-02T00:00:00+01:00"),
+            ("limit", "1000"),
+            ("cursor", "42"),
+            ("workflow", ""),
+        ]))
+        .unwrap();
+        assert_eq!(limit, 1000);
+        assert_eq!(filter.trace_id.as_deref(), Some("t-1"));
+        assert_eq!(filter.actor.as_deref(), Some("Jake@Example.org"));
+        assert_eq!(filter.outcome.as_deref(), Some("success"));
+        assert_eq!(filter.after_seq, Some(42));
+        assert!(filter.workflow.is_none(), "an empty value is no filter");
+        assert_eq!(
+            filter.until.unwrap().to_rfc3339(),
+            "2026-01-01T23:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_parameter() {
+        for (name, value) in [
+            ("since", "yesterday"),
+            ("until", "2026-01-01"),
+            ("limit", "0"),
+            ("limit", "1001"),
+            ("limit", "ten"),
+            ("limit", "-1"),
+            ("cursor", "x"),
+            ("cursor", "-5"),
+            ("outcome", "succeeded"),
+            ("drag_mode", "analysis"),
+            ("kind", "runs"),
+        ] {
+            let message = error(&[(name, value)]);
+            assert!(message.contains(name), "{name}={value}: {message}");
+        }
+        let message = error(&[
+            ("since", "2026-01-02T00:00:00Z"),
+            ("until", "2026-01-01T00:00:00Z"),
+        ]);
+        assert!(message.contains("since"), "{message}");
+    }
+}

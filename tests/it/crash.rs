@@ -1,0 +1,548 @@
+//! Crash safety of the audit log, against the real binary: SIGKILL under load loses no acknowledged
+//! run, one writer per log (advisory lock), and a torn tail is cut and recorded at start-up.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sustainbot::audit::verify::verify_path;
+
+use crate::helpers::{governance_request, JAKE};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sustainbot");
+const SECRET: &str = "crash-test-secret-0123456789abcdef0123456789";
+const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A temporary directory with `workflows/noop.json`; the audit log goes to `logs/audit.jsonl`.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("workflows")).expect("workflows dir");
+        std::fs::write(dir.path().join("workflows/noop.json"), r#"{"steps": []}"#)
+            .expect("noop workflow");
+        Site { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn audit(&self) -> PathBuf {
+        self.dir.path().join("logs/audit.jsonl")
+    }
+
+    /// The server command: clean environment, port 0, this site's workflows and audit log.
+    fn server_command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("JWT_SECRET", SECRET)
+            .env("WORKFLOWS_DIR", self.path().join("workflows"))
+            .env("AUDIT_LOG_PATH", self.audit())
+            // Nothing listens here: status probes fail fast instead of finding a local service.
+            .env("LLM_HOST", "127.0.0.1")
+            .env("LLM_PORT", "9")
+            .env("OPENCLAW_URL", "http://127.0.0.1:9")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Starts a server and waits for its address; panics (with its stderr) if it does not start.
+    fn start(&self) -> Server {
+        let mut child = self.server_command().spawn().expect("spawn the server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = Arc::clone(&tail);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = line.split("address=").nth(1) {
+                    let _ = tx.send(address.trim().to_owned());
+                }
+                let mut lines = lines.lock().unwrap_or_else(|e| e.into_inner());
+                if lines.len() == 50 {
+                    lines.pop_front();
+                }
+                lines.push_back(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut server = Server {
+            child,
+            url: String::new(),
+            stderr: tail,
+        };
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(address) => {
+                    server.url = format!("http://{address}");
+                    return server;
+                }
+                Err(_) if Instant::now() > deadline => {
+                    panic!("the server did not start in 30 s:\n{}", server.stderr())
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = server.child.try_wait() {
+                        std::thread::sleep(Duration::from_millis(100));
+                        panic!(
+                            "the server exited with {status} instead of starting:\n{}",
+                            server.stderr()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A server process, SIGKILLed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    /// The last lines of its stderr, for failure messages.
+    stderr: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Server {
+    /// SIGKILL (what `Child::kill` sends on Unix), then reap it so its lock is gone.
+    fn kill(&mut self) -> ExitStatus {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server")
+    }
+
+    fn stderr(&self) -> String {
+        let lines = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token() -> String {
+    sustainbot::auth::JwtKeys::new(SECRET.as_bytes(), jsonwebtoken::Algorithm::HS256)
+        .mint(JAKE, "admin", Some(600))
+        .expect("mint a token")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+fn request_body() -> Vec<u8> {
+    serde_json::to_vec(&governance_request("noop")).expect("request json")
+}
+
+/// One governed run of `noop` with `trace_id`; the status, or the transport error.
+async fn governed(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    trace_id: &str,
+    body: Vec<u8>,
+) -> Result<u16, reqwest::Error> {
+    let response = client
+        .post(format!("{url}/workflows/governed/execute"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("x-trace-id", trace_id)
+        .body(body)
+        .send()
+        .await?;
+    Ok(response.status().as_u16())
+}
+
+/// Runs `count` governed runs one after the other and asserts each is acknowledged; returns their ids.
+async fn governed_runs(server: &Server, prefix: &str, count: usize) -> Vec<String> {
+    let (client, token) = (client(), token());
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let id = format!("{prefix}-{n}");
+        let status = governed(&client, &server.url, &token, &id, request_body()).await;
+        assert!(
+            matches!(status, Ok(200)),
+            "{id}: {status:?}\n{}",
+            server.stderr()
+        );
+        ids.push(id);
+    }
+    ids
+}
+
+/// The log's lines as JSON objects.
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("read the audit log")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("an audit line is JSON"))
+        .collect()
+}
+
+fn sha256_tagged(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Clients hammering one server: each task loops (unique trace id, POST, remember the id on 200).
+struct Load {
+    stop: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<(Vec<String>, usize)>>,
+}
+
+impl Load {
+    fn start(url: &str, cycle: usize, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (client, token, body) = (client(), token(), request_body());
+        let tasks = (0..clients)
+            .map(|task| {
+                let (stop, in_flight) = (Arc::clone(&stop), Arc::clone(&in_flight));
+                let (client, token, body, url) =
+                    (client.clone(), token.clone(), body.clone(), url.to_owned());
+                tokio::spawn(async move {
+                    let (mut acknowledged, mut failed) = (Vec::new(), 0);
+                    let mut n = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        let id = format!("kill{cycle}-t{task}-r{n}");
+                        n += 1;
+                        in_flight.fetch_add(1, Ordering::SeqCst);
+                        let status = governed(&client, &url, &token, &id, body.clone()).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        match status {
+                            Ok(200) => acknowledged.push(id),
+                            Ok(other) => panic!("{id}: unexpected status {other}"),
+                            Err(_) => {
+                                // The server is gone (or going): refused or reset connections.
+                                failed += 1;
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                    }
+                    (acknowledged, failed)
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            in_flight,
+            tasks,
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Stops the clients; the acknowledged trace ids and how many requests failed.
+    async fn finish(self) -> (Vec<String>, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        let (mut acknowledged, mut failed) = (Vec::new(), 0);
+        for task in self.tasks {
+            let (ids, errors) = task.await.expect("client task");
+            acknowledged.extend(ids);
+            failed += errors;
+        }
+        (acknowledged, failed)
+    }
+}
+
+/// Checks what a restart did to the log left by a killed server (`before`, read after the kill and
+/// before the restart): the complete lines are kept byte for byte, and a torn tail (bytes after the
+/// last newline) is cut and recorded by a `recovery` record right after them. Returns whether one was.
+fn check_restart(before: &[u8], after: &[u8]) -> bool {
+    let complete = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |nl| nl + 1);
+    let torn = &before[complete..];
+    assert!(
+        after.starts_with(&before[..complete]),
+        "the restart changed complete, possibly acknowledged, records"
+    );
+    let added = &after[complete..];
+    if torn.is_empty() {
+        assert!(
+            added.is_empty(),
+            "nothing to recover, yet start-up wrote: {}",
+            String::from_utf8_lossy(added)
+        );
+        return false;
+    }
+    let lines: Vec<&[u8]> = added.split_inclusive(|&b| b == b'\n').collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one recovery record: {}",
+        String::from_utf8_lossy(added)
+    );
+    let recovery: Value = serde_json::from_slice(lines[0]).expect("recovery record is JSON");
+    assert_eq!(recovery["kind"], "recovery", "{recovery}");
+    assert_eq!(recovery["cut_offset"], complete as u64, "{recovery}");
+    assert_eq!(recovery["cut_length"], torn.len() as u64, "{recovery}");
+    assert_eq!(recovery["cut_hash"], sha256_tagged(torn), "{recovery}");
+    true
+}
+
+/// Every acknowledged run has its `started` and `success` records, and no run in the log has an
+/// outcome without a `started` record before it (write-ahead).
+fn check_acknowledged(path: &Path, acknowledged: &[String]) {
+    let mut seen: HashMap<String, (bool, bool)> = HashMap::new();
+    for record in records(path) {
+        if record["kind"] != "run" {
+            continue;
+        }
+        let id = record["trace_id"].as_str().expect("trace_id").to_owned();
+        let entry = seen.entry(id.clone()).or_default();
+        match record["outcome"].as_str() {
+            Some("started") => {
+                assert!(!entry.0, "{id}: two started records");
+                entry.0 = true;
+            }
+            Some("success") => {
+                assert!(entry.0, "{id}: success without an earlier started record");
+                assert!(!entry.1, "{id}: two success records");
+                entry.1 = true;
+            }
+            other => panic!("{id}: unexpected outcome {other:?}: {record}"),
+        }
+    }
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| seen.get(*id) != Some(&(true, true)))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged runs lack a started or success record, e.g. {:?}",
+        lost.len(),
+        acknowledged.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_under_load_loses_no_acknowledged_run() {
+    let site = Site::new();
+    let audit = site.audit();
+    let mut server = site.start();
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut recoveries = 0;
+    // Kill at different moments of the load (its ramp-up, its steady state).
+    for (cycle, kill_after) in [1500u64, 400, 1100].into_iter().enumerate() {
+        let load = Load::start(&server.url, cycle, 32);
+        tokio::time::sleep(Duration::from_millis(kill_after)).await;
+        let in_flight = load.in_flight();
+        let status = server.kill();
+        assert!(!status.success(), "cycle {cycle}: killed, yet {status}");
+        let (ids, failed) = load.finish().await;
+        assert!(
+            in_flight > 0 && failed > 0,
+            "cycle {cycle}: the kill must hit requests in flight ({in_flight} in flight, {failed} failed)"
+        );
+        assert!(
+            !ids.is_empty(),
+            "cycle {cycle}: no run was acknowledged in {kill_after} ms"
+        );
+        acknowledged.extend(ids);
+
+        let before = std::fs::read(&audit).expect("read the log after the kill");
+        server = site.start();
+        let after = std::fs::read(&audit).expect("read the log after the restart");
+        if check_restart(&before, &after) {
+            recoveries += 1;
+        }
+        check_acknowledged(&audit, &acknowledged);
+        let report = verify_path(&audit).expect("verify");
+        assert!(report.is_valid(), "cycle {cycle}: {report:?}");
+
+        // The restarted server extends the same chain.
+        let head = report.head_seq;
+        acknowledged.extend(governed_runs(&server, &format!("after{cycle}"), 3).await);
+        let report = verify_path(&audit).expect("verify");
+        assert!(report.is_valid(), "cycle {cycle}: {report:?}");
+        assert_eq!(report.head_seq, head + 6, "3 runs after the restart");
+    }
+    check_acknowledged(&audit, &acknowledged);
+    let lines = records(&audit);
+    assert_eq!(lines.len() as u64, verify_path(&audit).unwrap().records);
+    assert!(lines
+        .iter()
+        .all(|r| r["kind"] == "run" || r["kind"] == "recovery"));
+    assert_eq!(
+        lines.iter().filter(|r| r["kind"] == "recovery").count(),
+        recoveries
+    );
+    eprintln!(
+        "{} acknowledged runs over 3 kills, {} records, {recoveries} torn tails recovered",
+        acknowledged.len(),
+        lines.len()
+    );
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_audit_log_refuses_to_start() {
+    let site = Site::new();
+    let mut first = site.start();
+    governed_runs(&first, "first", 1).await;
+    let before = std::fs::read(site.audit()).expect("read the log");
+
+    let mut second = site
+        .server_command()
+        .spawn()
+        .expect("spawn a second server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("poll the second server") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second server on the same audit log was still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    second
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("locked") && stderr.contains("another process"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(site.audit()).expect("read the log"),
+        before,
+        "the refused server changed the log"
+    );
+
+    // The first one is unharmed and still writes.
+    governed_runs(&first, "first-again", 1).await;
+    first.kill();
+    let third = site.start();
+    governed_runs(&third, "third", 1).await;
+    let report = verify_path(&site.audit()).expect("verify");
+    assert!(report.is_valid(), "{report:?}");
+    assert_eq!(report.records, 6);
+}
+
+#[tokio::test]
+async fn torn_tail_is_cut_and_recorded_at_start_up() {
+    let site = Site::new();
+    let audit = site.audit();
+    let mut server = site.start();
+    governed_runs(&server, "before", 2).await;
+    server.kill();
+    let complete = std::fs::read(&audit).expect("read the log");
+    assert!(complete.ends_with(b"\n"));
+    let first_line = complete.split(|&b| b == b'\n').next().unwrap();
+    let torn = &first_line[..first_line.len() / 2];
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&audit)
+        .and_then(|mut file| file.write_all(torn))
+        .expect("append half a line");
+
+    let mut server = site.start();
+    let report = verify_path(&audit).expect("verify");
+    assert!(report.is_valid(), "{report:?}");
+    let after = std::fs::read(&audit).expect("read the log");
+    assert!(after.starts_with(&complete), "the complete lines were kept");
+    let lines = records(&audit);
+    assert_eq!(lines.len(), 5, "4 run records and the recovery");
+    let recovery = &lines[4];
+    assert_eq!(recovery["kind"], "recovery", "{recovery}");
+    assert_eq!(recovery["cut_offset"], complete.len() as u64);
+    assert_eq!(recovery["cut_length"], torn.len() as u64);
+    assert_eq!(recovery["cut_hash"], sha256_tagged(torn));
+    assert_eq!(recovery["seq"], 5);
+    assert_eq!(recovery["prev_hash"], lines[3]["integrity_hash"]);
+    assert!(recovery["reason"].as_str().is_some_and(|r| !r.is_empty()));
+
+    // The chain goes on after the recovery record, and a clean restart recovers nothing.
+    governed_runs(&server, "after", 1).await;
+    let lines = records(&audit);
+    assert_eq!(lines.len(), 7);
+    assert_eq!(lines[lines.len() - 3]["kind"], "recovery");
+    assert_eq!(lines[5]["prev_hash"], lines[4]["integrity_hash"]);
+    server.kill();
+    let _server = site.start();
+    assert_eq!(
+        records(&audit).len(),
+        7,
+        "nothing to recover the second time"
+    );
+    assert!(verify_path(&audit).expect("verify").is_valid());
+}
+
+#[tokio::test]
+async fn a_torn_tail_longer_than_the_scan_chunk_or_without_any_complete_line_is_cut() {
+    // 100 KiB without a newline: more than the 64 KiB chunks the tail is searched backwards in.
+    let torn: Vec<u8> = br#"{"aim":{"actor":"#
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(b'x', 100 * 1024))
+        .collect();
+
+    // The whole file is one torn line: the chain restarts from genesis.
+    let site = Site::new();
+    std::fs::create_dir_all(site.audit().parent().unwrap()).unwrap();
+    std::fs::write(site.audit(), &torn).unwrap();
+    let server = site.start();
+    let lines = records(&site.audit());
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["kind"], "recovery");
+    assert_eq!(lines[0]["cut_offset"], 0);
+    assert_eq!(lines[0]["cut_length"], torn.len() as u64);
+    assert_eq!(lines[0]["cut_hash"], sha256_tagged(&torn));
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines[0]["prev_hash"], GENESIS);
+    governed_runs(&server, "run", 1).await;
+    assert!(verify_path(&site.audit()).unwrap().is_valid());
+    drop(server);
+
+    // Complete records, then the long torn line.
+    let site = Site::new();
+    let mut server = site.start();
+    governed_runs(&server, "before", 1).await;
+    server.kill();
+    let before = std::fs::read(site.audit()).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(site.audit())
+        .and_then(|mut file| file.write_all(&torn))
+        .unwrap();
+    let _server = site.start();
+    let after = std::fs::read(site.audit()).unwrap();
+    let mut left = before.clone();
+    left.extend_from_slice(&torn);
+    assert!(check_restart(&left, &after));
+    assert!(verify_path(&site.audit()).unwrap().is_valid());
+}
