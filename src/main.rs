@@ -549,12 +549,19 @@ fn audit_export(args: ExportArgs) -> ExitCode {
         until,
         after_seq: None,
     };
+    if let Err(e) = filter.check() {
+        eprintln!("sustainbot audit export: {e}");
+        return ExitCode::from(2);
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     loop {
         let page = match query_lines(&path, &filter, PAGE) {
             Ok(page) => page,
             Err(e) => {
-                eprintln!("sustainbot audit export: cannot read {}: {e}", path.display());
+                eprintln!(
+                    "sustainbot audit export: cannot read {}: {e}",
+                    path.display()
+                );
                 return ExitCode::from(2);
             }
         };

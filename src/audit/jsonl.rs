@@ -43,6 +43,14 @@ impl StoreOptions {
     }
 }
 
+/// Records written but not yet synced: durable once `file` is synced through `end`.
+pub struct Written {
+    pub end: u64,
+    pub head: ChainHead,
+    pub receipts: Vec<Receipt>,
+    pub file: std::sync::Arc<File>,
+}
+
 /// The head of the chain: the last durable record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainHead {
@@ -57,6 +65,8 @@ pub struct JsonlStore {
     /// Held for the store's life: the advisory lock that makes this process the only writer.
     _lock: File,
     file: File,
+    /// A second handle on the active file, for the thread that syncs.
+    sync_handle: std::sync::Arc<File>,
     len: u64,
     head: ChainHead,
     /// The seq of the active file's first record (the next record's seq when it is empty).
@@ -136,9 +146,11 @@ impl JsonlStore {
             let next = head.seq + 1;
             (head, next, Utc::now().date_naive())
         };
+        let sync_handle = std::sync::Arc::new(file.try_clone().map_err(io_err)?);
         let store = JsonlStore {
             path: path.to_owned(),
             _lock: lock,
+            sync_handle,
             file,
             len,
             head,
@@ -162,6 +174,21 @@ impl JsonlStore {
     /// signed checkpoint when one is due. All or nothing: on error the file is cut back to its
     /// previous length and the head does not move.
     pub fn append_encoded(&mut self, items: &[PreEncoded]) -> io::Result<Vec<Receipt>> {
+        let before = (self.len, self.head.clone());
+        let written = self.write_encoded(items)?;
+        if self.options.fsync == FsyncMode::Always {
+            if let Err(e) = self.file.sync_data() {
+                self.rollback(before.0, before.1);
+                return Err(e);
+            }
+        }
+        Ok(written.receipts)
+    }
+
+    /// Like [`JsonlStore::append_encoded`] without the sync: the records are written (page cache)
+    /// and the head moves, but they are durable only once [`Written::file`] is synced through
+    /// [`Written::end`]. The pipelined writer syncs on another thread while this one writes on.
+    pub fn write_encoded(&mut self, items: &[PreEncoded]) -> io::Result<Written> {
         self.check_identity()?;
         let now = Utc::now();
         self.rotate_if_due(now)?;
@@ -186,10 +213,43 @@ impl JsonlStore {
                 since_checkpoint = 0;
             }
         }
-        self.write_durably(&buffer)?;
+        self.write_all(&buffer)?;
         self.head = head;
         self.since_checkpoint = since_checkpoint;
-        Ok(receipts)
+        Ok(Written {
+            end: self.len,
+            head: self.head.clone(),
+            receipts,
+            file: std::sync::Arc::clone(&self.sync_handle),
+        })
+    }
+
+    /// Whether the next write would rotate the active file (the pipelined writer lets every
+    /// pending sync finish first, so no sync ever spans two files).
+    pub fn rotation_due(&self) -> bool {
+        let now = Utc::now();
+        self.len > 0
+            && ((self.options.segment_max_bytes > 0 && self.len >= self.options.segment_max_bytes)
+                || (self.options.rotate_daily && now.date_naive() != self.active_day))
+    }
+
+    /// Cuts the file back to `len` and the chain back to `head`: the durable point after a failed
+    /// sync, so nothing unsynced stays behind to fork the chain.
+    pub fn rollback(&mut self, len: u64, head: ChainHead) {
+        if let Err(e) = self.file.set_len(len) {
+            tracing::error!(error = %e, "could not cut the audit file back after a failed sync");
+        }
+        self.len = len;
+        self.head = head;
+    }
+
+    /// The active file's length (everything written, synced or not).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Appends whole records (encoding them here).
@@ -305,6 +365,7 @@ impl JsonlStore {
         let segment = segments::segment_path(&self.path, self.active_first_seq);
         std::fs::rename(&self.path, &segment)?;
         self.file = open_active(&self.path)?;
+        self.sync_handle = std::sync::Arc::new(self.file.try_clone()?);
         sync_dir(&self.path)?;
         tracing::info!(segment = %segment.display(), "rotated the audit log");
         self.len = 0;
@@ -337,15 +398,21 @@ impl JsonlStore {
     }
 
     fn write_durably(&mut self, buffer: &[u8]) -> io::Result<()> {
-        let written = self
-            .file
-            .write_all(buffer)
-            .and_then(|()| match self.options.fsync {
-                FsyncMode::Always => self.file.sync_data(),
-                FsyncMode::Never => Ok(()),
-            });
-        if let Err(e) = written {
-            // Best effort: a partial line must not stay behind to break the chain.
+        let before = (self.len, self.head.clone());
+        self.write_all(buffer)?;
+        if self.options.fsync == FsyncMode::Always {
+            if let Err(e) = self.file.sync_data() {
+                self.rollback(before.0, before.1);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `buffer` at the end; on error cuts the partial bytes off again.
+    fn write_all(&mut self, buffer: &[u8]) -> io::Result<()> {
+        if let Err(e) = self.file.write_all(buffer) {
+            // A partial line must not stay behind to break the chain.
             let _ = self.file.set_len(self.len);
             return Err(e);
         }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use format::PreEncoded;
-pub use jsonl::{encode, ChainHead, JsonlStore, StoreOptions};
+pub use jsonl::{encode, ChainHead, JsonlStore, StoreOptions, Written};
 pub use record::{Outcome, Receipt, Record, RunRecord};
 
 /// Most records written in one batch.
@@ -124,6 +124,7 @@ impl AuditLog {
     /// `recovery` record is written before anything else; then retention runs once.
     pub fn open_with(path: &Path, options: AuditOptions) -> Result<AuditLog, AuditError> {
         let signing = options.store.signer.is_some();
+        let pipelined = options.store.fsync == FsyncMode::Always;
         let (mut store, startup) = JsonlStore::open(path, options.store.clone())?;
         let write_err = |e: std::io::Error| AuditError::Write(e.to_string());
         if !startup.is_empty() {
@@ -145,7 +146,7 @@ impl AuditLog {
         };
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || write_loop(store, queue, writer_status))
+            .spawn(move || write_loop(store, queue, writer_status, pipelined))
             .map_err(spawn_err)?;
         // The ticker holds only a weak handle: it stops when the last `AuditLog` is dropped.
         let weak = jobs.downgrade();
@@ -194,17 +195,26 @@ fn lock(status: &Mutex<SinkStatus>) -> std::sync::MutexGuard<'_, SinkStatus> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn note(status: &Mutex<SinkStatus>, store: &JsonlStore, result: Result<(), &std::io::Error>) {
+/// Records the outcome of a write or sync in the sink status.
+fn note(
+    status: &Mutex<SinkStatus>,
+    path: &Path,
+    head_seq: u64,
+    result: Result<(), &std::io::Error>,
+) {
     let mut status = lock(status);
     match result {
         Ok(()) => {
+            if !status.healthy {
+                tracing::info!(path = %path.display(), "audit writes succeed again");
+            }
             status.healthy = true;
-            status.head_seq = store.head().seq;
+            status.head_seq = head_seq;
             status.last_error = None;
         }
         Err(e) => {
             if status.healthy {
-                tracing::error!(path = %store.path().display(), error = %e, "audit write failed; refusing runs until it succeeds");
+                tracing::error!(path = %path.display(), error = %e, "audit write failed; refusing runs until it succeeds");
             }
             status.healthy = false;
             status.last_error = Some(e.to_string());
@@ -212,47 +222,234 @@ fn note(status: &Mutex<SinkStatus>, store: &JsonlStore, result: Result<(), &std:
     }
 }
 
+type Ack = oneshot::Sender<Result<Receipt, AuditError>>;
+
+fn fail_all(acks: impl IntoIterator<Item = Ack>, error: &str) {
+    for done in acks {
+        let _ = done.send(Err(AuditError::Write(error.to_owned())));
+    }
+}
+
+/// A batch written but not yet synced.
+struct Pending {
+    written: Written,
+    acks: Vec<Ack>,
+}
+
+/// What the writer and the syncer share.
+struct SyncState {
+    /// Batches written, oldest first, waiting for a sync.
+    pending: Vec<Pending>,
+    /// A sync is running (its batches are out of `pending`).
+    syncing: bool,
+    /// The durable point: file length and chain head.
+    synced_len: u64,
+    synced_head: ChainHead,
+    /// Set by a failed sync; the writer cuts the file back to the durable point before writing on.
+    failure: Option<String>,
+    closing: bool,
+}
+
+struct Pipeline {
+    state: Mutex<SyncState>,
+    changed: std::sync::Condvar,
+}
+
+impl Pipeline {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn wait<'a>(
+        &self,
+        guard: std::sync::MutexGuard<'a, SyncState>,
+    ) -> std::sync::MutexGuard<'a, SyncState> {
+        self.changed
+            .wait(guard)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The syncer: syncs whatever the writer has written since the last sync, then answers every
+/// caller whose records that sync made durable. While it syncs, the writer writes the next batch,
+/// so the disk is never idle under load and each sync covers everything that arrived meanwhile.
+fn sync_loop(pipeline: Arc<Pipeline>, status: Arc<Mutex<SinkStatus>>, path: PathBuf) {
+    loop {
+        let mut state = pipeline.lock();
+        while state.pending.is_empty() && !state.closing {
+            state = pipeline.wait(state);
+        }
+        if state.pending.is_empty() {
+            return;
+        }
+        let batches = std::mem::take(&mut state.pending);
+        state.syncing = true;
+        drop(state);
+
+        let last = batches.len() - 1;
+        let result = batches[last].written.file.sync_data();
+        let mut state = pipeline.lock();
+        state.syncing = false;
+        match result {
+            Ok(()) => {
+                state.synced_len = batches[last].written.end;
+                state.synced_head = batches[last].written.head.clone();
+                note(&status, &path, state.synced_head.seq, Ok(()));
+                pipeline.changed.notify_all();
+                drop(state);
+                for batch in batches {
+                    for (done, receipt) in batch.acks.into_iter().zip(batch.written.receipts) {
+                        let _ = done.send(Ok(receipt));
+                    }
+                }
+            }
+            Err(e) => {
+                // Everything after the durable point is lost, including batches written on top.
+                note(&status, &path, state.synced_head.seq, Err(&e));
+                let error = e.to_string();
+                state.failure = Some(error.clone());
+                let later = std::mem::take(&mut state.pending);
+                pipeline.changed.notify_all();
+                drop(state);
+                fail_all(
+                    batches.into_iter().chain(later).flat_map(|b| b.acks),
+                    &error,
+                );
+            }
+        }
+    }
+}
+
+/// The writer: chains and writes batches; durability comes from the syncer (pipelined) or, with
+/// `AUDIT_FSYNC=never`, is not waited for.
 fn write_loop(
     mut store: JsonlStore,
     mut queue: mpsc::Receiver<Job>,
     status: Arc<Mutex<SinkStatus>>,
+    pipelined: bool,
 ) {
+    let path = store.path().to_owned();
+    let pipeline = Arc::new(Pipeline {
+        state: Mutex::new(SyncState {
+            pending: Vec::new(),
+            syncing: false,
+            synced_len: store.len(),
+            synced_head: store.head().clone(),
+            failure: None,
+            closing: false,
+        }),
+        changed: std::sync::Condvar::new(),
+    });
+    let syncer = pipelined.then(|| {
+        let (pipeline, status, path) = (Arc::clone(&pipeline), Arc::clone(&status), path.clone());
+        std::thread::Builder::new()
+            .name("audit-syncer".into())
+            .spawn(move || sync_loop(pipeline, status, path))
+    });
+    let syncer = match syncer {
+        Some(Ok(handle)) => Some(handle),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "cannot start the audit syncer; syncing on the writer thread");
+            None
+        }
+        None => None,
+    };
+    let pipelined = syncer.is_some();
+
+    // Lets every pending sync finish and applies a failed one's rollback: afterwards the file holds
+    // exactly the durable records, and the store may sync on its own.
+    let settle = |store: &mut JsonlStore| {
+        let mut state = pipeline.lock();
+        while !state.pending.is_empty() || state.syncing {
+            state = pipeline.wait(state);
+        }
+        if state.failure.take().is_some() {
+            store.rollback(state.synced_len, state.synced_head.clone());
+        }
+    };
+
     let mut items: Vec<PreEncoded> = Vec::with_capacity(MAX_BATCH);
-    let mut waiting = Vec::with_capacity(MAX_BATCH);
-    type Waiting = Vec<oneshot::Sender<Result<Receipt, AuditError>>>;
-    let flush = |store: &mut JsonlStore, items: &mut Vec<PreEncoded>, waiting: &mut Waiting| {
+    let mut acks: Vec<Ack> = Vec::with_capacity(MAX_BATCH);
+    let write = |store: &mut JsonlStore, items: &mut Vec<PreEncoded>, acks: &mut Vec<Ack>| {
         if items.is_empty() {
             return;
         }
-        let result = store.append_encoded(items);
-        note(&status, store, result.as_ref().map(|_| ()));
-        match result {
-            Ok(receipts) => {
-                for (done, receipt) in waiting.drain(..).zip(receipts) {
-                    let _ = done.send(Ok(receipt));
+        if !pipelined {
+            let result = store.append_encoded(items);
+            note(
+                &status,
+                &path,
+                store.head().seq,
+                result.as_ref().map(|_| ()),
+            );
+            match result {
+                Ok(receipts) => {
+                    for (done, receipt) in acks.drain(..).zip(receipts) {
+                        let _ = done.send(Ok(receipt));
+                    }
+                }
+                Err(e) => fail_all(acks.drain(..), &e.to_string()),
+            }
+            items.clear();
+            return;
+        }
+        let rotating = store.rotation_due();
+        if rotating {
+            settle(store);
+        }
+        let head_before = store.head().clone();
+        {
+            let mut state = pipeline.lock();
+            if state.failure.take().is_some() {
+                store.rollback(state.synced_len, state.synced_head.clone());
+            }
+        }
+        match store.write_encoded(items) {
+            Ok(written) => {
+                let mut state = pipeline.lock();
+                if rotating {
+                    // The old file was synced whole before the rename; the new one starts empty.
+                    state.synced_len = 0;
+                    state.synced_head = head_before;
+                }
+                if let Some(error) = state.failure.clone() {
+                    // A sync failed while we wrote: this batch sits on lost records.
+                    state.failure = None;
+                    store.rollback(state.synced_len, state.synced_head.clone());
+                    drop(state);
+                    fail_all(acks.drain(..), &error);
+                } else {
+                    state.pending.push(Pending {
+                        written,
+                        acks: std::mem::take(acks),
+                    });
+                    pipeline.changed.notify_all();
                 }
             }
             Err(e) => {
-                for done in waiting.drain(..) {
-                    let _ = done.send(Err(AuditError::Write(e.to_string())));
-                }
+                note(&status, &path, store.head().seq, Err(&e));
+                fail_all(acks.drain(..), &e.to_string());
             }
         }
         items.clear();
     };
+
     while let Some(first) = queue.blocking_recv() {
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
                 Job::Append { item, done } => {
                     items.push(item);
-                    waiting.push(done);
+                    acks.push(done);
                     if items.len() < MAX_BATCH {
                         next = queue.try_recv().ok();
                     }
                 }
                 Job::Maintenance => {
-                    flush(&mut store, &mut items, &mut waiting);
+                    write(&mut store, &mut items, &mut acks);
+                    settle(&mut store);
                     let result = store
                         .checkpoint_now()
                         .and_then(|_| store.apply_retention())
@@ -260,20 +457,33 @@ fn write_loop(
                     if let Err(e) = &result {
                         tracing::warn!(error = %e, "audit maintenance failed; will retry");
                     }
+                    sync_point(&pipeline, &store);
                     next = queue.try_recv().ok();
                 }
                 Job::Close { done } => {
-                    flush(&mut store, &mut items, &mut waiting);
+                    write(&mut store, &mut items, &mut acks);
+                    settle(&mut store);
                     if let Err(e) = store.checkpoint_now() {
                         tracing::error!(error = %e, "final audit checkpoint failed");
                     }
+                    pipeline.lock().closing = true;
+                    pipeline.changed.notify_all();
                     let _ = done.send(());
                     return;
                 }
             }
         }
-        flush(&mut store, &mut items, &mut waiting);
+        write(&mut store, &mut items, &mut acks);
     }
+    pipeline.lock().closing = true;
+    pipeline.changed.notify_all();
+}
+
+/// After the store wrote and synced on its own (checkpoint, retention), its end is the durable point.
+fn sync_point(pipeline: &Pipeline, store: &JsonlStore) {
+    let mut state = pipeline.lock();
+    state.synced_len = store.len();
+    state.synced_head = store.head().clone();
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::segments::{self, SegmentFile};
+use super::Outcome;
+use crate::governance::DragMode;
 
 /// How often one query lists the log's files again after seeing it change under it.
 const MAX_RELISTS: usize = 8;
@@ -51,6 +53,64 @@ pub struct Filter {
     pub until: Option<DateTime<Utc>>,
     /// The cursor: only records with a greater `seq`.
     pub after_seq: Option<u64>,
+}
+
+/// The kinds of record the writer makes.
+pub const KINDS: [&str; 4] = ["run", "recovery", "checkpoint", "retention"];
+
+impl Filter {
+    /// Checks the members with a fixed set of values (`outcome`, `drag_mode`, `kind`), writing
+    /// them in lower case, and that `since` is not after `until`. The error names the member, so
+    /// that a misspelt value is refused rather than matching nothing.
+    pub fn check(&mut self) -> Result<(), String> {
+        fn one_of<'a>(
+            name: &str,
+            value: &mut Option<String>,
+            allowed: impl IntoIterator<Item = &'a str> + Clone,
+        ) -> Result<(), String> {
+            let Some(given) = value.as_deref() else {
+                return Ok(());
+            };
+            let given = given.trim();
+            match allowed
+                .clone()
+                .into_iter()
+                .find(|a| a.eq_ignore_ascii_case(given))
+            {
+                Some(known) => {
+                    *value = Some(known.to_owned());
+                    Ok(())
+                }
+                None => Err(format!(
+                    "invalid {name} '{given}': expected one of {}",
+                    allowed.into_iter().collect::<Vec<_>>().join(", ")
+                )),
+            }
+        }
+        let outcomes = [
+            Outcome::Started,
+            Outcome::Success,
+            Outcome::Failure,
+            Outcome::Rejected,
+            Outcome::Cancelled,
+        ];
+        one_of("outcome", &mut self.outcome, outcomes.map(Outcome::as_str))?;
+        one_of(
+            "drag_mode",
+            &mut self.drag_mode,
+            DragMode::ALL.map(DragMode::as_str),
+        )?;
+        one_of("kind", &mut self.kind, KINDS)?;
+        if let (Some(since), Some(until)) = (self.since, self.until) {
+            if since > until {
+                return Err(
+                    "invalid since: it is after until (since is inclusive, until exclusive)"
+                        .to_owned(),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One page of matching records.
@@ -634,6 +694,55 @@ mod tests {
             ..Filter::default()
         };
         assert!(all(&path, &other_kind).is_empty());
+    }
+
+    #[test]
+    fn check_normalizes_fixed_values_and_names_a_bad_one() {
+        let mut filter = Filter {
+            outcome: Some(" Success".into()),
+            drag_mode: Some("EXECUTE".into()),
+            kind: Some("Run".into()),
+            ..Filter::default()
+        };
+        filter.check().unwrap();
+        assert_eq!(filter.outcome.as_deref(), Some("success"));
+        assert_eq!(filter.drag_mode.as_deref(), Some("execute"));
+        assert_eq!(filter.kind.as_deref(), Some("run"));
+        for (bad, name) in [
+            (
+                Filter {
+                    outcome: Some("succeeded".into()),
+                    ..Filter::default()
+                },
+                "outcome",
+            ),
+            (
+                Filter {
+                    drag_mode: Some("analysis".into()),
+                    ..Filter::default()
+                },
+                "drag_mode",
+            ),
+            (
+                Filter {
+                    kind: Some("runs".into()),
+                    ..Filter::default()
+                },
+                "kind",
+            ),
+            (
+                Filter {
+                    since: parse_timestamp("2026-01-02T00:00:00Z").ok(),
+                    until: parse_timestamp("2026-01-01T00:00:00Z").ok(),
+                    ..Filter::default()
+                },
+                "since",
+            ),
+        ] {
+            let mut bad = bad;
+            let message = bad.check().unwrap_err();
+            assert!(message.contains(name), "{message}");
+        }
     }
 
     #[test]

@@ -3,9 +3,11 @@
 
 mod agreement;
 mod audit;
+mod audit_api;
 mod auth;
 mod cli;
 mod crash;
+mod failure;
 mod filter;
 mod governed;
 mod helpers;
