@@ -66,7 +66,14 @@ impl Site {
 
     /// Starts a server and waits for its address; panics (with its stderr) if it does not start.
     fn start(&self) -> Server {
-        let mut child = self.server_command().spawn().expect("spawn the server");
+        self.start_with(&[])
+    }
+
+    /// [`Site::start`] with extra environment variables.
+    fn start_with(&self, envs: &[(&str, &str)]) -> Server {
+        let mut command = self.server_command();
+        command.envs(envs.iter().copied());
+        let mut child = command.spawn().expect("spawn the server");
         let stderr = child.stderr.take().expect("piped stderr");
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -545,4 +552,54 @@ async fn a_torn_tail_longer_than_the_scan_chunk_or_without_any_complete_line_is_
     left.extend_from_slice(&torn);
     assert!(check_restart(&left, &after));
     assert!(verify_path(&site.audit()).unwrap().is_valid());
+}
+
+#[tokio::test]
+async fn graceful_shutdown_signs_a_final_checkpoint() {
+    let site = Site::new();
+    let keys = site.path().join("keys");
+    let status = Command::new(BIN)
+        .args(["audit", "keygen", "--out"])
+        .arg(&keys)
+        .env_clear()
+        .stdout(Stdio::null())
+        .status()
+        .expect("keygen");
+    assert!(status.success());
+    let private = keys.join("audit-signing.key");
+    // No checkpoint by count or by timer during the test: only shutdown can sign.
+    let mut server = site.start_with(&[
+        ("AUDIT_SIGNING_KEY", private.to_str().unwrap()),
+        ("AUDIT_CHECKPOINT_EVERY", "0"),
+        ("AUDIT_CHECKPOINT_SECONDS", "3600"),
+    ]);
+    governed_runs(&server, "graceful", 3).await;
+    assert!(records(&site.audit())
+        .iter()
+        .all(|r| r["kind"] != "checkpoint"));
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(terminated.success());
+    let exit = server.child.wait().expect("reap the server");
+    assert!(
+        exit.success(),
+        "graceful shutdown exits 0: {exit}\n{}",
+        server.stderr()
+    );
+
+    let all = records(&site.audit());
+    let last = all.last().expect("records");
+    assert_eq!(last["kind"], "checkpoint", "{last}");
+    assert_eq!(last["covered_seq"], all.len() as u64 - 1);
+    let key = sustainbot::audit::checkpoint::PublicKey::from_file(&keys.join("audit-signing.pub"))
+        .unwrap();
+    let options = sustainbot::audit::verify::VerifyOptions {
+        public_key: Some(key),
+    };
+    let report = sustainbot::audit::verify::verify_log(&site.audit(), &options).unwrap();
+    assert!(report.is_valid(), "{report:?}");
+    assert_eq!(report.last_checkpoint_seq, Some(all.len() as u64 - 1));
 }
