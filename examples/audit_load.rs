@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sustainbot::audit::{AuditLog, FsyncMode, Outcome, Record, RunRecord};
 
+// The server's allocator, so the figures are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn record(i: u64) -> Record {
     Record::Run(RunRecord {
         trace_id: format!("load-{i}"),
@@ -40,7 +44,9 @@ async fn group_commit(dir: &Path, writers: u64, seconds: f64) -> f64 {
     } else {
         FsyncMode::Always
     };
-    let log = AuditLog::open(&path, mode).expect("open audit log");
+    let mut options = sustainbot::audit::AuditOptions::new(mode);
+    options.pipelined = std::env::var_os("AUDIT_LOAD_UNPIPELINED").is_none();
+    let log = AuditLog::open_with(&path, options).expect("open audit log");
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

@@ -34,9 +34,10 @@ pub struct Claims {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Principal {
-    pub user_id: Option<Value>,
+    // Fields in key order: the audit trail encodes this struct directly as canonical JSON.
     pub actor: Option<String>,
     pub role: String,
+    pub user_id: Option<Value>,
 }
 
 impl Principal {

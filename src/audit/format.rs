@@ -91,6 +91,20 @@ impl PreEncoded {
         encoded
     }
 
+    /// Adds one member. Members must come in key order and not be chain members; `value` must
+    /// serialize canonically (maps sorted, as `serde_json::Value` and key-ordered structs do).
+    pub fn member(&mut self, key: &str, value: &(impl serde::Serialize + ?Sized)) {
+        debug_assert!(!CHAIN_KEYS.contains(&key) && key != "integrity_hash");
+        let part = CHAIN_KEYS.iter().take_while(|chain| key > **chain).count();
+        let out = &mut self.parts[part];
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, key);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
+
     /// Appends the framed line (with newline) for this record at `seq` to `out`; returns its hash.
     pub fn seal(&self, seq: u64, prev_hash: &str, timestamp: &str, out: &mut Vec<u8>) -> String {
         let start = out.len();

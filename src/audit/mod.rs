@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use format::PreEncoded;
-pub use jsonl::{encode, ChainHead, JsonlStore, StoreOptions, Written};
+pub use jsonl::{encode, encode_generic, ChainHead, JsonlStore, StoreOptions, Written};
 pub use record::{Outcome, Receipt, Record, RunRecord};
 
 /// Most records written in one batch.
@@ -85,6 +85,9 @@ pub struct AuditOptions {
     pub store: StoreOptions,
     /// Sign a checkpoint (when anything is new) and apply retention this often.
     pub maintenance_interval: Duration,
+    /// Sync on a second thread while the writer writes on (with `FsyncMode::Always`); off, the
+    /// writer writes and syncs each batch itself.
+    pub pipelined: bool,
 }
 
 impl AuditOptions {
@@ -92,6 +95,7 @@ impl AuditOptions {
         AuditOptions {
             store: StoreOptions::new(fsync),
             maintenance_interval: Duration::from_secs(60),
+            pipelined: true,
         }
     }
 }
@@ -124,7 +128,7 @@ impl AuditLog {
     /// `recovery` record is written before anything else; then retention runs once.
     pub fn open_with(path: &Path, options: AuditOptions) -> Result<AuditLog, AuditError> {
         let signing = options.store.signer.is_some();
-        let pipelined = options.store.fsync == FsyncMode::Always;
+        let pipelined = options.pipelined && options.store.fsync == FsyncMode::Always;
         let (mut store, startup) = JsonlStore::open(path, options.store.clone())?;
         let write_err = |e: std::io::Error| AuditError::Write(e.to_string());
         if !startup.is_empty() {

@@ -485,3 +485,34 @@ fn a_removed_or_replaced_file_is_refused_and_service_resumes_when_it_is_restored
     assert!(report.is_valid());
     assert_eq!(report.records, 3);
 }
+
+#[test]
+fn run_records_encode_directly_exactly_as_through_a_json_tree() {
+    let full = Record::Run(RunRecord {
+        trace_id: "t-1".into(),
+        aim: json!({"mission": {"objective": "x"}, "actor": {"role": "r", "name": "n", "email": "e@x"}}),
+        drag_mode: Some("draft".into()),
+        workflow_name: Some("w".into()),
+        parameters: json!({"z": [1, {"b": 2, "a": 1}], "a": "é\"\n"}),
+        outcome: Outcome::Failure,
+        error: Some("boom".into()),
+        code: Some("WORKFLOW_FAILED"),
+        duration_seconds: Some(1.5e-7),
+        principal: Some(crate::auth::Principal {
+            actor: Some("a@b".into()),
+            role: "admin".into(),
+            user_id: Some(json!(42)),
+        }),
+    });
+    let sparse = run("t-2", Outcome::Started);
+    for record in [full, sparse] {
+        let (mut direct, mut generic) = (Vec::new(), Vec::new());
+        let h1 = encode(&record).seal(3, format::GENESIS_HASH, "T", &mut direct);
+        let h2 = encode_generic(&record).seal(3, format::GENESIS_HASH, "T", &mut generic);
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            String::from_utf8(generic).unwrap()
+        );
+        assert_eq!(h1, h2);
+    }
+}
