@@ -28,6 +28,8 @@ use crate::governance::DragMode;
 const MAX_RELISTS: usize = 8;
 /// Read buffer for streaming a file.
 const READ_BUFFER: usize = 256 * 1024;
+/// Bisection for a cursor stops this close to the first wanted line, then reads on.
+const CLOSE_ENOUGH: u64 = 64 * 1024;
 /// Chunk read from the end when reading a file backwards.
 const BACK_CHUNK: u64 = 64 * 1024;
 
@@ -271,16 +273,41 @@ fn scan(
     let mut line = Vec::with_capacity(4096);
     'listing: loop {
         let files = segments::log_files(path)?;
-        // Segments are named after their first seq: start at the last one that begins at or before
-        // `next`, skipping every segment that ends before it without opening it.
+        // The active file is opened now, so that the seq its first record states (which lets a
+        // query start in it) is that of the very file read later, whatever rotation happens.
+        let mut active = None;
+        if let Some(file) = files.last().filter(|f| f.first_seq.is_none()) {
+            match File::open(&file.path) {
+                Ok(mut handle) => {
+                    let first = first_seq(&mut handle)?;
+                    active = Some((handle, first));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && relists < MAX_RELISTS => {
+                    relists += 1;
+                    continue 'listing;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let active_first = active.as_ref().and_then(|(_, first)| *first);
+        // Segments are named after their first seq: start in the last file that begins at or
+        // before `next`, skipping every file that ends before it without opening it.
         let start = files
             .iter()
-            .rposition(|f| f.first_seq.is_some_and(|first| first <= next))
+            .rposition(|f| {
+                f.first_seq
+                    .or(active_first)
+                    .is_some_and(|first| first <= next)
+            })
             .unwrap_or(0);
         // The last seq read in this pass (visited or not), to notice a gap between files.
         let mut last_seen: Option<u64> = None;
-        for file in &files[start..] {
-            let handle = match File::open(&file.path) {
+        for (index, file) in files.iter().enumerate().skip(start) {
+            let opened = match file.first_seq {
+                None => active.take().map(|(handle, _)| Ok(handle)),
+                Some(_) => None,
+            };
+            let mut handle = match opened.unwrap_or_else(|| File::open(&file.path)) {
                 Ok(handle) => handle,
                 Err(e) if e.kind() == io::ErrorKind::NotFound && relists < MAX_RELISTS => {
                     relists += 1;
@@ -288,6 +315,14 @@ fn scan(
                 }
                 Err(e) => return Err(e),
             };
+            // Within the first file, skip (by bisection) the lines before `next`. Later files
+            // start right after what was read.
+            let from = if index == start {
+                offset_before(&mut handle, next)?
+            } else {
+                0
+            };
+            handle.seek(SeekFrom::Start(from))?;
             let mut reader = BufReader::with_capacity(READ_BUFFER, handle);
             let mut first_of_file = true;
             loop {
@@ -329,6 +364,51 @@ fn scan(
         }
         return Ok(());
     }
+}
+
+/// The seq of a file's first complete line, if it has one that is a record.
+fn first_seq(file: &mut File) -> io::Result<Option<u64>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut line = Vec::with_capacity(4096);
+    BufReader::new(Read::by_ref(file)).read_until(b'\n', &mut line)?;
+    Ok(line
+        .ends_with(b"\n")
+        .then(|| Facts::parse(&line).map(|facts| facts.seq))
+        .flatten())
+}
+
+/// A line start in `file` such that every line before it has a seq below `target`, found by
+/// bisection over byte offsets (seqs grow along a file), to within [`CLOSE_ENOUGH`] bytes of the
+/// first line at or after `target`. A line that does not parse ends the search early: the scan
+/// then reads on from there, which is slower but still right.
+fn offset_before(file: &mut File, target: u64) -> io::Result<u64> {
+    let (mut lo, mut hi) = (0, file.metadata()?.len());
+    let mut line = Vec::with_capacity(4096);
+    while hi - lo > CLOSE_ENOUGH {
+        let mid = lo + (hi - lo) / 2;
+        file.seek(SeekFrom::Start(mid))?;
+        let mut reader = BufReader::with_capacity(16 * 1024, Read::by_ref(file));
+        // The rest of the line `mid` falls in, then the whole line after it.
+        line.clear();
+        let skipped = reader.read_until(b'\n', &mut line)? as u64;
+        let start = mid + skipped;
+        line.clear();
+        if !line_is_complete(&mut reader, &mut line)? || start >= hi {
+            hi = mid;
+            continue;
+        }
+        match Facts::parse(&line) {
+            Some(facts) if facts.seq < target => lo = start,
+            Some(_) => hi = mid,
+            None => break,
+        }
+    }
+    Ok(lo)
+}
+
+fn line_is_complete(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
+    reader.read_until(b'\n', line)?;
+    Ok(line.ends_with(b"\n"))
 }
 
 /// Whether the log's files are no longer the ones listed.
@@ -846,6 +926,51 @@ mod tests {
             .unwrap()
             .entries
             .is_empty());
+    }
+
+    #[test]
+    fn a_cursor_deep_in_a_large_file_is_found_by_bisection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write_log(&path, 6000, false);
+        assert!(std::fs::metadata(&path).unwrap().len() > 20 * CLOSE_ENOUGH);
+        for after in [0, 1, 2, 777, 2999, 3000, 5997, 5999, 6000, 7000] {
+            let filter = Filter {
+                after_seq: Some(after),
+                ..Filter::default()
+            };
+            let page = query(&path, &filter, 3).unwrap();
+            let expected: Vec<u64> = (after + 1..=6000).take(3).collect();
+            assert_eq!(seqs(&page.entries), expected, "after {after}");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let target = text
+            .lines()
+            .take(3999)
+            .map(|l| l.len() as u64 + 1)
+            .sum::<u64>();
+        let offset = offset_before(&mut File::open(&path).unwrap(), 4000).unwrap();
+        assert!(
+            offset <= target && target - offset <= CLOSE_ENOUGH,
+            "{offset} for {target}"
+        );
+        assert!(
+            offset == 0 || text.as_bytes()[offset as usize - 1] == b'\n',
+            "a line start"
+        );
+
+        // A damaged line in the way stops the bisection early, and the answer stays right.
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[3000] = "damaged";
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        for after in [2998, 2999, 3000, 3001, 5000] {
+            let filter = Filter {
+                after_seq: Some(after),
+                ..Filter::default()
+            };
+            let expected: Vec<u64> = (after + 1..=6000).filter(|&s| s != 3001).take(3).collect();
+            assert_eq!(seqs(&query(&path, &filter, 3).unwrap().entries), expected);
+        }
     }
 
     #[test]
