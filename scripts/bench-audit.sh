@@ -16,7 +16,11 @@ cargo build --release --quiet --bin sustainbot --example audit_load --example ge
 work="target/bench-audit"   # on the project's disk, not tmpfs: syncs must reach a real device
 rm -rf "$work" && mkdir -p "$work"
 
-target/release/examples/audit_load "$work" "$SECONDS_PER_CASE" | tee "$work/append.txt" >&2
+# Three rounds; each round measures naive and group commit back to back at 1, 16 and 64 writers.
+: >"$work/append.txt"
+for round in 1 2 3; do
+    target/release/examples/audit_load "$work" "$SECONDS_PER_CASE" | sed "s/^/$round /" | tee -a "$work/append.txt" >&2
+done
 
 target/release/examples/gen_audit_log "$work/million.jsonl" "$RECORDS" >&2
 size_mib=$(( $(stat -c %s "$work/million.jsonl") / 1024 / 1024 ))
@@ -34,13 +38,16 @@ report=$(
     echo "<!-- bench-audit.sh:start -->"
     echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, \`SECONDS_PER_CASE=$SECONDS_PER_CASE scripts/bench-audit.sh\` (examples/audit_load.rs, examples/gen_audit_log.rs)."
     echo
-    echo "| writers | naive: write + fdatasync per record (records/s) | group commit, AUDIT_FSYNC=always (records/s) | ratio |"
+    echo "| writers | naive: write + fdatasync per record (records/s, median of 3) | group commit, AUDIT_FSYNC=always (records/s, median of 3) | ratio (median of the 3 rounds' ratios; range) |"
     echo "| ---: | ---: | ---: | ---: |"
     for w in 1 16 64; do
-        n=$(awk -v w="$w" '$1 == "naive" && $2 == w {print $3}' "$work/append.txt")
-        g=$(awk -v w="$w" '$1 == "group" && $2 == w {print $3}' "$work/append.txt")
-        r=$(awk -v a="$g" -v b="$n" 'BEGIN {printf "%.1fx", a / b}')
-        echo "| $w | $n | $g | $r |"
+        n=$(awk -v w="$w" '$2 == "naive" && $3 == w {print $4}' "$work/append.txt" | sort -n | sed -n 2p)
+        g=$(awk -v w="$w" '$2 == "group" && $3 == w {print $4}' "$work/append.txt" | sort -n | sed -n 2p)
+        ratios=$(awk -v w="$w" '$3 == w {v[$1 " " $2] = $4} END {for (r = 1; r <= 3; r++) printf "%.1f\n", v[r " group"] / v[r " naive"]}' "$work/append.txt" | sort -n)
+        r=$(sed -n 2p <<<"$ratios")
+        lo=$(head -1 <<<"$ratios")
+        hi=$(tail -1 <<<"$ratios")
+        echo "| $w | $n | $g | ${r}x (${lo}x-${hi}x) |"
     done
     echo
     echo "- \`sustainbot audit verify\` on $RECORDS records ($size_mib MiB): **${best} s** (best of 3; goal: under 5 s)."

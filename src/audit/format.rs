@@ -24,7 +24,18 @@ pub fn hash_body(body: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(DOMAIN);
     hasher.update(body);
-    format!("sha256:{}", hex::encode(hasher.finalize()))
+    tagged(&hasher.finalize())
+}
+
+/// `sha256:` followed by the lower-case hex of a digest, in one allocation.
+fn tagged(digest: &[u8]) -> String {
+    let mut hex = [0u8; 64];
+    // A 32-byte digest always fits 64 hex digits.
+    let _ = hex::encode_to_slice(digest, &mut hex);
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    out
 }
 
 /// Plain `sha256:<hex>` of some bytes, without the domain tag (for evidence such as cut bytes).
@@ -109,24 +120,30 @@ impl PreEncoded {
     pub fn seal(&self, seq: u64, prev_hash: &str, timestamp: &str, out: &mut Vec<u8>) -> String {
         let start = out.len();
         out.push(b'{');
+        // The record's own members with the three chain members spliced in, each written in place
+        // (this runs once per record on the single writer thread).
+        let mut digits = [0u8; 20];
+        let seq_digits = itoa(seq, &mut digits);
+        let chain: [&[&[u8]]; 3] = [
+            &[b"\"prev_hash\":\"", prev_hash.as_bytes(), b"\""],
+            &[b"\"seq\":", seq_digits],
+            &[b"\"timestamp\":\"", timestamp.as_bytes(), b"\""],
+        ];
         let mut first = true;
-        let mut member = |out: &mut Vec<u8>, bytes: &[u8]| {
-            if bytes.is_empty() {
-                return;
+        for (i, part) in self.parts.iter().enumerate() {
+            for pieces in std::iter::once(&[part.as_slice()][..]).chain(chain.get(i).copied()) {
+                if pieces.iter().all(|p| p.is_empty()) {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                for piece in pieces {
+                    out.extend_from_slice(piece);
+                }
             }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.extend_from_slice(bytes);
-        };
-        member(out, &self.parts[0]);
-        member(out, format!("\"prev_hash\":\"{prev_hash}\"").as_bytes());
-        member(out, &self.parts[1]);
-        member(out, format!("\"seq\":{seq}").as_bytes());
-        member(out, &self.parts[2]);
-        member(out, format!("\"timestamp\":\"{timestamp}\"").as_bytes());
-        member(out, &self.parts[3]);
+        }
         out.push(b'}');
         let hash = hash_body(&out[start..]);
         out.pop();
@@ -135,6 +152,19 @@ impl PreEncoded {
         out.extend_from_slice(SUFFIX_TAIL);
         out.push(b'\n');
         hash
+    }
+}
+
+/// The decimal digits of `n`, written into `buffer`.
+fn itoa(mut n: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buffer[at..];
+        }
     }
 }
 
