@@ -388,11 +388,16 @@ fn stitch(segments: Vec<(usize, Segment)>, files: &[PathBuf], key: Option<&Publi
 
 /// Verifies a log read from `reader` on this thread (chain only).
 pub fn verify_reader(reader: impl BufRead) -> io::Result<Report> {
-    Ok(stitch(
+    // One unnamed input: problems name no file.
+    let mut report = stitch(
         vec![(0, verify_segment(reader, u64::MAX, None)?)],
-        &[],
+        &[PathBuf::new()],
         None,
-    ))
+    );
+    if let Some(problem) = &mut report.problem {
+        problem.file = None;
+    }
+    Ok(report)
 }
 
 /// Verifies the log at `path` (its active file, or the directory holding it), with every rotated
@@ -576,6 +581,21 @@ mod tests {
         let (one, many) = both(&path);
         assert_eq!(one.problem.as_ref().map(|p| p.line), Some(500));
         assert_eq!(one, many);
+    }
+
+    #[test]
+    fn a_reader_verifies_like_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let lines = write_log(&path, 20);
+        let report = verify_reader(std::io::Cursor::new(lines.concat())).unwrap();
+        assert!(report.is_valid() && report.records == 20 && report.files == 1);
+        let mut edited = lines.clone();
+        edited[4] = edited[4].replace("\"run\"", "\"nur\"");
+        let report = verify_reader(std::io::Cursor::new(edited.concat())).unwrap();
+        let problem = report.problem.expect("detected");
+        assert_eq!((problem.file, problem.line), (None, 5));
+        assert!(verify_reader(std::io::Cursor::new("")).unwrap().is_valid());
     }
 
     #[test]
