@@ -7,6 +7,10 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
+use serde_json::Value;
+
+use crate::governance::{DragMode, Rejection};
+
 type Labels = Vec<String>;
 
 /// A counter with labels.
@@ -204,6 +208,14 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A body's `drag_mode` as a metric label: a known mode, or `unknown` (never a client's free text).
+pub fn drag_mode_label(body: &Value) -> &str {
+    body.get("drag_mode")
+        .and_then(Value::as_str)
+        .filter(|mode| mode.parse::<DragMode>().is_ok())
+        .unwrap_or("unknown")
+}
+
 const DURATION_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
 const HTTP_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -305,6 +317,17 @@ impl Metrics {
             ),
             active_requests: AtomicI64::new(0),
         }
+    }
+
+    /// Counts a refused declaration by kind (shape or business rule) and declared DRAG mode.
+    pub fn validation_failure(&self, rejection: &Rejection, body: &Value) {
+        let reason = if rejection.is_shape() {
+            "shape"
+        } else {
+            "business_rule"
+        };
+        self.aim_validation_failures
+            .inc(&[reason, drag_mode_label(body)]);
     }
 
     /// The Prometheus text exposition of every metric.

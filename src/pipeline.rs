@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::audit::{AuditLog, Outcome, Record, RunRecord};
 use crate::auth::Principal;
 use crate::governance::{summary, GovernanceRequest, IdentityMismatch, Rejection};
-use crate::metrics::Metrics;
+use crate::metrics::{drag_mode_label, Metrics};
 use crate::workflow::{self, InvalidName, Runner, WorkflowRegistry};
 
 /// Why the gate refused a run, or could not record it.
@@ -43,8 +43,7 @@ impl GateError {
         match self {
             GateError::BodyRequired | GateError::InvalidName(_) => "VALIDATION_ERROR",
             GateError::Unreadable { code, .. } => code,
-            GateError::Invalid(r) if r.is_shape() => "GOVERNANCE_ERROR",
-            GateError::Invalid(_) => "GOVERNANCE_VALIDATION_FAILED",
+            GateError::Invalid(rejection) => rejection.code(),
             GateError::ActorMismatch(_) => "ACTOR_MISMATCH",
             GateError::WorkflowNotFound(_) => "WORKFLOW_NOT_FOUND",
             GateError::GovernanceRequired => "GOVERNANCE_REQUIRED",
@@ -143,18 +142,7 @@ impl Gate {
         let mut governed = match GovernanceRequest::parse(&body) {
             Ok(governed) => governed,
             Err(rejection) => {
-                let reason = if rejection.is_shape() {
-                    "shape"
-                } else {
-                    "business_rule"
-                };
-                let mode = body
-                    .get("drag_mode")
-                    .and_then(Value::as_str)
-                    .filter(|m| m.parse::<crate::governance::DragMode>().is_ok());
-                self.metrics
-                    .aim_validation_failures
-                    .inc(&[reason, mode.unwrap_or("unknown")]);
+                self.metrics.validation_failure(&rejection, &body);
                 return Err(self
                     .refuse(&trace_id, &principal, &body, GateError::Invalid(rejection))
                     .await);
@@ -308,16 +296,7 @@ impl Gate {
             Some(code),
             None,
         );
-        let mode = body
-            .get("drag_mode")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown");
-        let mode = if mode.parse::<crate::governance::DragMode>().is_ok() {
-            mode
-        } else {
-            "unknown"
-        };
-        match self.record(record, mode).await {
+        match self.record(record, drag_mode_label(body)).await {
             Ok(()) => refusal,
             Err(unavailable) => unavailable,
         }

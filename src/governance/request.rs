@@ -170,6 +170,16 @@ impl Rejection {
             .any(|v| v.kind == ViolationKind::Shape)
     }
 
+    /// The stable code: `GOVERNANCE_ERROR` for a body that is not a governance request,
+    /// `GOVERNANCE_VALIDATION_FAILED` for a business rule.
+    pub fn code(&self) -> &'static str {
+        if self.is_shape() {
+            "GOVERNANCE_ERROR"
+        } else {
+            "GOVERNANCE_VALIDATION_FAILED"
+        }
+    }
+
     /// The single message clients of the original read from `error`.
     pub fn headline(&self) -> String {
         match self

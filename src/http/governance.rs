@@ -38,28 +38,15 @@ async fn validate(
             "actor": request.aim.actor().name(),
         }))),
         Err(rejection) => {
-            let code = if rejection.is_shape() {
-                "GOVERNANCE_ERROR"
-            } else {
-                "GOVERNANCE_VALIDATION_FAILED"
-            };
-            let reason = if rejection.is_shape() {
-                "shape"
-            } else {
-                "business_rule"
-            };
-            let mode = body
-                .get("drag_mode")
-                .and_then(Value::as_str)
-                .filter(|m| m.parse::<DragMode>().is_ok())
-                .unwrap_or("unknown");
-            state.metrics.aim_validation_failures.inc(&[reason, mode]);
-            Err(
-                ApiError::new(StatusCode::BAD_REQUEST, code, rejection.headline())
-                    .with_errors(rejection.violations)
-                    .with("valid", json!(false))
-                    .with_trace(&trace.0),
+            state.metrics.validation_failure(&rejection, &body);
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                rejection.code(),
+                rejection.headline(),
             )
+            .with_errors(rejection.violations)
+            .with("valid", json!(false))
+            .with_trace(&trace.0))
         }
     }
 }
