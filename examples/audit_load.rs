@@ -33,6 +33,7 @@ fn record(i: u64) -> Record {
         code: None,
         duration_seconds: None,
         principal: None,
+        steps: serde_json::Value::Null,
     })
 }
 

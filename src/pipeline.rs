@@ -13,7 +13,7 @@ use crate::audit::{AuditLog, Outcome, Record, RunRecord};
 use crate::auth::Principal;
 use crate::governance::{summary, GovernanceRequest, IdentityMismatch, Rejection};
 use crate::metrics::{drag_mode_label, Metrics};
-use crate::workflow::{self, InvalidName, Runner, WorkflowRegistry};
+use crate::workflow::{self, InvalidName, Runner, StepReport, WorkflowRegistry};
 
 /// Why the gate refused a run, or could not record it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -31,6 +31,14 @@ pub enum GateError {
     InvalidName(InvalidName),
     #[error("Workflow not found: {0}")]
     WorkflowNotFound(String),
+    #[error("DRAG mode '{mode}' is not allowed for this workflow (allowed: {allowed})")]
+    DragModeNotAllowed { mode: String, allowed: String },
+    #[error("Role '{role}' may not run this workflow (allowed: {allowed})")]
+    ForbiddenRole { role: String, allowed: String },
+    #[error("Invalid parameters: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.message)).collect::<Vec<_>>().join("; "))]
+    InvalidParameters(Vec<crate::governance::Violation>),
+    #[error("This workflow requires approval by a second human ({roles}); this server cannot collect approvals yet, so it refuses rather than run unapproved")]
+    ApprovalRequired { roles: String },
     #[error("Ungoverned execution is disabled: POST /workflows/governed/execute with an AIM declaration (actor, input, mission) and a DRAG mode")]
     GovernanceRequired,
     #[error("{0}")]
@@ -47,6 +55,10 @@ impl GateError {
             GateError::ActorMismatch(_) => "ACTOR_MISMATCH",
             GateError::WorkflowNotFound(_) => "WORKFLOW_NOT_FOUND",
             GateError::GovernanceRequired => "GOVERNANCE_REQUIRED",
+            GateError::DragModeNotAllowed { .. } => "DRAG_MODE_NOT_ALLOWED",
+            GateError::ForbiddenRole { .. } => "FORBIDDEN_ROLE",
+            GateError::InvalidParameters(_) => "INVALID_PARAMETERS",
+            GateError::ApprovalRequired { .. } => "APPROVAL_REQUIRED",
             GateError::AuditUnavailable(_) => "AUDIT_UNAVAILABLE",
         }
     }
@@ -84,6 +96,8 @@ pub struct RunReport {
     pub audit_logged: bool,
     pub governance_summary: String,
     pub duration_seconds: f64,
+    /// What each step did (outputs capped and redacted).
+    pub steps: Vec<StepReport>,
 }
 
 /// The gate. Cheap to clone.
@@ -185,6 +199,41 @@ impl Gate {
             let missing = GateError::WorkflowNotFound(governed.workflow_name.clone());
             return Err(self.refuse(&trace_id, &principal, &readable, missing).await);
         };
+        // The workflow's own policy: DRAG modes, roles, parameters, approval.
+        if let Some(allowed) = &definition.drag_modes {
+            if !allowed.contains(&governed.drag_mode) {
+                let refusal = GateError::DragModeNotAllowed {
+                    mode: governed.drag_mode.to_string(),
+                    allowed: allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
+                };
+                return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
+            }
+        }
+        if let Some(roles) = &definition.roles {
+            if !roles.iter().any(|r| r == &principal.role) {
+                let refusal = GateError::ForbiddenRole {
+                    role: principal.role.clone(),
+                    allowed: roles.join(", "),
+                };
+                return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
+            }
+        }
+        let parameters = match definition.check_parameters(&governed.parameters) {
+            Ok(parameters) => parameters,
+            Err(problems) => {
+                let refusal = GateError::InvalidParameters(problems);
+                return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
+            }
+        };
+        if let Some(approval) = definition.approval.as_ref().filter(|a| a.required) {
+            let refusal = GateError::ApprovalRequired {
+                roles: approval.approver_roles.join(", "),
+            };
+            return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
+        }
+        // The record shows the parameters the run really uses (defaults filled in).
+        let mut readable = readable;
+        readable["parameters"] = Value::Object(parameters.clone());
         let governance_summary = summary(&governed);
         tracing::info!(trace_id, workflow = governed.workflow_name, actor = governed.aim.actor().name(), mode = %governed.drag_mode, "governed run starting");
 
@@ -200,11 +249,11 @@ impl Gate {
         );
         self.record(intent, governed.drag_mode.as_str()).await?;
 
-        let result = self.runner.run(&definition, &governed.parameters).await;
+        let result = self.runner.run(&definition, &parameters, &trace_id).await;
         let duration = started.elapsed().as_secs_f64();
-        let (outcome, message, error) = match &result {
-            Ok(output) => (Outcome::Success, Some(output.outcome.clone()), None),
-            Err(failure) => (Outcome::Failure, None, Some(failure.error.clone())),
+        let (outcome, message, error, steps) = match result {
+            Ok(output) => (Outcome::Success, Some(output.outcome), None, output.steps),
+            Err(failure) => (Outcome::Failure, None, Some(failure.error), failure.steps),
         };
         let name = governed.workflow_name.as_str();
         let mode = governed.drag_mode.as_str();
@@ -220,7 +269,7 @@ impl Gate {
                 .inc(&[name, "run_failed"]);
         }
         let code = error.as_ref().map(|_| "WORKFLOW_FAILED");
-        let record = run_record(
+        let mut record = run_record(
             &trace_id,
             &principal,
             &readable,
@@ -229,6 +278,9 @@ impl Gate {
             code,
             Some(duration),
         );
+        if let Record::Run(run) = &mut record {
+            run.steps = step_summaries(&steps);
+        }
         self.record(record, mode).await?;
         Ok(RunReport {
             trace_id,
@@ -239,6 +291,7 @@ impl Gate {
             audit_logged: self.audit.is_some(),
             governance_summary,
             duration_seconds: duration,
+            steps,
         })
     }
 
@@ -325,6 +378,27 @@ impl Gate {
     }
 }
 
+/// The audit trail's view of the steps: what ran and how it ended, with hashes of the outputs
+/// (the outputs themselves go to the caller, not into the permanent record).
+fn step_summaries(steps: &[StepReport]) -> Value {
+    if steps.is_empty() {
+        return Value::Null;
+    }
+    Value::Array(
+        steps
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "id": s.id, "kind": s.kind, "success": s.success, "exit_code": s.exit_code,
+                    "timed_out": s.timed_out, "duration_seconds": s.duration_seconds, "error": s.error,
+                    "stdout_sha256": crate::audit::format::sha256_tagged(s.stdout.as_bytes()),
+                    "stderr_sha256": crate::audit::format::sha256_tagged(s.stderr.as_bytes()),
+                })
+            })
+            .collect(),
+    )
+}
+
 /// `{}`, `[]` and `null` count as no body, as the original's `if not data` did.
 pub fn is_empty_body(body: &Value) -> bool {
     match body {
@@ -382,5 +456,6 @@ fn run_record(
         code,
         duration_seconds,
         principal: Some(principal.clone()),
+        steps: Value::Null,
     })
 }

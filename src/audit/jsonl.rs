@@ -437,6 +437,7 @@ pub fn encode(record: &Record) -> PreEncoded {
             encoded.member("outcome", &run.outcome);
             encoded.member("parameters", &run.parameters);
             encoded.member("principal", &run.principal);
+            encoded.member("steps", &run.steps);
             encoded.member("trace_id", &run.trace_id);
             encoded.member("workflow_name", &run.workflow_name);
             encoded

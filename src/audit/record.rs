@@ -44,6 +44,8 @@ pub struct RunRecord {
     pub duration_seconds: Option<f64>,
     /// Who asked: the token's identity (or the local operator for the command line).
     pub principal: Option<Principal>,
+    /// For an outcome: what each step did (`null` otherwise).
+    pub steps: Value,
 }
 
 /// A record of any kind. The writer adds `seq`, `prev_hash`, `timestamp` and `integrity_hash`.

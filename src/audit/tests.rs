@@ -18,6 +18,7 @@ fn run(trace: &str, outcome: Outcome) -> Record {
         code: None,
         duration_seconds: Some(0.25),
         principal: None,
+        steps: serde_json::Value::Null,
     })
 }
 
@@ -503,6 +504,7 @@ fn run_records_encode_directly_exactly_as_through_a_json_tree() {
             role: "admin".into(),
             user_id: Some(json!(42)),
         }),
+        steps: serde_json::Value::Null,
     });
     let sparse = run("t-2", Outcome::Started);
     for record in [full, sparse] {

@@ -68,7 +68,8 @@ impl ApiError {
 impl From<GateError> for ApiError {
     fn from(error: GateError) -> ApiError {
         let status = match &error {
-            GateError::ActorMismatch(_) => StatusCode::FORBIDDEN,
+            GateError::ActorMismatch(_) | GateError::ForbiddenRole { .. } => StatusCode::FORBIDDEN,
+            GateError::ApprovalRequired { .. } => StatusCode::CONFLICT,
             GateError::WorkflowNotFound(_) => StatusCode::NOT_FOUND,
             GateError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GateError::Unreadable {
@@ -80,6 +81,7 @@ impl From<GateError> for ApiError {
         let api = ApiError::new(status, error.code(), error.to_string());
         match error {
             GateError::Invalid(rejection) => api.with_errors(rejection.violations),
+            GateError::InvalidParameters(problems) => api.with_errors(problems),
             _ => api,
         }
     }

@@ -65,6 +65,7 @@ async fn governed_execute(
                 "governance_summary": report.governance_summary,
                 "duration_seconds": duration,
                 "workflow_name": report.workflow_name,
+                "steps": report.steps,
             })),
         )
     } else {
@@ -79,6 +80,7 @@ async fn governed_execute(
                 "governance_summary": report.governance_summary,
                 "duration_seconds": duration,
                 "workflow_name": report.workflow_name,
+                "steps": report.steps,
             })),
         )
     };
@@ -116,9 +118,9 @@ async fn ungoverned_execute(
     let Some(definition) = state.gate.workflows().get(&name) else {
         return Err(with_trace(GateError::WorkflowNotFound(name).into()));
     };
-    match state.gate.runner().run(&definition, &parameters).await {
+    match state.gate.runner().run(&definition, &parameters, &trace.0).await {
         Ok(output) => Ok(Json(json!({
-            "success": true, "workflow": name, "outcome": output.outcome, "trace_id": trace.0,
+            "success": true, "workflow": name, "outcome": output.outcome, "trace_id": trace.0, "steps": output.steps,
         }))),
         Err(failure) => Err(with_trace(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

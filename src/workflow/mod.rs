@@ -1,14 +1,16 @@
 //! Workflow definitions: JSON files in `WORKFLOWS_DIR`, named by file stem.
 
+pub mod command;
+mod definition;
 mod runner;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use serde_json::Value;
 
-pub use runner::{RunFailure, RunOutput, Runner};
+pub use definition::{Approval, Arg, ParamSpec, ParamType, Step, StepKind, Workflow};
+pub use runner::{RunFailure, RunOutput, Runner, StepReport};
 
 /// Why a workflow name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,40 +27,6 @@ pub fn validate_name(name: &str) -> Result<(), InvalidName> {
         Ok(())
     } else {
         Err(InvalidName(name.to_owned()))
-    }
-}
-
-/// One loaded definition.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Workflow {
-    pub name: String,
-    pub description: Option<String>,
-    /// The steps, as written; the runner interprets them.
-    pub steps: Vec<Value>,
-}
-
-impl Workflow {
-    /// Reads a definition from its JSON text. `steps` absent or `null` means no steps.
-    pub fn from_json(name: &str, text: &str) -> Result<Workflow, String> {
-        let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-        let Value::Object(map) = value else {
-            return Err("a workflow definition must be a JSON object".to_owned());
-        };
-        let description = match map.get("description") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err("description must be a string".to_owned()),
-        };
-        let steps = match map.get("steps") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(steps)) => steps.clone(),
-            Some(_) => return Err("steps must be an array".to_owned()),
-        };
-        Ok(Workflow {
-            name: name.to_owned(),
-            description,
-            steps,
-        })
     }
 }
 
@@ -166,7 +134,7 @@ fn read_dir(dir: &Path) -> (BTreeMap<String, Arc<Workflow>>, Vec<LoadProblem>) {
         let loaded = validate_name(&name)
             .map_err(|e| e.to_string())
             .and_then(|()| std::fs::read_to_string(&path).map_err(|e| e.to_string()))
-            .and_then(|text| Workflow::from_json(&name, &text));
+            .and_then(|text| Workflow::from_json(&name, &text).map_err(|problems| problems.join("; ")));
         match loaded {
             Ok(workflow) => {
                 catalog.insert(name, Arc::new(workflow));
@@ -199,6 +167,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("broken.json"), "{").unwrap();
         std::fs::write(dir.path().join("bad-steps.json"), r#"{"steps": 3}"#).unwrap();
+        std::fs::write(dir.path().join("typo.json"), r#"{"drag_mode": ["draft"]}"#).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
         let registry = WorkflowRegistry::load(dir.path());
         assert_eq!(registry.names(), ["noop"]);
@@ -206,7 +175,10 @@ mod tests {
             registry.get("noop").unwrap().description.as_deref(),
             Some("nothing")
         );
-        assert_eq!(registry.problems().len(), 2);
+        let problems = registry.problems();
+        assert_eq!(problems.len(), 3);
+        let typo = problems.iter().find(|p| p.file.ends_with("typo.json")).expect("named by file");
+        assert!(typo.reason.contains("drag_mode: unknown key"), "{}", typo.reason);
     }
 
     #[test]

@@ -1,56 +1,225 @@
-//! Runs a workflow's steps. This is the seam the workflow engine grows behind: the governance
-//! pipeline calls [`Runner::run`] after the intent is durable and records whatever it returns.
+//! Runs a workflow's steps, in order, for real. The governance pipeline calls [`Runner::run`] only
+//! after the run's intent is durable, and records whatever it returns.
 
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::Workflow;
+use super::command::{self, CommandSpec};
+use super::definition::{Arg, Step, StepKind, Workflow};
+
+/// A step's time limit when neither it nor its workflow sets one.
+const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
+/// Output kept per stream of a command step.
+const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+/// Server environment variables every command step sees (its whole environment otherwise is what
+/// the step declares).
+const PASSED_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub kind: &'static str,
+    pub success: bool,
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub duration_seconds: f64,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+    pub error: Option<String>,
+}
+
+impl StepReport {
+    fn failed(step: &Step, started: Instant, error: String) -> StepReport {
+        StepReport {
+            id: step.id.clone(),
+            kind: step.kind.name(),
+            success: false,
+            exit_code: None,
+            timed_out: false,
+            duration_seconds: started.elapsed().as_secs_f64(),
+            stdout: String::new(),
+            stderr: String::new(),
+            truncated: false,
+            error: Some(error),
+        }
+    }
+}
 
 /// A run that finished.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutput {
     /// A one-line description of what happened (the contract's `outcome`).
     pub outcome: String,
+    pub steps: Vec<StepReport>,
 }
 
-/// A run that failed.
+/// A run that failed; the steps that ran, the failing one last.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunFailure {
     pub error: String,
+    pub steps: Vec<StepReport>,
 }
 
-/// The step kinds definitions may name.
-const STEP_KINDS: [&str; 4] = ["command", "http", "llm", "openclaw"];
-
 /// Executes workflows.
-#[derive(Debug, Default, Clone)]
-pub struct Runner;
+#[derive(Debug, Clone)]
+pub struct Runner {
+    /// Where relative programs are found, and the working directory of command steps.
+    workflows_dir: PathBuf,
+}
 
 impl Runner {
-    pub fn new() -> Runner {
-        Runner
+    pub fn new(workflows_dir: PathBuf) -> Runner {
+        Runner { workflows_dir }
     }
 
-    /// Runs `workflow` with `parameters`. A workflow without steps succeeds with nothing to do. No step
-    /// kind is executable yet, so a workflow with steps fails naming the first step it cannot run,
-    /// rather than claiming work it did not do.
-    pub async fn run(
-        &self,
-        workflow: &Workflow,
-        _parameters: &Map<String, Value>,
-    ) -> Result<RunOutput, RunFailure> {
-        let Some(first) = workflow.steps.first() else {
+    /// Runs `workflow` with checked `parameters`. Steps run in order; the first failure stops the
+    /// run. The workflow's `timeout_seconds` bounds the whole run.
+    pub async fn run(&self, workflow: &Workflow, parameters: &Map<String, Value>, trace_id: &str) -> Result<RunOutput, RunFailure> {
+        if workflow.steps.is_empty() {
             return Ok(RunOutput {
                 outcome: format!("Workflow '{}' has no steps: nothing to do", workflow.name),
+                steps: Vec::new(),
             });
-        };
-        let id = first.get("id").and_then(Value::as_str).unwrap_or("1");
-        let kind = STEP_KINDS
-            .iter()
-            .find(|kind| first.get(**kind).is_some())
-            .copied()
-            .unwrap_or("unknown");
-        Err(RunFailure {
-            error: format!("Step '{id}' of kind '{kind}' cannot run: this server does not execute {kind} steps yet"),
+        }
+        let deadline = workflow.timeout_seconds.map(|s| Instant::now() + Duration::from_secs(s));
+        let mut reports: Vec<StepReport> = Vec::with_capacity(workflow.steps.len());
+        for step in &workflow.steps {
+            let started = Instant::now();
+            let limit = step.timeout_seconds.map_or(DEFAULT_STEP_TIMEOUT, Duration::from_secs);
+            let limit = match deadline {
+                Some(deadline) => limit.min(deadline.saturating_duration_since(started)),
+                None => limit,
+            };
+            let report = match &step.kind {
+                StepKind::Command { argv, env, secrets } => {
+                    self.command(step, argv, env, secrets, parameters, &reports, limit, workflow, trace_id, started)
+                        .await
+                }
+                other => {
+                    let kind = other.name();
+                    StepReport::failed(step, started, format!("this server does not execute {kind} steps yet"))
+                }
+            };
+            let failed = !report.success;
+            reports.push(report);
+            if failed {
+                let last = reports.last().map(describe_failure).unwrap_or_default();
+                let error = if deadline.is_some_and(|d| Instant::now() >= d) {
+                    format!("Workflow '{}' timed out after {} s: {last}", workflow.name, workflow.timeout_seconds.unwrap_or(0))
+                } else {
+                    format!("Workflow '{}' failed: {last}", workflow.name)
+                };
+                return Err(RunFailure { error, steps: reports });
+            }
+        }
+        Ok(RunOutput {
+            outcome: format!("Workflow '{}' completed: {} step(s) succeeded", workflow.name, reports.len()),
+            steps: reports,
         })
     }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn command(
+        &self,
+        step: &Step,
+        argv: &[Arg],
+        env: &[(String, Arg)],
+        secrets: &[String],
+        parameters: &Map<String, Value>,
+        earlier: &[StepReport],
+        timeout: Duration,
+        workflow: &Workflow,
+        trace_id: &str,
+        started: Instant,
+    ) -> StepReport {
+        let resolve = |arg: &Arg| resolve(arg, parameters, earlier);
+        let argv: Result<Vec<String>, String> = argv.iter().map(resolve).collect();
+        let mut vars: Vec<(String, String)> = PASSED_ENV
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|v| ((*name).to_owned(), v)))
+            .collect();
+        vars.push(("SUSTAINBOT_TRACE_ID".to_owned(), trace_id.to_owned()));
+        vars.push(("SUSTAINBOT_WORKFLOW".to_owned(), workflow.name.clone()));
+        let mut redact = Vec::new();
+        let mut problem = None;
+        for (name, value) in env {
+            match resolve(value) {
+                Ok(value) => vars.push((name.clone(), value)),
+                Err(e) => problem = Some(e),
+            }
+        }
+        for name in secrets {
+            match std::env::var(name) {
+                Ok(value) => {
+                    redact.push(value.clone());
+                    vars.push((name.clone(), value));
+                }
+                Err(_) => problem = Some(format!("secret {name} is not set in the server's environment")),
+            }
+        }
+        let argv = match (argv, problem) {
+            (Ok(argv), None) => argv,
+            (Err(e), _) | (_, Some(e)) => return StepReport::failed(step, started, e),
+        };
+        let spec = CommandSpec {
+            argv,
+            env: vars,
+            base_dir: self.workflows_dir.clone(),
+            timeout,
+            max_output_bytes: MAX_OUTPUT_BYTES,
+            redact,
+        };
+        match command::run(&spec, None).await {
+            Ok(outcome) => StepReport {
+                id: step.id.clone(),
+                kind: "command",
+                success: outcome.success(),
+                exit_code: outcome.exit_code,
+                timed_out: outcome.timed_out,
+                duration_seconds: outcome.duration.as_secs_f64(),
+                truncated: outcome.stdout_truncated || outcome.stderr_truncated,
+                error: (!outcome.success()).then(|| match (outcome.timed_out, outcome.exit_code, outcome.signal) {
+                    (true, _, _) => format!("timed out after {} s and was killed with its children", timeout.as_secs()),
+                    (_, Some(code), _) => format!("exited with code {code}"),
+                    (_, _, Some(signal)) => format!("killed by signal {signal}"),
+                    _ => "failed".to_owned(),
+                }),
+                stdout: outcome.stdout,
+                stderr: outcome.stderr,
+            },
+            Err(e) => StepReport::failed(step, started, e.to_string()),
+        }
+    }
+}
+
+/// A whole-argument template's value: a parameter as text (strings as they are, anything else as
+/// JSON), or an earlier step's standard output without its final newline.
+fn resolve(arg: &Arg, parameters: &Map<String, Value>, earlier: &[StepReport]) -> Result<String, String> {
+    match arg {
+        Arg::Literal(text) => Ok(text.clone()),
+        Arg::Parameter(name) => match parameters.get(name) {
+            Some(Value::String(text)) => Ok(text.clone()),
+            Some(other) => Ok(other.to_string()),
+            None => Err(format!("parameter '{name}' was not given and has no default")),
+        },
+        Arg::StepOutput(id) => earlier
+            .iter()
+            .find(|r| &r.id == id)
+            .map(|r| r.stdout.trim_end_matches(['\n', '\r']).to_owned())
+            .ok_or_else(|| format!("step '{id}' has no output")),
+    }
+}
+
+fn describe_failure(report: &StepReport) -> String {
+    format!(
+        "step '{}' ({}) {}",
+        report.id,
+        report.kind,
+        report.error.as_deref().unwrap_or("failed")
+    )
 }

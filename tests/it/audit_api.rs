@@ -387,6 +387,7 @@ fn record(i: u64) -> Record {
         code: None,
         duration_seconds: Some(0.5),
         principal: None,
+        steps: serde_json::Value::Null,
     })
 }
 

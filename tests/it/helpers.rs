@@ -111,7 +111,7 @@ impl TestAppBuilder {
             ("noop".to_owned(), json!({"steps": []})),
             (
                 "with-steps".to_owned(),
-                json!({"steps": [{"id": "build", "command": ["true"]}]}),
+                json!({"steps": [{"id": "build", "command": ["false"]}]}),
             ),
         ];
         files.extend(self.workflows);
