@@ -79,7 +79,15 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
     };
     let workflows = Arc::new(WorkflowRegistry::load(&config.workflows_dir));
     tracing::info!(count = workflows.len(), dir = %config.workflows_dir.display(), "workflows loaded");
-    let gate = Gate::new(audit, workflows, Runner::new(std::fs::canonicalize(&config.workflows_dir).unwrap_or_else(|_| config.workflows_dir.clone())), Arc::clone(&metrics));
+    let gate = Gate::new(
+        audit,
+        workflows,
+        Runner::new(
+            std::fs::canonicalize(&config.workflows_dir)
+                .unwrap_or_else(|_| config.workflows_dir.clone()),
+        ),
+        Arc::clone(&metrics),
+    );
     Ok(AppState::new(Shared {
         keys: JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_algorithm),
         config: Arc::new(config),

@@ -318,7 +318,11 @@ async fn run_once(config: Config, name: &str, request: Option<PathBuf>) -> ExitC
             Some(definition) => match state
                 .gate
                 .runner()
-                .run(&definition, &serde_json::Map::new(), &uuid::Uuid::new_v4().to_string())
+                .run(
+                    &definition,
+                    &serde_json::Map::new(),
+                    &uuid::Uuid::new_v4().to_string(),
+                )
                 .await
             {
                 Ok(output) => json!({"success": true, "outcome": output.outcome}),

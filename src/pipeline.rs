@@ -168,7 +168,8 @@ impl Gate {
             .map(|w| w.name.clone());
         self.metrics.aim_requests.inc(&[
             governed.drag_mode.as_str(),
-            governed.aim.actor().role(),
+            // The token's role, not the declaration's free text: labels must stay a bounded set.
+            principal.role.as_str(),
             known_name.as_deref().unwrap_or("unknown"),
         ]);
         if let Some(identity) = &principal.actor {
@@ -204,7 +205,11 @@ impl Gate {
             if !allowed.contains(&governed.drag_mode) {
                 let refusal = GateError::DragModeNotAllowed {
                     mode: governed.drag_mode.to_string(),
-                    allowed: allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
+                    allowed: allowed
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 };
                 return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
             }
@@ -281,7 +286,11 @@ impl Gate {
         if let Record::Run(run) = &mut record {
             run.steps = step_summaries(&steps);
         }
-        self.record(record, mode).await?;
+        self.record(record, mode).await.map_err(|_| {
+            GateError::AuditUnavailable(format!(
+                "The run finished but its outcome could not be recorded (its start is on the record as trace {trace_id}); check the run before retrying"
+            ))
+        })?;
         Ok(RunReport {
             trace_id,
             workflow_name: std::mem::take(&mut governed.workflow_name),

@@ -75,6 +75,10 @@ pub struct JsonlStore {
     active_day: NaiveDate,
     /// Records written since the last checkpoint.
     since_checkpoint: u64,
+    /// A rollback's truncate failed: retry it before writing anything.
+    cut_pending: bool,
+    /// A rotation renamed the active file but could not open the new one yet.
+    reopen_pending: bool,
     options: StoreOptions,
 }
 
@@ -102,6 +106,8 @@ impl JsonlStore {
         lock.try_lock()
             .map_err(|_| AuditError::Locked(path.to_owned()))?;
         let mut file = open_active(path).map_err(io_err)?;
+        // The file (or its directory) may have just been created: make its entry durable too.
+        sync_dir(path).map_err(io_err)?;
         let mut len = file.metadata().map_err(io_err)?.len();
 
         let mut startup = Vec::new();
@@ -157,6 +163,8 @@ impl JsonlStore {
             active_first_seq,
             active_day,
             since_checkpoint: 0,
+            cut_pending: false,
+            reopen_pending: false,
             options,
         };
         Ok((store, startup))
@@ -174,24 +182,31 @@ impl JsonlStore {
     /// signed checkpoint when one is due. All or nothing: on error the file is cut back to its
     /// previous length and the head does not move.
     pub fn append_encoded(&mut self, items: &[PreEncoded]) -> io::Result<Vec<Receipt>> {
+        self.rotate_if_due(Utc::now())?;
         let before = (self.len, self.head.clone());
         let written = self.write_encoded(items)?;
+        self.sync_or_roll_back(before)?;
+        Ok(written.receipts)
+    }
+
+    /// Syncs what was written since `before` (per the fsync mode); on failure cuts it off again.
+    fn sync_or_roll_back(&mut self, before: (u64, ChainHead)) -> io::Result<()> {
         if self.options.fsync == FsyncMode::Always {
             if let Err(e) = self.file.sync_data() {
                 self.rollback(before.0, before.1);
                 return Err(e);
             }
         }
-        Ok(written.receipts)
+        Ok(())
     }
 
     /// Like [`JsonlStore::append_encoded`] without the sync: the records are written (page cache)
     /// and the head moves, but they are durable only once [`Written::file`] is synced through
     /// [`Written::end`]. The pipelined writer syncs on another thread while this one writes on.
+    /// Never rotates: callers rotate first ([`JsonlStore::rotate_if_due`]) when nothing is pending.
     pub fn write_encoded(&mut self, items: &[PreEncoded]) -> io::Result<Written> {
-        self.check_identity()?;
+        self.ready()?;
         let now = Utc::now();
-        self.rotate_if_due(now)?;
         let timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let mut buffer = Vec::with_capacity(items.len() * 1024);
         let mut receipts = Vec::with_capacity(items.len());
@@ -224,23 +239,39 @@ impl JsonlStore {
         })
     }
 
-    /// Whether the next write would rotate the active file (the pipelined writer lets every
-    /// pending sync finish first, so no sync ever spans two files).
-    pub fn rotation_due(&self) -> bool {
-        let now = Utc::now();
+    /// Whether the active file is due to rotate at `now`: too large, or from an earlier UTC day.
+    pub fn rotation_due(&self, now: DateTime<Utc>) -> bool {
         self.len > 0
             && ((self.options.segment_max_bytes > 0 && self.len >= self.options.segment_max_bytes)
                 || (self.options.rotate_daily && now.date_naive() != self.active_day))
     }
 
     /// Cuts the file back to `len` and the chain back to `head`: the durable point after a failed
-    /// sync, so nothing unsynced stays behind to fork the chain.
+    /// write or sync, so nothing unsynced stays behind to fork the chain. If the cut itself fails,
+    /// the store refuses every write until a retry of the cut succeeds.
     pub fn rollback(&mut self, len: u64, head: ChainHead) {
-        if let Err(e) = self.file.set_len(len) {
-            tracing::error!(error = %e, "could not cut the audit file back after a failed sync");
-        }
         self.len = len;
         self.head = head;
+        if let Err(e) = self.file.set_len(len) {
+            tracing::error!(error = %e, "could not cut the audit file back; refusing writes until it can");
+            self.cut_pending = true;
+        }
+    }
+
+    /// Before any write: the file must be the one the path names, cut back to the durable point,
+    /// and reopened after a rotation whose reopen failed.
+    fn ready(&mut self) -> io::Result<()> {
+        if self.reopen_pending {
+            self.file = open_active(&self.path)?;
+            self.sync_handle = std::sync::Arc::new(self.file.try_clone()?);
+            self.reopen_pending = false;
+            sync_dir(&self.path)?;
+        }
+        if self.cut_pending {
+            self.file.set_len(self.len)?;
+            self.cut_pending = false;
+        }
+        self.check_identity()
     }
 
     /// The active file's length (everything written, synced or not).
@@ -348,30 +379,41 @@ impl JsonlStore {
         Ok(receipt)
     }
 
-    /// Rotates the active file into a segment when it is too large or from an earlier UTC day.
-    fn rotate_if_due(&mut self, now: DateTime<Utc>) -> io::Result<()> {
+    /// Rotates the active file into a segment when it is due. Call only when every write is
+    /// synced (the pipelined writer settles first): the old file is synced whole, so afterwards the
+    /// durable point is the start of the new file. Returns whether it rotated.
+    pub fn rotate_if_due(&mut self, now: DateTime<Utc>) -> io::Result<bool> {
+        self.ready()?;
         if self.len == 0 {
             self.active_day = now.date_naive();
             self.active_first_seq = self.head.seq + 1;
-            return Ok(());
+            return Ok(false);
         }
-        let too_big =
-            self.options.segment_max_bytes > 0 && self.len >= self.options.segment_max_bytes;
-        let new_day = self.options.rotate_daily && now.date_naive() != self.active_day;
-        if !(too_big || new_day) {
-            return Ok(());
+        if !self.rotation_due(now) {
+            return Ok(false);
         }
         self.file.sync_all()?;
         let segment = segments::segment_path(&self.path, self.active_first_seq);
+        if segment.exists() {
+            // Never overwrite history: this would be a second segment starting at the same seq.
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "cannot rotate: segment {} already exists",
+                    segment.display()
+                ),
+            ));
+        }
         std::fs::rename(&self.path, &segment)?;
-        self.file = open_active(&self.path)?;
-        self.sync_handle = std::sync::Arc::new(self.file.try_clone()?);
-        sync_dir(&self.path)?;
+        // From here the old file is a segment: the store's state moves on at once, and the new
+        // active file is opened now or, if that fails, before the next write.
         tracing::info!(segment = %segment.display(), "rotated the audit log");
         self.len = 0;
         self.active_first_seq = self.head.seq + 1;
         self.active_day = now.date_naive();
-        Ok(())
+        self.reopen_pending = true;
+        self.ready()?;
+        Ok(true)
     }
 
     /// Refuses to write when the path no longer names the file we hold open (removed or replaced
@@ -398,22 +440,18 @@ impl JsonlStore {
     }
 
     fn write_durably(&mut self, buffer: &[u8]) -> io::Result<()> {
+        self.ready()?;
         let before = (self.len, self.head.clone());
         self.write_all(buffer)?;
-        if self.options.fsync == FsyncMode::Always {
-            if let Err(e) = self.file.sync_data() {
-                self.rollback(before.0, before.1);
-                return Err(e);
-            }
-        }
-        Ok(())
+        self.sync_or_roll_back(before)
     }
 
     /// Writes `buffer` at the end; on error cuts the partial bytes off again.
     fn write_all(&mut self, buffer: &[u8]) -> io::Result<()> {
         if let Err(e) = self.file.write_all(buffer) {
             // A partial line must not stay behind to break the chain.
-            let _ = self.file.set_len(self.len);
+            let (len, head) = (self.len, self.head.clone());
+            self.rollback(len, head);
             return Err(e);
         }
         self.len += buffer.len() as u64;
@@ -509,6 +547,9 @@ fn read_at(file: &mut File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
 
 /// The last complete line of a file of `len` bytes ending in a newline (without the newline).
 fn last_line(file: &mut File, len: u64) -> io::Result<Vec<u8>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
     let start = rfind_newline(file, len - 1)?.map_or(0, |nl| nl + 1);
     read_at(file, start, len - 1 - start)
 }

@@ -369,9 +369,7 @@ fn write_loop(
         while !state.pending.is_empty() || state.syncing {
             state = pipeline.wait(state);
         }
-        if state.failure.take().is_some() {
-            store.rollback(state.synced_len, state.synced_head.clone());
-        }
+        apply_failure(&mut state, store);
     };
 
     let mut items: Vec<PreEncoded> = Vec::with_capacity(MAX_BATCH);
@@ -399,29 +397,33 @@ fn write_loop(
             items.clear();
             return;
         }
-        let rotating = store.rotation_due();
-        if rotating {
+        // Rotation is a step of its own, with nothing pending: the old file is synced whole, so the
+        // durable point becomes the start of the new file whatever happens to the write after it.
+        let now = chrono::Utc::now();
+        if store.rotation_due(now) {
             settle(store);
-        }
-        let head_before = store.head().clone();
-        {
-            let mut state = pipeline.lock();
-            if state.failure.take().is_some() {
-                store.rollback(state.synced_len, state.synced_head.clone());
+            match store.rotate_if_due(now) {
+                Ok(rotated) => {
+                    if rotated {
+                        let mut state = pipeline.lock();
+                        state.synced_len = 0;
+                        state.synced_head = store.head().clone();
+                    }
+                }
+                Err(e) => {
+                    note(&status, &path, store.head().seq, Err(&e));
+                    fail_all(acks.drain(..), &e.to_string());
+                    items.clear();
+                    return;
+                }
             }
         }
+        apply_failure(&mut pipeline.lock(), store);
         match store.write_encoded(items) {
             Ok(written) => {
                 let mut state = pipeline.lock();
-                if rotating {
-                    // The old file was synced whole before the rename; the new one starts empty.
-                    state.synced_len = 0;
-                    state.synced_head = head_before;
-                }
-                if let Some(error) = state.failure.clone() {
+                if let Some(error) = apply_failure(&mut state, store) {
                     // A sync failed while we wrote: this batch sits on lost records.
-                    state.failure = None;
-                    store.rollback(state.synced_len, state.synced_head.clone());
                     drop(state);
                     fail_all(acks.drain(..), &error);
                 } else {
@@ -481,6 +483,13 @@ fn write_loop(
     }
     pipeline.lock().closing = true;
     pipeline.changed.notify_all();
+}
+
+/// After a failed sync: cuts the store back to the durable point (once), and says why.
+fn apply_failure(state: &mut SyncState, store: &mut JsonlStore) -> Option<String> {
+    let error = state.failure.take()?;
+    store.rollback(state.synced_len, state.synced_head.clone());
+    Some(error)
 }
 
 /// After the store wrote and synced on its own (checkpoint, retention), its end is the durable point.

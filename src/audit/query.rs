@@ -660,7 +660,7 @@ mod tests {
                 actor: Some("token-holder@example.org".into()),
                 role: "admin".into(),
             }),
-        steps: serde_json::Value::Null,
+            steps: serde_json::Value::Null,
         })
     }
 

@@ -518,3 +518,27 @@ fn run_records_encode_directly_exactly_as_through_a_json_tree() {
         assert_eq!(h1, h2);
     }
 }
+
+#[test]
+fn rotation_never_overwrites_an_existing_segment_and_recovers_when_it_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut options = StoreOptions::new(FsyncMode::Never);
+    options.segment_max_bytes = 100;
+    let mut store = store_with(&path, options);
+    append_runs(&mut store, 2);
+    let squatter = segments::segment_path(&path, 1);
+    std::fs::write(&squatter, "not ours\n").unwrap();
+    let refused = store.append_batch(&[run("blocked", Outcome::Started)]);
+    assert_eq!(
+        refused.map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::AlreadyExists)
+    );
+    assert_eq!(std::fs::read_to_string(&squatter).unwrap(), "not ours\n");
+    std::fs::remove_file(&squatter).unwrap();
+    append_runs(&mut store, 1);
+    drop(store);
+    let report = verify_path(&path).unwrap();
+    assert!(report.is_valid(), "{report:?}");
+    assert_eq!((report.records, report.files), (3, 2));
+}

@@ -194,7 +194,7 @@ fn check_line(line: &[u8], key: Option<&PublicKey>) -> Result<Checked, String> {
                 .covered_hash
                 .as_deref()
                 .ok_or("checkpoint without covered_hash")?;
-            if covered_seq + 1 != seq || covered_hash != prev_hash {
+            if covered_seq.checked_add(1) != Some(seq) || covered_hash != prev_hash {
                 return Err("checkpoint does not cover the record before it".to_owned());
             }
             if let Some(key) = key {
@@ -285,7 +285,7 @@ fn verify_segment(
                 Some(_) => check_link(
                     checked.seq,
                     &checked.prev_hash,
-                    segment.last_seq + 1,
+                    segment.last_seq.saturating_add(1),
                     &segment.last_hash,
                 )?,
             }
@@ -347,7 +347,7 @@ fn stitch(segments: Vec<(usize, Segment)>, files: &[PathBuf], key: Option<&Publi
                 // A log that no longer starts at 1 must be anchored by a retention record.
                 if anchors
                     .iter()
-                    .any(|(through, hash)| through + 1 == *seq && hash == prev)
+                    .any(|(through, hash)| through.checked_add(1) == Some(*seq) && hash == prev)
                 {
                     report.first_seq = *seq;
                     report.head_seq = *seq - 1;
@@ -358,7 +358,12 @@ fn stitch(segments: Vec<(usize, Segment)>, files: &[PathBuf], key: Option<&Publi
                     return report;
                 }
             }
-            if let Err(message) = check_link(*seq, prev, report.head_seq + 1, &report.head_hash) {
+            if let Err(message) = check_link(
+                *seq,
+                prev,
+                report.head_seq.saturating_add(1),
+                &report.head_hash,
+            ) {
                 report.problem = Some(problem(file, base + 1, message));
                 return report;
             }

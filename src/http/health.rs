@@ -44,7 +44,7 @@ async fn status(State(state): State<AppState>) -> Response {
     });
     body["components"]["llm"]["healthy"] = json!(llm_up);
     body["components"]["openclaw"] =
-        json!({"endpoint": config.openclaw_url, "healthy": openclaw_up});
+        json!({"endpoint": without_credentials(&config.openclaw_url), "healthy": openclaw_up});
     body["governance"] = json!({
         "enabled": config.governance_enabled,
         "drag_modes": ["draft", "research", "grunt", "execute"],
@@ -64,7 +64,13 @@ fn health_body(state: &AppState) -> (bool, Value) {
     let audit = match state.gate.audit() {
         Some(log) => {
             let sink = log.status();
-            json!({"enabled": true, "healthy": sink.healthy, "path": sink.path, "head_seq": sink.head_seq, "last_error": sink.last_error})
+            // Unauthenticated: the file name, not the server's directory layout.
+            let file = sink
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            json!({"enabled": true, "healthy": sink.healthy, "file": file, "head_seq": sink.head_seq,
+                   "signing": sink.signing, "last_error": sink.last_error})
         }
         None => json!({"enabled": false, "healthy": true}),
     };
@@ -79,7 +85,7 @@ fn health_body(state: &AppState) -> (bool, Value) {
                 "healthy": workflows.problems().is_empty(),
                 "count": workflows.len(),
                 "invalid": workflows.problems(),
-                "endpoint": config.openclaw_url,
+                "endpoint": without_credentials(&config.openclaw_url),
             },
             "llm": {
                 "model": config.llm_model,
@@ -88,6 +94,18 @@ fn health_body(state: &AppState) -> (bool, Value) {
         },
     });
     (healthy, body)
+}
+
+/// A URL without its `user:password@` part, for unauthenticated status pages.
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 async fn reachable(address: &str) -> bool {
@@ -139,6 +157,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::openclaw_address;
+
+    #[test]
+    fn credentials_never_reach_the_status_page() {
+        assert_eq!(
+            super::without_credentials("http://user:pw@oc:8080/api"),
+            "http://oc:8080/api"
+        );
+        assert_eq!(
+            super::without_credentials("http://oc:8080"),
+            "http://oc:8080"
+        );
+    }
 
     #[test]
     fn openclaw_urls_become_socket_addresses() {

@@ -48,10 +48,15 @@ async fn governed_execute(
         principal,
         body,
     };
-    let report = state
-        .gate
-        .execute(request)
+    // The run goes on in its own task: a client that disconnects must not cut it between its
+    // `started` record and its outcome.
+    let gate = state.gate.clone();
+    let report = tokio::spawn(async move { gate.execute(request).await })
         .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "governed run task failed");
+            ApiError::internal().with_trace(&trace.0)
+        })?
         .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
     let duration = (report.duration_seconds * 100.0).round() / 100.0;
     let response = if report.success {
@@ -118,7 +123,12 @@ async fn ungoverned_execute(
     let Some(definition) = state.gate.workflows().get(&name) else {
         return Err(with_trace(GateError::WorkflowNotFound(name).into()));
     };
-    match state.gate.runner().run(&definition, &parameters, &trace.0).await {
+    match state
+        .gate
+        .runner()
+        .run(&definition, &parameters, &trace.0)
+        .await
+    {
         Ok(output) => Ok(Json(json!({
             "success": true, "workflow": name, "outcome": output.outcome, "trace_id": trace.0, "steps": output.steps,
         }))),

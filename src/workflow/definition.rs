@@ -79,10 +79,16 @@ impl ParamSpec {
         }
         if let Some(number) = value.as_f64() {
             if self.minimum.is_some_and(|min| number < min) {
-                problems.push(format!("must be at least {}", self.minimum.unwrap_or_default()));
+                problems.push(format!(
+                    "must be at least {}",
+                    self.minimum.unwrap_or_default()
+                ));
             }
             if self.maximum.is_some_and(|max| number > max) {
-                problems.push(format!("must be at most {}", self.maximum.unwrap_or_default()));
+                problems.push(format!(
+                    "must be at most {}",
+                    self.maximum.unwrap_or_default()
+                ));
             }
         }
         problems
@@ -166,7 +172,10 @@ const KEYS: [&str; 8] = [
 ];
 
 fn name_like(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Collects problems while reading a definition.
@@ -182,14 +191,20 @@ impl Problems {
 impl Workflow {
     /// Parses and validates a definition; on failure, every problem as `path: message`.
     pub fn from_json(name: &str, text: &str) -> Result<Workflow, Vec<String>> {
-        let value: Value = serde_json::from_str(text).map_err(|e| vec![format!("invalid JSON: {e}")])?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| vec![format!("invalid JSON: {e}")])?;
         let Value::Object(root) = value else {
-            return Err(vec!["a workflow definition must be a JSON object".to_owned()]);
+            return Err(vec![
+                "a workflow definition must be a JSON object".to_owned()
+            ]);
         };
         let mut p = Problems::default();
         for key in root.keys() {
             if !KEYS.contains(&key.as_str()) {
-                p.add(key, format!("unknown key (expected one of {})", KEYS[..7].join(", ")));
+                p.add(
+                    key,
+                    format!("unknown key (expected one of {})", KEYS[..7].join(", ")),
+                );
             }
         }
         let description = match root.get("description") {
@@ -205,12 +220,20 @@ impl Workflow {
             let modes: Vec<DragMode> = names
                 .iter()
                 .enumerate()
-                .filter_map(|(i, m)| m.parse().map_err(|e| p.add(&format!("drag_modes[{i}]"), e)).ok())
+                .filter_map(|(i, m)| {
+                    m.parse()
+                        .map_err(|e| p.add(&format!("drag_modes[{i}]"), e))
+                        .ok()
+                })
                 .collect();
             (modes.len() == names.len()).then_some(modes)
         });
-        let roles = root.get("roles").and_then(|v| string_list(v, "roles", &mut p));
-        let parameters = root.get("parameters").and_then(|v| parse_parameters(v, &mut p));
+        let roles = root
+            .get("roles")
+            .and_then(|v| string_list(v, "roles", &mut p));
+        let parameters = root
+            .get("parameters")
+            .and_then(|v| parse_parameters(v, &mut p));
         let timeout_seconds = positive(root.get("timeout_seconds"), "timeout_seconds", &mut p);
         let approval = root.get("approval").and_then(|v| parse_approval(v, &mut p));
         let steps = parse_steps(root.get("steps"), parameters.as_ref(), &mut p);
@@ -231,7 +254,10 @@ impl Workflow {
 
     /// Checks run parameters against the schema; returns them with defaults filled in, or every
     /// problem (field `parameters.<name>`).
-    pub fn check_parameters(&self, given: &Map<String, Value>) -> Result<Map<String, Value>, Vec<Violation>> {
+    pub fn check_parameters(
+        &self,
+        given: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, Vec<Violation>> {
         let Some(schema) = &self.parameters else {
             return Ok(given.clone());
         };
@@ -250,7 +276,11 @@ impl Workflow {
             }
         }
         for (name, spec) in schema {
-            match given.get(name).filter(|v| !v.is_null()).or(spec.default.as_ref()) {
+            match given
+                .get(name)
+                .filter(|v| !v.is_null())
+                .or(spec.default.as_ref())
+            {
                 Some(value) => {
                     for message in spec.problems(value) {
                         violation(name, message);
@@ -275,19 +305,24 @@ fn string_list(value: &Value, path: &str, p: &mut Problems) -> Option<Vec<String
         return None;
     };
     if items.is_empty() {
-        p.add(path, "must not be empty (leave the key out for no restriction)");
+        p.add(
+            path,
+            "must not be empty (leave the key out for no restriction)",
+        );
         return None;
     }
     let strings: Vec<String> = items
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| match item.as_str().filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(s.to_owned()),
-            None => {
-                p.add(&format!("{path}[{i}]"), "must be a non-empty string");
-                None
-            }
-        })
+        .filter_map(
+            |(i, item)| match item.as_str().filter(|s| !s.trim().is_empty()) {
+                Some(s) => Some(s.to_owned()),
+                None => {
+                    p.add(&format!("{path}[{i}]"), "must be a non-empty string");
+                    None
+                }
+            },
+        )
         .collect();
     (strings.len() == items.len()).then_some(strings)
 }
@@ -329,17 +364,33 @@ fn parse_param(value: &Value, path: &str, p: &mut Problems) -> Option<ParamSpec>
         p.add(path, "must be an object");
         return None;
     };
-    const PARAM_KEYS: [&str; 8] = ["type", "enum", "pattern", "minimum", "maximum", "required", "default", "description"];
+    const PARAM_KEYS: [&str; 8] = [
+        "type",
+        "enum",
+        "pattern",
+        "minimum",
+        "maximum",
+        "required",
+        "default",
+        "description",
+    ];
     for key in spec.keys() {
         if !PARAM_KEYS.contains(&key.as_str()) {
             p.add(&format!("{path}.{key}"), "unknown key");
         }
     }
     let before = p.0.len();
-    let kind = match spec.get("type").and_then(Value::as_str).and_then(ParamType::parse) {
+    let kind = match spec
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(ParamType::parse)
+    {
         Some(kind) => kind,
         None => {
-            p.add(&format!("{path}.type"), "required: string, number, integer or boolean");
+            p.add(
+                &format!("{path}.type"),
+                "required: string, number, integer or boolean",
+            );
             return None;
         }
     };
@@ -348,7 +399,10 @@ fn parse_param(value: &Value, path: &str, p: &mut Problems) -> Option<ParamSpec>
         Some(Value::Array(values)) if !values.is_empty() => {
             for (i, v) in values.iter().enumerate() {
                 if !kind.accepts(v) {
-                    p.add(&format!("{path}.enum[{i}]"), format!("must be a {}", kind.name()));
+                    p.add(
+                        &format!("{path}.enum[{i}]"),
+                        format!("must be a {}", kind.name()),
+                    );
                 }
             }
             Some(values.clone())
@@ -368,15 +422,23 @@ fn parse_param(value: &Value, path: &str, p: &mut Problems) -> Option<ParamSpec>
             }
         },
         Some(_) => {
-            p.add(&format!("{path}.pattern"), "a string pattern, for string parameters only");
+            p.add(
+                &format!("{path}.pattern"),
+                "a string pattern, for string parameters only",
+            );
             None
         }
     };
     let mut bound = |key: &str| match spec.get(key) {
         None => None,
-        Some(v) if matches!(kind, ParamType::Number | ParamType::Integer) && v.is_number() => v.as_f64(),
+        Some(v) if matches!(kind, ParamType::Number | ParamType::Integer) && v.is_number() => {
+            v.as_f64()
+        }
         Some(_) => {
-            p.add(&format!("{path}.{key}"), "a number, for number and integer parameters only");
+            p.add(
+                &format!("{path}.{key}"),
+                "a number, for number and integer parameters only",
+            );
             None
         }
     };
@@ -412,15 +474,22 @@ fn parse_approval(value: &Value, p: &mut Problems) -> Option<Approval> {
         p.add("approval", "must be an object");
         return None;
     };
-    let required = spec.get("required").and_then(Value::as_bool).unwrap_or(true);
+    let required = spec
+        .get("required")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
     let approver_roles = spec
         .get("approver_roles")
         .and_then(|v| string_list(v, "approval.approver_roles", p))
         .unwrap_or_default();
     if required && approver_roles.is_empty() && spec.get("approver_roles").is_none() {
-        p.add("approval.approver_roles", "required when approval is required");
+        p.add(
+            "approval.approver_roles",
+            "required when approval is required",
+        );
     }
-    let expires_seconds = positive(spec.get("expires_seconds"), "approval.expires_seconds", p).unwrap_or(3600);
+    let expires_seconds =
+        positive(spec.get("expires_seconds"), "approval.expires_seconds", p).unwrap_or(3600);
     Some(Approval {
         required,
         approver_roles,
@@ -429,12 +498,24 @@ fn parse_approval(value: &Value, p: &mut Problems) -> Option<Approval> {
 }
 
 /// A template is a whole argument: `{{ parameters.NAME }}` or `{{ steps.ID.output }}`.
-fn parse_arg(text: &str, path: &str, params: Option<&BTreeMap<String, ParamSpec>>, earlier: &HashSet<String>, p: &mut Problems) -> Arg {
+fn parse_arg(
+    text: &str,
+    path: &str,
+    params: Option<&BTreeMap<String, ParamSpec>>,
+    earlier: &HashSet<String>,
+    p: &mut Problems,
+) -> Arg {
     let trimmed = text.trim();
-    let inner = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")).map(str::trim);
+    let inner = trimmed
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+        .map(str::trim);
     let Some(inner) = inner else {
         if text.contains("{{") {
-            p.add(path, "a template must be the whole argument (\"{{ parameters.x }}\"), never part of one");
+            p.add(
+                path,
+                "a template must be the whole argument (\"{{ parameters.x }}\"), never part of one",
+            );
         }
         return Arg::Literal(text.to_owned());
     };
@@ -444,17 +525,27 @@ fn parse_arg(text: &str, path: &str, params: Option<&BTreeMap<String, ParamSpec>
         }
         return Arg::Parameter(name.to_owned());
     }
-    if let Some(id) = inner.strip_prefix("steps.").and_then(|rest| rest.strip_suffix(".output")) {
+    if let Some(id) = inner
+        .strip_prefix("steps.")
+        .and_then(|rest| rest.strip_suffix(".output"))
+    {
         if !earlier.contains(id) {
             p.add(path, format!("'{id}' is not an earlier step"));
         }
         return Arg::StepOutput(id.to_owned());
     }
-    p.add(path, "templates are {{ parameters.NAME }} or {{ steps.ID.output }}");
+    p.add(
+        path,
+        "templates are {{ parameters.NAME }} or {{ steps.ID.output }}",
+    );
     Arg::Literal(text.to_owned())
 }
 
-fn parse_steps(value: Option<&Value>, params: Option<&BTreeMap<String, ParamSpec>>, p: &mut Problems) -> Vec<Step> {
+fn parse_steps(
+    value: Option<&Value>,
+    params: Option<&BTreeMap<String, ParamSpec>>,
+    p: &mut Problems,
+) -> Vec<Step> {
     let items = match value {
         None | Some(Value::Null) => return Vec::new(),
         Some(Value::Array(items)) => items,
@@ -487,11 +578,26 @@ fn parse_steps(value: Option<&Value>, params: Option<&BTreeMap<String, ParamSpec
             .filter(|k| step.contains_key(*k))
             .collect();
         for key in step.keys() {
-            if !["id", "timeout_seconds", "env", "secrets", "command", "http", "llm", "openclaw"].contains(&key.as_str()) {
+            if ![
+                "id",
+                "timeout_seconds",
+                "env",
+                "secrets",
+                "command",
+                "http",
+                "llm",
+                "openclaw",
+            ]
+            .contains(&key.as_str())
+            {
                 p.add(&format!("{path}.{key}"), "unknown key");
             }
         }
-        let timeout_seconds = positive(step.get("timeout_seconds"), &format!("{path}.timeout_seconds"), p);
+        let timeout_seconds = positive(
+            step.get("timeout_seconds"),
+            &format!("{path}.timeout_seconds"),
+            p,
+        );
         let kind = match kinds.as_slice() {
             ["command"] => parse_command(step, &path, params, &earlier, p),
             [other] => {
@@ -510,7 +616,10 @@ fn parse_steps(value: Option<&Value>, params: Option<&BTreeMap<String, ParamSpec
                 None
             }
             _ => {
-                p.add(&path, "has more than one kind; one of command, http, llm, openclaw");
+                p.add(
+                    &path,
+                    "has more than one kind; one of command, http, llm, openclaw",
+                );
                 None
             }
         };
@@ -549,12 +658,18 @@ fn parse_command(
             })
             .collect::<Vec<Arg>>(),
         _ => {
-            p.add(&format!("{path}.command"), "must be a non-empty array of strings (the program and its arguments; no shell)");
+            p.add(
+                &format!("{path}.command"),
+                "must be a non-empty array of strings (the program and its arguments; no shell)",
+            );
             return None;
         }
     };
     if !matches!(argv.first(), Some(Arg::Literal(program)) if !program.is_empty()) {
-        p.add(&format!("{path}.command[0]"), "the program must be a literal name or path");
+        p.add(
+            &format!("{path}.command[0]"),
+            "the program must be a literal name or path",
+        );
     }
     let mut env = Vec::new();
     match step.get("env") {
@@ -563,8 +678,13 @@ fn parse_command(
             for (name, value) in vars {
                 let var_path = format!("{path}.env.{name}");
                 match value.as_str() {
-                    Some(text) if name_like(name) => env.push((name.clone(), parse_arg(text, &var_path, params, earlier, p))),
-                    _ => p.add(&var_path, "a variable name (letters, digits, _) with a string value"),
+                    Some(text) if name_like(name) => {
+                        env.push((name.clone(), parse_arg(text, &var_path, params, earlier, p)))
+                    }
+                    _ => p.add(
+                        &var_path,
+                        "a variable name (letters, digits, _) with a string value",
+                    ),
                 }
             }
         }

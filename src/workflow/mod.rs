@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-
 pub use definition::{Approval, Arg, ParamSpec, ParamType, Step, StepKind, Workflow};
 pub use runner::{RunFailure, RunOutput, Runner, StepReport};
 
@@ -134,7 +133,9 @@ fn read_dir(dir: &Path) -> (BTreeMap<String, Arc<Workflow>>, Vec<LoadProblem>) {
         let loaded = validate_name(&name)
             .map_err(|e| e.to_string())
             .and_then(|()| std::fs::read_to_string(&path).map_err(|e| e.to_string()))
-            .and_then(|text| Workflow::from_json(&name, &text).map_err(|problems| problems.join("; ")));
+            .and_then(|text| {
+                Workflow::from_json(&name, &text).map_err(|problems| problems.join("; "))
+            });
         match loaded {
             Ok(workflow) => {
                 catalog.insert(name, Arc::new(workflow));
@@ -177,8 +178,15 @@ mod tests {
         );
         let problems = registry.problems();
         assert_eq!(problems.len(), 3);
-        let typo = problems.iter().find(|p| p.file.ends_with("typo.json")).expect("named by file");
-        assert!(typo.reason.contains("drag_mode: unknown key"), "{}", typo.reason);
+        let typo = problems
+            .iter()
+            .find(|p| p.file.ends_with("typo.json"))
+            .expect("named by file");
+        assert!(
+            typo.reason.contains("drag_mode: unknown key"),
+            "{}",
+            typo.reason
+        );
     }
 
     #[test]

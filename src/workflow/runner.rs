@@ -79,30 +79,46 @@ impl Runner {
 
     /// Runs `workflow` with checked `parameters`. Steps run in order; the first failure stops the
     /// run. The workflow's `timeout_seconds` bounds the whole run.
-    pub async fn run(&self, workflow: &Workflow, parameters: &Map<String, Value>, trace_id: &str) -> Result<RunOutput, RunFailure> {
+    pub async fn run(
+        &self,
+        workflow: &Workflow,
+        parameters: &Map<String, Value>,
+        trace_id: &str,
+    ) -> Result<RunOutput, RunFailure> {
         if workflow.steps.is_empty() {
             return Ok(RunOutput {
                 outcome: format!("Workflow '{}' has no steps: nothing to do", workflow.name),
                 steps: Vec::new(),
             });
         }
-        let deadline = workflow.timeout_seconds.map(|s| Instant::now() + Duration::from_secs(s));
+        let deadline = workflow
+            .timeout_seconds
+            .map(|s| Instant::now() + Duration::from_secs(s));
         let mut reports: Vec<StepReport> = Vec::with_capacity(workflow.steps.len());
         for step in &workflow.steps {
             let started = Instant::now();
-            let limit = step.timeout_seconds.map_or(DEFAULT_STEP_TIMEOUT, Duration::from_secs);
+            let limit = step
+                .timeout_seconds
+                .map_or(DEFAULT_STEP_TIMEOUT, Duration::from_secs);
             let limit = match deadline {
                 Some(deadline) => limit.min(deadline.saturating_duration_since(started)),
                 None => limit,
             };
             let report = match &step.kind {
                 StepKind::Command { argv, env, secrets } => {
-                    self.command(step, argv, env, secrets, parameters, &reports, limit, workflow, trace_id, started)
-                        .await
+                    self.command(
+                        step, argv, env, secrets, parameters, &reports, limit, workflow, trace_id,
+                        started,
+                    )
+                    .await
                 }
                 other => {
                     let kind = other.name();
-                    StepReport::failed(step, started, format!("this server does not execute {kind} steps yet"))
+                    StepReport::failed(
+                        step,
+                        started,
+                        format!("this server does not execute {kind} steps yet"),
+                    )
                 }
             };
             let failed = !report.success;
@@ -110,15 +126,26 @@ impl Runner {
             if failed {
                 let last = reports.last().map(describe_failure).unwrap_or_default();
                 let error = if deadline.is_some_and(|d| Instant::now() >= d) {
-                    format!("Workflow '{}' timed out after {} s: {last}", workflow.name, workflow.timeout_seconds.unwrap_or(0))
+                    format!(
+                        "Workflow '{}' timed out after {} s: {last}",
+                        workflow.name,
+                        workflow.timeout_seconds.unwrap_or(0)
+                    )
                 } else {
                     format!("Workflow '{}' failed: {last}", workflow.name)
                 };
-                return Err(RunFailure { error, steps: reports });
+                return Err(RunFailure {
+                    error,
+                    steps: reports,
+                });
             }
         }
         Ok(RunOutput {
-            outcome: format!("Workflow '{}' completed: {} step(s) succeeded", workflow.name, reports.len()),
+            outcome: format!(
+                "Workflow '{}' completed: {} step(s) succeeded",
+                workflow.name,
+                reports.len()
+            ),
             steps: reports,
         })
     }
@@ -159,7 +186,11 @@ impl Runner {
                     redact.push(value.clone());
                     vars.push((name.clone(), value));
                 }
-                Err(_) => problem = Some(format!("secret {name} is not set in the server's environment")),
+                Err(_) => {
+                    problem = Some(format!(
+                        "secret {name} is not set in the server's environment"
+                    ))
+                }
             }
         }
         let argv = match (argv, problem) {
@@ -183,11 +214,16 @@ impl Runner {
                 timed_out: outcome.timed_out,
                 duration_seconds: outcome.duration.as_secs_f64(),
                 truncated: outcome.stdout_truncated || outcome.stderr_truncated,
-                error: (!outcome.success()).then(|| match (outcome.timed_out, outcome.exit_code, outcome.signal) {
-                    (true, _, _) => format!("timed out after {} s and was killed with its children", timeout.as_secs()),
-                    (_, Some(code), _) => format!("exited with code {code}"),
-                    (_, _, Some(signal)) => format!("killed by signal {signal}"),
-                    _ => "failed".to_owned(),
+                error: (!outcome.success()).then(|| {
+                    match (outcome.timed_out, outcome.exit_code, outcome.signal) {
+                        (true, _, _) => format!(
+                            "timed out after {} s and was killed with its children",
+                            timeout.as_secs()
+                        ),
+                        (_, Some(code), _) => format!("exited with code {code}"),
+                        (_, _, Some(signal)) => format!("killed by signal {signal}"),
+                        _ => "failed".to_owned(),
+                    }
                 }),
                 stdout: outcome.stdout,
                 stderr: outcome.stderr,
@@ -199,13 +235,19 @@ impl Runner {
 
 /// A whole-argument template's value: a parameter as text (strings as they are, anything else as
 /// JSON), or an earlier step's standard output without its final newline.
-fn resolve(arg: &Arg, parameters: &Map<String, Value>, earlier: &[StepReport]) -> Result<String, String> {
+fn resolve(
+    arg: &Arg,
+    parameters: &Map<String, Value>,
+    earlier: &[StepReport],
+) -> Result<String, String> {
     match arg {
         Arg::Literal(text) => Ok(text.clone()),
         Arg::Parameter(name) => match parameters.get(name) {
             Some(Value::String(text)) => Ok(text.clone()),
             Some(other) => Ok(other.to_string()),
-            None => Err(format!("parameter '{name}' was not given and has no default")),
+            None => Err(format!(
+                "parameter '{name}' was not given and has no default"
+            )),
         },
         Arg::StepOutput(id) => earlier
             .iter()

@@ -25,22 +25,40 @@ fn problems(text: &str) -> Vec<String> {
 fn the_issue_example_loads_with_every_policy() {
     let workflow = Workflow::from_json("deploy-to-staging", DEPLOY).expect("valid");
     assert_eq!(workflow.drag_modes, Some(vec![DragMode::Execute]));
-    assert_eq!(workflow.roles.as_deref(), Some(&["admin".to_owned(), "devops".to_owned()][..]));
+    assert_eq!(
+        workflow.roles.as_deref(),
+        Some(&["admin".to_owned(), "devops".to_owned()][..])
+    );
     assert_eq!(workflow.timeout_seconds, Some(300));
-    assert!(workflow.approval.as_ref().is_some_and(|a| a.required && a.expires_seconds == 3600));
+    assert!(workflow
+        .approval
+        .as_ref()
+        .is_some_and(|a| a.required && a.expires_seconds == 3600));
     let kinds: Vec<&str> = workflow.steps.iter().map(|s| s.kind.name()).collect();
     assert_eq!(kinds, ["command", "command", "http", "llm"]);
-    let StepKind::Command { argv, env, .. } = &workflow.steps[1].kind else { panic!("command") };
+    let StepKind::Command { argv, env, .. } = &workflow.steps[1].kind else {
+        panic!("command")
+    };
     assert_eq!(argv[1], Arg::StepOutput("build".into()));
-    assert_eq!(env[0], ("TARGET".to_owned(), Arg::Parameter("environment".into())));
+    assert_eq!(
+        env[0],
+        ("TARGET".to_owned(), Arg::Parameter("environment".into()))
+    );
 }
 
 #[test]
 fn no_policy_keys_means_no_restriction() {
     let workflow = Workflow::from_json("w", "{}").expect("valid");
-    assert!(workflow.drag_modes.is_none() && workflow.roles.is_none() && workflow.parameters.is_none());
+    assert!(
+        workflow.drag_modes.is_none() && workflow.roles.is_none() && workflow.parameters.is_none()
+    );
     let given = json!({"anything": [1, 2]});
-    assert_eq!(workflow.check_parameters(given.as_object().unwrap()).unwrap(), *given.as_object().unwrap());
+    assert_eq!(
+        workflow
+            .check_parameters(given.as_object().unwrap())
+            .unwrap(),
+        *given.as_object().unwrap()
+    );
 }
 
 #[test]
@@ -63,7 +81,10 @@ fn every_problem_is_reported_with_its_path() {
         "steps[1]: has more than one kind",
         "steps[2].command[1]: a template must be the whole argument",
     ] {
-        assert!(all.iter().any(|p| p.starts_with(expected)), "missing {expected:?} in {all:#?}");
+        assert!(
+            all.iter().any(|p| p.starts_with(expected)),
+            "missing {expected:?} in {all:#?}"
+        );
     }
 }
 
@@ -74,8 +95,14 @@ fn templates_must_name_declared_parameters_and_earlier_steps() {
             "steps": [{"id": "a", "command": ["echo", "{{ parameters.w }}", "{{ steps.b.output }}", "{{ env.HOME }}"]},
                       {"id": "b", "command": ["echo"]}]}"#,
     );
-    assert!(all.iter().any(|p| p.contains("unknown parameter 'w'")), "{all:?}");
-    assert!(all.iter().any(|p| p.contains("'b' is not an earlier step")), "{all:?}");
+    assert!(
+        all.iter().any(|p| p.contains("unknown parameter 'w'")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter().any(|p| p.contains("'b' is not an earlier step")),
+        "{all:?}"
+    );
     assert!(all.iter().any(|p| p.contains("templates are")), "{all:?}");
 }
 
@@ -83,17 +110,33 @@ fn templates_must_name_declared_parameters_and_earlier_steps() {
 fn parameters_are_checked_against_the_schema_and_defaults_filled_in() {
     let workflow = Workflow::from_json("d", DEPLOY).expect("valid");
     let ok = json!({"environment": "staging", "version": "v1.2.3"});
-    let checked = workflow.check_parameters(ok.as_object().unwrap()).expect("valid parameters");
+    let checked = workflow
+        .check_parameters(ok.as_object().unwrap())
+        .expect("valid parameters");
     assert_eq!(checked["replicas"], 2);
 
     let bad = json!({"environment": "production", "version": "1.2", "replicas": 9, "extra": true});
-    let problems = workflow.check_parameters(bad.as_object().unwrap()).expect_err("invalid");
+    let problems = workflow
+        .check_parameters(bad.as_object().unwrap())
+        .expect_err("invalid");
     let fields: Vec<&str> = problems.iter().map(|v| v.field.as_str()).collect();
-    assert_eq!(fields, ["parameters.extra", "parameters.environment", "parameters.replicas", "parameters.version"]);
-    let missing = workflow.check_parameters(&Map::new()).expect_err("required");
+    assert_eq!(
+        fields,
+        [
+            "parameters.extra",
+            "parameters.environment",
+            "parameters.replicas",
+            "parameters.version"
+        ]
+    );
+    let missing = workflow
+        .check_parameters(&Map::new())
+        .expect_err("required");
     assert_eq!(missing.len(), 2);
     let wrong_type = json!({"environment": "staging", "version": "v1.0.0", "replicas": 1.5});
-    assert!(workflow.check_parameters(wrong_type.as_object().unwrap()).is_err());
+    assert!(workflow
+        .check_parameters(wrong_type.as_object().unwrap())
+        .is_err());
 }
 
 #[test]
