@@ -37,6 +37,7 @@ pub struct TestAppBuilder {
     env: BTreeMap<String, String>,
     workflows: Vec<(String, Value)>,
     dev: bool,
+    scripts: Option<PathBuf>,
 }
 
 /// One HTTP answer, read whole.
@@ -96,6 +97,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Copies these files into `workflows/scripts/` (permissions kept), for command steps.
+    pub fn scripts_from(mut self, dir: &std::path::Path) -> Self {
+        self.scripts = Some(dir.to_owned());
+        self
+    }
+
     /// Development mode (`--dev`).
     pub fn dev(mut self, dev: bool) -> Self {
         self.dev = dev;
@@ -115,6 +122,15 @@ impl TestAppBuilder {
             ),
         ];
         files.extend(self.workflows);
+        if let Some(source) = &self.scripts {
+            let target = workflows.join("scripts");
+            std::fs::create_dir_all(&target).expect("scripts dir");
+            for entry in std::fs::read_dir(source).expect("read scripts") {
+                let path = entry.expect("script entry").path();
+                std::fs::copy(&path, target.join(path.file_name().expect("file name")))
+                    .expect("copy script");
+            }
+        }
         for (name, definition) in files {
             std::fs::write(
                 workflows.join(format!("{name}.json")),
@@ -176,6 +192,7 @@ impl TestApp {
             env: BTreeMap::new(),
             workflows: Vec::new(),
             dev: false,
+            scripts: None,
         }
     }
 

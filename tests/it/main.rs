@@ -7,6 +7,7 @@ mod audit_api;
 mod auth;
 mod cli;
 mod crash;
+mod engine;
 mod failure;
 mod filter;
 mod governed;

@@ -1,0 +1,265 @@
+//! The workflow engine through the governed endpoint: per-workflow policy, the parameter schema,
+//! and command steps run as real child processes that parameters cannot inject into.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{governance_request, TestApp, JAKE};
+
+fn request(workflow: &str, mode: &str, parameters: Value) -> Value {
+    let mut body = governance_request(workflow);
+    body["drag_mode"] = json!(mode);
+    body["parameters"] = parameters;
+    body
+}
+
+async fn app_with(name: &str, definition: Value) -> TestApp {
+    TestApp::builder().workflow(name, definition).spawn().await
+}
+
+#[tokio::test]
+async fn a_command_step_runs_for_real_and_its_output_is_returned_and_hashed_in_the_audit() {
+    let app = app_with(
+        "echo-version",
+        json!({"parameters": {"version": {"type": "string", "required": true}},
+               "steps": [{"id": "say", "command": ["printf", "%s", "{{ parameters.version }}"]},
+                         {"id": "again", "command": ["printf", "[%s]", "{{ steps.say.output }}"]}]}),
+    )
+    .await;
+    let body = app
+        .execute(
+            &request("echo-version", "execute", json!({"version": "v9.9.9"})),
+            &[("x-trace-id", "cmd-1".to_owned())],
+        )
+        .await
+        .expect_ok(200);
+    assert_eq!(body["steps"][0]["stdout"], "v9.9.9");
+    assert_eq!(body["steps"][1]["stdout"], "[v9.9.9]");
+    assert_eq!(body["steps"][1]["exit_code"], 0);
+    let records = app.audit_for("cmd-1");
+    assert_eq!(records.len(), 2);
+    let steps = records[1]["steps"]
+        .as_array()
+        .expect("steps on the outcome record");
+    assert_eq!(steps.len(), 2);
+    assert!(steps[0]["stdout_sha256"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(
+        steps[0].get("stdout").is_none(),
+        "outputs go to the caller, hashes to the audit trail"
+    );
+    assert!(app.verify_audit().is_valid());
+}
+
+#[tokio::test]
+async fn a_parameter_cannot_inject_a_command() {
+    let marker = std::env::temp_dir().join(format!("sustainbot-pwned-{}", std::process::id()));
+    let app = app_with(
+        "echo-it",
+        json!({"steps": [{"id": "say", "command": ["echo", "{{ parameters.text }}"]}]}),
+    )
+    .await;
+    let hostile = format!("; touch {0} && $(touch {0}) `touch {0}`", marker.display());
+    let body = app
+        .execute(
+            &request("echo-it", "execute", json!({"text": hostile})),
+            &[],
+        )
+        .await
+        .expect_ok(200);
+    assert_eq!(
+        body["steps"][0]["stdout"].as_str().unwrap().trim_end(),
+        hostile
+    );
+    assert!(!marker.exists(), "the parameter stayed one inert argument");
+}
+
+#[tokio::test]
+async fn a_failing_command_fails_the_run_and_stops_later_steps() {
+    let app = app_with(
+        "two",
+        json!({"steps": [{"id": "bad", "command": ["sh", "-c", "echo oops >&2; exit 3"]},
+                         {"id": "never", "command": ["echo", "should not run"]}]}),
+    )
+    .await;
+    let body = app
+        .execute(&request("two", "execute", json!({})), &[])
+        .await
+        .expect(500, "WORKFLOW_FAILED");
+    assert_eq!(body["steps"].as_array().unwrap().len(), 1);
+    assert_eq!(body["steps"][0]["exit_code"], 3);
+    assert_eq!(body["steps"][0]["stderr"], "oops\n");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 3"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_hung_step_is_killed_at_its_timeout() {
+    let app = app_with(
+        "hang",
+        json!({"steps": [{"id": "sleep", "command": ["sleep", "30"], "timeout_seconds": 1}]}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let body = app
+        .execute(&request("hang", "execute", json!({})), &[])
+        .await
+        .expect(500, "WORKFLOW_FAILED");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert_eq!(body["steps"][0]["timed_out"], true);
+    assert!(
+        body["error"].as_str().unwrap().contains("timed out"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_mode_the_workflow_does_not_permit_is_refused_and_audited() {
+    let app = app_with("exec-only", json!({"drag_modes": ["execute"]})).await;
+    let body = app
+        .execute(
+            &request("exec-only", "research", json!({})),
+            &[("x-trace-id", "mode-1".to_owned())],
+        )
+        .await
+        .expect(400, "DRAG_MODE_NOT_ALLOWED");
+    assert!(
+        body["error"].as_str().unwrap().contains("research"),
+        "{body}"
+    );
+    let records = app.audit_for("mode-1");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["outcome"], "rejected");
+    assert_eq!(records[0]["code"], "DRAG_MODE_NOT_ALLOWED");
+}
+
+#[tokio::test]
+async fn a_role_the_workflow_does_not_permit_is_forbidden_and_audited() {
+    let app = app_with("admins", json!({"roles": ["admin"]})).await;
+    let token = app.token(JAKE, "user");
+    let reply = app
+        .post_raw(
+            "/workflows/governed/execute",
+            serde_json::to_vec(&request("admins", "execute", json!({}))).unwrap(),
+            &[
+                ("content-type", "application/json".to_owned()),
+                ("authorization", format!("Bearer {token}")),
+                ("x-trace-id", "role-1".to_owned()),
+            ],
+        )
+        .await;
+    reply.expect(403, "FORBIDDEN_ROLE");
+    assert_eq!(app.audit_for("role-1")[0]["code"], "FORBIDDEN_ROLE");
+    // An admin may.
+    app.execute(&request("admins", "execute", json!({})), &[])
+        .await
+        .expect_ok(200);
+}
+
+#[tokio::test]
+async fn parameters_are_checked_against_the_schema_listing_every_problem() {
+    let app = app_with(
+        "deploy",
+        json!({"parameters": {"environment": {"type": "string", "enum": ["staging"], "required": true},
+                              "version": {"type": "string", "pattern": "^v[0-9]+\\.[0-9]+\\.[0-9]+$", "required": true}}}),
+    )
+    .await;
+    let body = app
+        .execute(
+            &request(
+                "deploy",
+                "execute",
+                json!({"environment": "production", "version": "latest", "force": true}),
+            ),
+            &[("x-trace-id", "params-1".to_owned())],
+        )
+        .await
+        .expect(400, "INVALID_PARAMETERS");
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "parameters.force",
+            "parameters.environment",
+            "parameters.version"
+        ]
+    );
+    assert_eq!(app.audit_for("params-1")[0]["outcome"], "rejected");
+}
+
+#[tokio::test]
+async fn a_workflow_requiring_approval_is_refused_rather_than_run_unapproved() {
+    let app = app_with(
+        "guarded",
+        json!({"approval": {"required": true, "approver_roles": ["admin"]},
+               "steps": [{"id": "x", "command": ["true"]}]}),
+    )
+    .await;
+    app.execute(
+        &request("guarded", "execute", json!({})),
+        &[("x-trace-id", "appr-1".to_owned())],
+    )
+    .await
+    .expect(409, "APPROVAL_REQUIRED");
+    let records = app.audit_for("appr-1");
+    assert_eq!(records.len(), 1, "nothing started");
+    assert_eq!(records[0]["outcome"], "rejected");
+}
+
+#[tokio::test]
+async fn the_shipped_deploy_workflow_builds_deploys_and_verifies() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Copy the shipped definition and scripts so the test runs them as a user would.
+    let app = TestApp::builder()
+        .workflow(
+            "deploy-to-staging",
+            serde_json::from_str(
+                &std::fs::read_to_string(repo.join("workflows/deploy-to-staging.json")).unwrap(),
+            )
+            .unwrap(),
+        )
+        .scripts_from(&repo.join("workflows/scripts"))
+        .spawn()
+        .await;
+    let body = app
+        .execute(
+            &request(
+                "deploy-to-staging",
+                "execute",
+                json!({"environment": "staging", "version": "v1.2.3"}),
+            ),
+            &[],
+        )
+        .await
+        .expect_ok(200);
+    let ids: Vec<&str> = body["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["build", "deploy", "verify"]);
+    assert_eq!(body["steps"][2]["stdout"], "healthy: staging runs v1.2.3\n");
+    // The wrong version pattern never reaches the scripts.
+    app.execute(
+        &request(
+            "deploy-to-staging",
+            "execute",
+            json!({"environment": "staging", "version": "1.2.3"}),
+        ),
+        &[],
+    )
+    .await
+    .expect(400, "INVALID_PARAMETERS");
+}
