@@ -130,6 +130,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let audit = self.state.gate.audit().cloned();
+        tokio::spawn(watch_workflows(self.state.gate.clone()));
         let app = http::router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -139,6 +140,45 @@ impl Application {
             audit.close().await;
         }
         served
+    }
+}
+
+/// Reloads the workflows when their files change (checked every 2 s) and on SIGHUP.
+async fn watch_workflows(gate: Gate) {
+    let changed = |gate: Gate| async move {
+        tokio::task::spawn_blocking(move || gate.workflows().changed())
+            .await
+            .unwrap_or(false)
+    };
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<Option<()>>();
+        let reason = tokio::select! {
+            _ = tick.tick() => {
+                if !changed(gate.clone()).await {
+                    continue;
+                }
+                "files changed"
+            }
+            Some(()) = hup => "SIGHUP",
+        };
+        let reloading = gate.clone();
+        if tokio::task::spawn_blocking(move || reloading.workflows().reload())
+            .await
+            .is_ok()
+        {
+            tracing::info!(reason, count = gate.workflows().len(), "workflows reloaded");
+        }
     }
 }
 

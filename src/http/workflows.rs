@@ -18,12 +18,39 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/workflows", get(list))
         .route("/workflows/governed/execute", post(governed_execute))
+        .route("/workflows/reload", post(reload))
         .route("/workflows/{name}/execute", post(ungoverned_execute))
 }
 
 async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<Value> {
     let names = state.gate.workflows().names();
     Json(json!({"count": names.len(), "workflows": names}))
+}
+
+/// Reads `WORKFLOWS_DIR` again (admins only). Also done on SIGHUP and when the files change.
+async fn reload(
+    State(state): State<AppState>,
+    trace: TraceId,
+    AuthUser(principal): AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    if principal.role != "admin" {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN_ROLE",
+            "Reloading workflows needs role admin",
+        )
+        .with_trace(&trace.0));
+    }
+    let gate = state.gate.clone();
+    tokio::task::spawn_blocking(move || gate.workflows().reload())
+        .await
+        .map_err(|_| ApiError::internal().with_trace(&trace.0))?;
+    let workflows = state.gate.workflows();
+    tracing::info!(by = ?principal.actor, count = workflows.len(), "workflows reloaded");
+    let names = workflows.names();
+    Ok(Json(
+        json!({"count": names.len(), "workflows": names, "invalid": workflows.problems()}),
+    ))
 }
 
 async fn governed_execute(

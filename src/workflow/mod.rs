@@ -43,7 +43,11 @@ pub struct WorkflowRegistry {
     dir: PathBuf,
     catalog: RwLock<Catalog>,
     problems: RwLock<Vec<LoadProblem>>,
+    /// The directory's fingerprint when it was last read.
+    loaded: RwLock<Vec<FileStamp>>,
 }
+
+type FileStamp = (PathBuf, u64, Option<std::time::SystemTime>);
 
 impl WorkflowRegistry {
     /// Loads every `*.json` file of `dir`. A missing directory loads nothing (as the original); a bad
@@ -53,14 +57,36 @@ impl WorkflowRegistry {
             dir: dir.to_owned(),
             catalog: RwLock::new(Arc::new(BTreeMap::new())),
             problems: RwLock::new(Vec::new()),
+            loaded: RwLock::new(Vec::new()),
         };
         registry.reload();
         registry
     }
 
     /// Reads the directory again and replaces the catalog.
+    ///
+    /// A file that no longer validates does not replace a valid earlier version of the same
+    /// workflow: the earlier version stays loaded and the problem is reported.
     pub fn reload(&self) {
-        let (catalog, problems) = read_dir(&self.dir);
+        // Taken before reading: an edit made while reading shows as a change next time.
+        let fingerprint = self.fingerprint();
+        let (mut catalog, mut problems) = read_dir(&self.dir);
+        let previous = self.snapshot();
+        for problem in &mut problems {
+            let name = problem
+                .file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some(old) = previous.get(&name) {
+                if problem.file.exists() {
+                    catalog.insert(name, Arc::clone(old));
+                    problem
+                        .reason
+                        .push_str(" (the previous valid version stays loaded)");
+                }
+            }
+        }
         for problem in &problems {
             tracing::warn!(file = %problem.file.display(), reason = %problem.reason, "workflow not loaded");
         }
@@ -72,6 +98,10 @@ impl WorkflowRegistry {
             .problems
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
+        *self
+            .loaded
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fingerprint;
     }
 
     fn snapshot(&self) -> Catalog {
@@ -109,6 +139,34 @@ impl WorkflowRegistry {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the directory changed since the last (re)load.
+    pub fn changed(&self) -> bool {
+        let now = self.fingerprint();
+        *self
+            .loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            != now
+    }
+
+    /// A cheap fingerprint of the directory (names, sizes, modification times of `*.json`), to
+    /// notice edits without reading every file.
+    pub fn fingerprint(&self) -> Vec<FileStamp> {
+        let mut entries: Vec<_> = std::fs::read_dir(&self.dir)
+            .map(|dir| {
+                dir.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .filter_map(|e| {
+                        let meta = e.metadata().ok()?;
+                        Some((e.path(), meta.len(), meta.modified().ok()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.sort();
+        entries
     }
 }
 
@@ -187,6 +245,27 @@ mod tests {
             "{}",
             typo.reason
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_the_previous_valid_version_of_a_broken_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.json"), r#"{"description": "one"}"#).unwrap();
+        let registry = WorkflowRegistry::load(dir.path());
+        std::fs::write(dir.path().join("a.json"), r#"{"description": 5}"#).unwrap();
+        std::fs::write(dir.path().join("b.json"), r#"{}"#).unwrap();
+        registry.reload();
+        assert_eq!(registry.names(), ["a", "b"]);
+        assert_eq!(
+            registry.get("a").unwrap().description.as_deref(),
+            Some("one")
+        );
+        assert!(registry.problems()[0]
+            .reason
+            .contains("previous valid version"));
+        std::fs::remove_file(dir.path().join("a.json")).unwrap();
+        registry.reload();
+        assert_eq!(registry.names(), ["b"], "a removed file is unloaded");
     }
 
     #[test]

@@ -263,3 +263,84 @@ async fn the_shipped_deploy_workflow_builds_deploys_and_verifies() {
     .await
     .expect(400, "INVALID_PARAMETERS");
 }
+
+#[tokio::test]
+async fn admins_reload_workflows_and_others_may_not() {
+    let app = TestApp::spawn().await;
+    std::fs::write(
+        app.workflows_dir.join("fresh.json"),
+        r#"{"description": "new"}"#,
+    )
+    .unwrap();
+    std::fs::write(app.workflows_dir.join("broken.json"), r#"{"steps": "no"}"#).unwrap();
+    let user = app.token(JAKE, "user");
+    let reply = app
+        .post_raw(
+            "/workflows/reload",
+            Vec::new(),
+            &[("authorization", format!("Bearer {user}"))],
+        )
+        .await;
+    reply.expect(403, "FORBIDDEN_ROLE");
+    let body = app
+        .post_raw(
+            "/workflows/reload",
+            Vec::new(),
+            &[("authorization", format!("Bearer {}", app.jake()))],
+        )
+        .await
+        .expect_ok(200);
+    assert!(
+        body["workflows"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("fresh")),
+        "{body}"
+    );
+    assert!(
+        !body["workflows"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("broken")),
+        "{body}"
+    );
+    assert!(
+        body["invalid"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("steps"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn changed_files_are_picked_up_without_a_restart() {
+    let app = TestApp::spawn().await;
+    std::fs::write(
+        app.workflows_dir.join("hot.json"),
+        r#"{"steps": [{"id": "x", "command": ["true"]}]}"#,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let body = app
+            .get("/workflows", Some(&app.jake()))
+            .await
+            .expect_ok(200);
+        if body["workflows"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("hot"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hot.json never loaded: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    app.execute(&request("hot", "execute", json!({})), &[])
+        .await
+        .expect_ok(200);
+}

@@ -27,6 +27,7 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub audit_path: PathBuf,
+    pub workflows_dir: PathBuf,
     pub keys: JwtKeys,
     /// Holds the workflows and the audit log; removed when the test ends.
     _dir: TempDir,
@@ -180,6 +181,7 @@ impl TestAppBuilder {
             address,
             client,
             audit_path,
+            workflows_dir: workflows.clone(),
             keys,
             _dir: dir,
         }
