@@ -44,6 +44,10 @@ pub struct Config {
     pub audit_rotate_daily: bool,
     /// Remove whole segments older than this many days (0: keep forever).
     pub audit_retention_days: u32,
+    /// Runs that may execute at once.
+    pub run_workers: usize,
+    /// Runs that may wait for a worker; beyond that, 429.
+    pub run_queue: usize,
     pub workflows_dir: PathBuf,
     pub slack_signing_secret: Option<String>,
     pub slack_webhook_url: Option<String>,
@@ -220,6 +224,9 @@ impl Config {
             audit_segment_max_bytes,
             audit_rotate_daily,
             audit_retention_days,
+            run_workers: usize::try_from(count("RUN_WORKERS", 32, &mut problems).max(1))
+                .unwrap_or(32),
+            run_queue: usize::try_from(count("RUN_QUEUE", 256, &mut problems)).unwrap_or(256),
             workflows_dir: var("WORKFLOWS_DIR")
                 .unwrap_or_else(|| "./workflows".into())
                 .into(),

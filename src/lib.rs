@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::governance::filter::{PhraseList, PhraseListError};
 use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
-use crate::pipeline::Gate;
+use crate::pipeline::{Gate, RunLimits};
 use crate::workflow::{Runner, WorkflowRegistry};
 
 /// Why the server could not start.
@@ -87,6 +87,10 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
                 .unwrap_or_else(|_| config.workflows_dir.clone()),
         ),
         Arc::clone(&metrics),
+        RunLimits {
+            workers: config.run_workers,
+            queue: config.run_queue,
+        },
     );
     Ok(AppState::new(Shared {
         keys: JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_algorithm),

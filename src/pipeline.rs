@@ -4,10 +4,13 @@
 //! Every refusal of an identified caller is audited too. Nothing runs unless its `started` record is
 //! durable; when the audit trail cannot record, the gate refuses (fail closed).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Map, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::audit::{AuditLog, Outcome, Record, RunRecord};
 use crate::auth::Principal;
@@ -39,6 +42,8 @@ pub enum GateError {
     InvalidParameters(Vec<crate::governance::Violation>),
     #[error("This workflow requires approval by a second human ({roles}); this server cannot collect approvals yet, so it refuses rather than run unapproved")]
     ApprovalRequired { roles: String },
+    #[error("Too many runs in progress and waiting; try again shortly")]
+    TooManyRuns,
     #[error("Ungoverned execution is disabled: POST /workflows/governed/execute with an AIM declaration (actor, input, mission) and a DRAG mode")]
     GovernanceRequired,
     #[error("{0}")]
@@ -55,6 +60,7 @@ impl GateError {
             GateError::ActorMismatch(_) => "ACTOR_MISMATCH",
             GateError::WorkflowNotFound(_) => "WORKFLOW_NOT_FOUND",
             GateError::GovernanceRequired => "GOVERNANCE_REQUIRED",
+            GateError::TooManyRuns => "TOO_MANY_RUNS",
             GateError::DragModeNotAllowed { .. } => "DRAG_MODE_NOT_ALLOWED",
             GateError::ForbiddenRole { .. } => "FORBIDDEN_ROLE",
             GateError::InvalidParameters(_) => "INVALID_PARAMETERS",
@@ -100,6 +106,80 @@ pub struct RunReport {
     pub steps: Vec<StepReport>,
 }
 
+/// How many runs may execute and wait at once.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimits {
+    pub workers: usize,
+    pub queue: usize,
+}
+
+/// The worker pool: a global limit, a per-workflow limit, and a bounded number of waiting runs.
+struct Pool {
+    workers: Arc<Semaphore>,
+    queue: usize,
+    waiting: AtomicUsize,
+    per_workflow: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// Held while a run executes.
+struct Slot {
+    _worker: OwnedSemaphorePermit,
+    _workflow: Option<OwnedSemaphorePermit>,
+}
+
+impl Pool {
+    /// Waits for a worker (and a slot of the workflow's own limit); `None` when the queue is full.
+    async fn admit(&self, workflow: &str, limit: Option<u64>) -> Option<Slot> {
+        let per_workflow = limit.map(|limit| {
+            let permits = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .min(Semaphore::MAX_PERMITS);
+            let mut map = self
+                .per_workflow
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(
+                map.entry(workflow.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(permits))),
+            )
+        });
+        // Fast path: free capacity right now.
+        if let Ok(worker) = Arc::clone(&self.workers).try_acquire_owned() {
+            match &per_workflow {
+                None => {
+                    return Some(Slot {
+                        _worker: worker,
+                        _workflow: None,
+                    })
+                }
+                Some(own) => {
+                    if let Ok(own) = Arc::clone(own).try_acquire_owned() {
+                        return Some(Slot {
+                            _worker: worker,
+                            _workflow: Some(own),
+                        });
+                    }
+                }
+            }
+        }
+        // Otherwise wait, if there is room to wait.
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let own = match &per_workflow {
+            Some(own) => Arc::clone(own).acquire_owned().await.ok(),
+            None => None,
+        };
+        let worker = Arc::clone(&self.workers).acquire_owned().await.ok();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        Some(Slot {
+            _worker: worker?,
+            _workflow: own,
+        })
+    }
+}
+
 /// The gate. Cheap to clone.
 #[derive(Clone)]
 pub struct Gate {
@@ -107,6 +187,7 @@ pub struct Gate {
     workflows: Arc<WorkflowRegistry>,
     runner: Runner,
     metrics: Arc<Metrics>,
+    pool: Arc<Pool>,
 }
 
 impl Gate {
@@ -116,12 +197,22 @@ impl Gate {
         workflows: Arc<WorkflowRegistry>,
         runner: Runner,
         metrics: Arc<Metrics>,
+        limits: RunLimits,
     ) -> Gate {
+        let pool = Pool {
+            workers: Arc::new(Semaphore::new(
+                limits.workers.clamp(1, Semaphore::MAX_PERMITS),
+            )),
+            queue: limits.queue,
+            waiting: AtomicUsize::new(0),
+            per_workflow: Mutex::new(HashMap::new()),
+        };
         Gate {
             audit,
             workflows,
             runner,
             metrics,
+            pool: Arc::new(pool),
         }
     }
 
@@ -139,7 +230,6 @@ impl Gate {
 
     /// Runs one governed request end to end.
     pub async fn execute(&self, request: RunRequest) -> Result<RunReport, GateError> {
-        let started = Instant::now();
         let RunRequest {
             trace_id,
             principal,
@@ -241,6 +331,19 @@ impl Gate {
         readable["parameters"] = Value::Object(parameters.clone());
         let governance_summary = summary(&governed);
         tracing::info!(trace_id, workflow = governed.workflow_name, actor = governed.aim.actor().name(), mode = %governed.drag_mode, "governed run starting");
+
+        // A worker, within the workflow's own limit; a full queue is refused (429).
+        let Some(_slot) = self
+            .pool
+            .admit(&definition.name, definition.max_concurrent_runs)
+            .await
+        else {
+            return Err(self
+                .refuse(&trace_id, &principal, &readable, GateError::TooManyRuns)
+                .await);
+        };
+        // Durations count from admission: time in the queue is not the run's.
+        let started = Instant::now();
 
         // Write-ahead: the intent is durable before anything runs.
         let intent = run_record(

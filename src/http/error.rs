@@ -70,6 +70,7 @@ impl From<GateError> for ApiError {
         let status = match &error {
             GateError::ActorMismatch(_) | GateError::ForbiddenRole { .. } => StatusCode::FORBIDDEN,
             GateError::ApprovalRequired { .. } => StatusCode::CONFLICT,
+            GateError::TooManyRuns => StatusCode::TOO_MANY_REQUESTS,
             GateError::WorkflowNotFound(_) => StatusCode::NOT_FOUND,
             GateError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GateError::Unreadable {
@@ -99,7 +100,10 @@ impl IntoResponse for ApiError {
             body.insert("errors".into(), json!(errors));
         }
         let mut response = (self.status, Json(Value::Object(body))).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

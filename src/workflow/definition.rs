@@ -155,13 +155,16 @@ pub struct Workflow {
     /// `None`: any parameters are accepted as given.
     pub parameters: Option<BTreeMap<String, ParamSpec>>,
     pub timeout_seconds: Option<u64>,
+    /// Runs of this workflow that may execute at once (others wait in the queue).
+    pub max_concurrent_runs: Option<u64>,
     pub approval: Option<Approval>,
     pub steps: Vec<Step>,
 }
 
 /// The keys a definition may have; anything else is a mistake worth reporting.
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "description",
+    "max_concurrent_runs",
     "drag_modes",
     "roles",
     "parameters",
@@ -203,7 +206,7 @@ impl Workflow {
             if !KEYS.contains(&key.as_str()) {
                 p.add(
                     key,
-                    format!("unknown key (expected one of {})", KEYS[..7].join(", ")),
+                    format!("unknown key (expected one of {})", KEYS[..8].join(", ")),
                 );
             }
         }
@@ -235,6 +238,11 @@ impl Workflow {
             .get("parameters")
             .and_then(|v| parse_parameters(v, &mut p));
         let timeout_seconds = positive(root.get("timeout_seconds"), "timeout_seconds", &mut p);
+        let max_concurrent_runs = positive(
+            root.get("max_concurrent_runs"),
+            "max_concurrent_runs",
+            &mut p,
+        );
         let approval = root.get("approval").and_then(|v| parse_approval(v, &mut p));
         let steps = parse_steps(root.get("steps"), parameters.as_ref(), &mut p);
         if !p.0.is_empty() {
@@ -247,6 +255,7 @@ impl Workflow {
             roles,
             parameters,
             timeout_seconds,
+            max_concurrent_runs,
             approval,
             steps,
         })

@@ -344,3 +344,59 @@ async fn changed_files_are_picked_up_without_a_restart() {
         .await
         .expect_ok(200);
 }
+
+#[tokio::test]
+async fn beyond_the_workers_and_the_queue_runs_are_refused_with_429() {
+    let app = TestApp::builder()
+        .workflow(
+            "slow",
+            json!({"max_concurrent_runs": 1, "steps": [{"id": "wait", "command": ["sleep", "1"]}]}),
+        )
+        .env("RUN_WORKERS", "4")
+        .env("RUN_QUEUE", "1")
+        .spawn()
+        .await;
+    let app = std::sync::Arc::new(app);
+    let run = |trace: &'static str| {
+        let app = std::sync::Arc::clone(&app);
+        tokio::spawn(async move {
+            let reply = app
+                .execute(
+                    &request("slow", "execute", json!({})),
+                    &[("x-trace-id", trace.to_owned())],
+                )
+                .await;
+            (
+                reply.status.as_u16(),
+                reply.header("retry-after").map(str::to_owned),
+            )
+        })
+    };
+    let first = run("slow-1");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = run("slow-2");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let third = run("slow-3").await.unwrap();
+    assert_eq!(
+        third.0, 429,
+        "the workflow's one slot is busy and the queue of one is full"
+    );
+    assert!(third.1.is_some(), "Retry-After is set");
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(
+        second.await.unwrap().0,
+        200,
+        "the queued run ran after the first"
+    );
+    assert_eq!(app.audit_for("slow-3")[0]["code"], "TOO_MANY_RUNS");
+    let starts: Vec<String> = ["slow-1", "slow-2"]
+        .iter()
+        .map(|t| {
+            app.audit_for(t)[0]["timestamp"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(starts[0] < starts[1]);
+}
