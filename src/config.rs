@@ -46,6 +46,8 @@ pub struct Config {
     pub audit_retention_days: u32,
     /// Runs that may execute at once.
     pub run_workers: usize,
+    /// At shutdown, how long running work may finish before it is cancelled.
+    pub shutdown_grace_seconds: u64,
     /// Runs that may wait for a worker; beyond that, 429.
     pub run_queue: usize,
     pub workflows_dir: PathBuf,
@@ -224,6 +226,7 @@ impl Config {
             audit_segment_max_bytes,
             audit_rotate_daily,
             audit_retention_days,
+            shutdown_grace_seconds: count("SHUTDOWN_GRACE_SECONDS", 30, &mut problems),
             run_workers: usize::try_from(count("RUN_WORKERS", 32, &mut problems).max(1))
                 .unwrap_or(32),
             run_queue: usize::try_from(count("RUN_QUEUE", 256, &mut problems)).unwrap_or(256),

@@ -11,6 +11,7 @@ pub mod governance;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod runs;
 pub mod slack;
 pub mod workflow;
 
@@ -134,16 +135,42 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let audit = self.state.gate.audit().cloned();
+        let gate = self.state.gate.clone();
+        let grace = std::time::Duration::from_secs(self.state.config.shutdown_grace_seconds);
         tokio::spawn(watch_workflows(self.state.gate.clone()));
         let app = http::router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
-        // In-flight requests are done: a final signed checkpoint, then the writer stops.
+        // Requests are answered; runs may still be going (asynchronous ones). They get `grace` to
+        // finish, then are cancelled (their command steps killed) and recorded as `cancelled`.
+        drain_runs(&gate, grace).await;
+        // A final signed checkpoint, then the writer stops.
         if let Some(audit) = audit {
             audit.close().await;
         }
         served
+    }
+}
+
+/// Waits up to `grace` for active runs, then cancels the rest and waits (briefly) for their
+/// `cancelled` records.
+async fn drain_runs(gate: &Gate, grace: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    let poll = std::time::Duration::from_millis(50);
+    while !gate.runs().active().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(poll).await;
+    }
+    let cancelled = gate.cancel_all("shutdown");
+    if cancelled > 0 {
+        tracing::warn!(
+            cancelled,
+            "shutdown: cancelled runs still going after the grace period"
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !gate.runs().active().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(poll).await;
+        }
     }
 }
 

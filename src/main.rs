@@ -322,6 +322,7 @@ async fn run_once(config: Config, name: &str, request: Option<PathBuf>) -> ExitC
                     &definition,
                     &serde_json::Map::new(),
                     &uuid::Uuid::new_v4().to_string(),
+                    None,
                 )
                 .await
             {

@@ -16,7 +16,8 @@ use crate::audit::{AuditLog, Outcome, Record, RunRecord};
 use crate::auth::Principal;
 use crate::governance::{summary, GovernanceRequest, IdentityMismatch, Rejection};
 use crate::metrics::{drag_mode_label, Metrics};
-use crate::workflow::{self, InvalidName, Runner, StepReport, WorkflowRegistry};
+use crate::runs::{Run, RunRegistry, RunStatus};
+use crate::workflow::{self, InvalidName, Runner, StepReport, Workflow, WorkflowRegistry};
 
 /// Why the gate refused a run, or could not record it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -44,6 +45,8 @@ pub enum GateError {
     ApprovalRequired { roles: String },
     #[error("Too many runs in progress and waiting; try again shortly")]
     TooManyRuns,
+    #[error("The run was cancelled before it started")]
+    Cancelled,
     #[error("Ungoverned execution is disabled: POST /workflows/governed/execute with an AIM declaration (actor, input, mission) and a DRAG mode")]
     GovernanceRequired,
     #[error("{0}")]
@@ -61,6 +64,7 @@ impl GateError {
             GateError::WorkflowNotFound(_) => "WORKFLOW_NOT_FOUND",
             GateError::GovernanceRequired => "GOVERNANCE_REQUIRED",
             GateError::TooManyRuns => "TOO_MANY_RUNS",
+            GateError::Cancelled => "CANCELLED",
             GateError::DragModeNotAllowed { .. } => "DRAG_MODE_NOT_ALLOWED",
             GateError::ForbiddenRole { .. } => "FORBIDDEN_ROLE",
             GateError::InvalidParameters(_) => "INVALID_PARAMETERS",
@@ -104,6 +108,8 @@ pub struct RunReport {
     pub duration_seconds: f64,
     /// What each step did (outputs capped and redacted).
     pub steps: Vec<StepReport>,
+    /// Stopped by a cancellation.
+    pub cancelled: bool,
 }
 
 /// How many runs may execute and wait at once.
@@ -188,6 +194,7 @@ pub struct Gate {
     runner: Runner,
     metrics: Arc<Metrics>,
     pool: Arc<Pool>,
+    runs: Arc<RunRegistry>,
 }
 
 impl Gate {
@@ -213,6 +220,7 @@ impl Gate {
             runner,
             metrics,
             pool: Arc::new(pool),
+            runs: Arc::new(RunRegistry::default()),
         }
     }
 
@@ -230,6 +238,12 @@ impl Gate {
 
     /// Runs one governed request end to end.
     pub async fn execute(&self, request: RunRequest) -> Result<RunReport, GateError> {
+        self.prepare(request).await?.run().await
+    }
+
+    /// Everything before a run may queue: parse, validate, bind the identity, check the workflow
+    /// and its policy. Refusals are audited. The accepted run is registered as `queued`.
+    pub async fn prepare(&self, request: RunRequest) -> Result<Prepared, GateError> {
         let RunRequest {
             trace_id,
             principal,
@@ -330,18 +344,90 @@ impl Gate {
         let mut readable = readable;
         readable["parameters"] = Value::Object(parameters.clone());
         let governance_summary = summary(&governed);
-        tracing::info!(trace_id, workflow = governed.workflow_name, actor = governed.aim.actor().name(), mode = %governed.drag_mode, "governed run starting");
+        let live = self.runs.register(
+            &trace_id,
+            &definition.name,
+            governed.drag_mode.as_str(),
+            governed.aim.actor().email().map(str::to_owned),
+        );
+        Ok(Prepared {
+            gate: self.clone(),
+            trace_id,
+            principal,
+            governed,
+            definition,
+            parameters,
+            readable,
+            governance_summary,
+            live,
+        })
+    }
+}
+
+/// A governed request that passed every check, registered and waiting to run.
+pub struct Prepared {
+    gate: Gate,
+    trace_id: String,
+    principal: Principal,
+    governed: GovernanceRequest,
+    definition: Arc<Workflow>,
+    parameters: Map<String, Value>,
+    readable: Value,
+    governance_summary: String,
+    live: Arc<Run>,
+}
+
+impl Prepared {
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// Queues for a worker, writes the intent, runs, writes the outcome.
+    pub async fn run(self) -> Result<RunReport, GateError> {
+        let Prepared {
+            gate,
+            trace_id,
+            principal,
+            mut governed,
+            definition,
+            parameters,
+            readable,
+            governance_summary,
+            live,
+        } = self;
+        let this = &gate;
+        tracing::info!(trace_id, workflow = governed.workflow_name, actor = governed.aim.actor().name(), mode = %governed.drag_mode, "governed run queued");
 
         // A worker, within the workflow's own limit; a full queue is refused (429).
-        let Some(_slot) = self
+        let Some(_slot) = this
             .pool
             .admit(&definition.name, definition.max_concurrent_runs)
             .await
         else {
-            return Err(self
+            live.finish(
+                RunStatus::Rejected,
+                None,
+                Some(GateError::TooManyRuns.to_string()),
+            );
+            return Err(this
                 .refuse(&trace_id, &principal, &readable, GateError::TooManyRuns)
                 .await);
         };
+        if live.cancelled_by().is_some() {
+            let error = "Cancelled while queued".to_owned();
+            live.finish(RunStatus::Cancelled, None, Some(error.clone()));
+            let record = run_record(
+                &trace_id,
+                &principal,
+                &readable,
+                Outcome::Cancelled,
+                Some(error),
+                Some("CANCELLED"),
+                None,
+            );
+            this.record(record, governed.drag_mode.as_str()).await?;
+            return Err(GateError::Cancelled);
+        }
         // Durations count from admission: time in the queue is not the run's.
         let started = Instant::now();
 
@@ -355,28 +441,48 @@ impl Gate {
             None,
             None,
         );
-        self.record(intent, governed.drag_mode.as_str()).await?;
+        if let Err(unavailable) = this.record(intent, governed.drag_mode.as_str()).await {
+            live.finish(RunStatus::Rejected, None, Some(unavailable.to_string()));
+            return Err(unavailable);
+        }
+        live.set_running();
 
-        let result = self.runner.run(&definition, &parameters, &trace_id).await;
+        let result = this
+            .runner
+            .run(&definition, &parameters, &trace_id, Some(&live))
+            .await;
         let duration = started.elapsed().as_secs_f64();
         let (outcome, message, error, steps) = match result {
             Ok(output) => (Outcome::Success, Some(output.outcome), None, output.steps),
+            Err(failure) if failure.cancelled => {
+                (Outcome::Cancelled, None, Some(failure.error), failure.steps)
+            }
             Err(failure) => (Outcome::Failure, None, Some(failure.error), failure.steps),
         };
+        let status = match outcome {
+            Outcome::Success => RunStatus::Succeeded,
+            Outcome::Cancelled => RunStatus::Cancelled,
+            _ => RunStatus::Failed,
+        };
+        live.finish(status, message.clone(), error.clone());
         let name = governed.workflow_name.as_str();
         let mode = governed.drag_mode.as_str();
-        self.metrics
+        this.metrics
             .workflow_executions
             .inc(&[name, outcome.as_str()]);
-        self.metrics
+        this.metrics
             .governed_workflow_duration
             .observe(&[name, outcome.as_str(), mode], duration);
         if outcome == Outcome::Failure {
-            self.metrics
+            this.metrics
                 .workflow_execution_errors
                 .inc(&[name, "run_failed"]);
         }
-        let code = error.as_ref().map(|_| "WORKFLOW_FAILED");
+        let code = match outcome {
+            Outcome::Success => None,
+            Outcome::Cancelled => Some("CANCELLED"),
+            _ => Some("WORKFLOW_FAILED"),
+        };
         let mut record = run_record(
             &trace_id,
             &principal,
@@ -389,7 +495,7 @@ impl Gate {
         if let Record::Run(run) = &mut record {
             run.steps = step_summaries(&steps);
         }
-        self.record(record, mode).await.map_err(|_| {
+        this.record(record, mode).await.map_err(|_| {
             GateError::AuditUnavailable(format!(
                 "The run finished but its outcome could not be recorded (its start is on the record as trace {trace_id}); check the run before retrying"
             ))
@@ -400,11 +506,28 @@ impl Gate {
             success: outcome == Outcome::Success,
             outcome: message,
             error,
-            audit_logged: self.audit.is_some(),
+            audit_logged: this.audit.is_some(),
             governance_summary,
             duration_seconds: duration,
+            cancelled: outcome == Outcome::Cancelled,
             steps,
         })
+    }
+}
+
+impl Gate {
+    /// The live runs.
+    pub fn runs(&self) -> &RunRegistry {
+        &self.runs
+    }
+
+    /// Asks every active run to stop (graceful shutdown past its bound); each records `cancelled`.
+    pub fn cancel_all(&self, by: &str) -> usize {
+        self.runs
+            .active()
+            .iter()
+            .filter(|run| run.cancel(by))
+            .count()
     }
 
     /// Refuses an ungoverned run request (the original's `POST /workflows/{name}/execute`) and

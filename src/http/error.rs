@@ -71,6 +71,7 @@ impl From<GateError> for ApiError {
             GateError::ActorMismatch(_) | GateError::ForbiddenRole { .. } => StatusCode::FORBIDDEN,
             GateError::ApprovalRequired { .. } => StatusCode::CONFLICT,
             GateError::TooManyRuns => StatusCode::TOO_MANY_REQUESTS,
+            GateError::Cancelled => StatusCode::CONFLICT,
             GateError::WorkflowNotFound(_) => StatusCode::NOT_FOUND,
             GateError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GateError::Unreadable {

@@ -5,6 +5,7 @@ mod error;
 mod extract;
 mod governance;
 mod health;
+mod runs;
 mod slack;
 mod workflows;
 
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(governance::router())
         .merge(workflows::router())
+        .merge(runs::router())
         .merge(slack::router())
         .merge(audit::router())
         .route_layer(middleware::from_fn_with_state(

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -57,6 +57,7 @@ async fn governed_execute(
     State(state): State<AppState>,
     trace: TraceId,
     AuthUser(principal): AuthUser,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = match json_body(body) {
@@ -70,6 +71,18 @@ async fn governed_execute(
             return Err(ApiError::from(refusal).with_trace(&trace.0));
         }
     };
+    // Asynchronous on request: `"async": true` in the body or `Prefer: respond-async`.
+    let wants_async = body
+        .as_ref()
+        .is_some_and(|b| b.get("async") == Some(&Value::Bool(true)))
+        || headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+            });
     let request = RunRequest {
         trace_id: trace.0.clone(),
         principal,
@@ -78,13 +91,45 @@ async fn governed_execute(
     // The run goes on in its own task: a client that disconnects must not cut it between its
     // `started` record and its outcome.
     let gate = state.gate.clone();
-    let report = tokio::spawn(async move { gate.execute(request).await })
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "governed run task failed");
-            ApiError::internal().with_trace(&trace.0)
-        })?
-        .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        match gate.prepare(request).await {
+            Err(refused) => {
+                let _ = answer.send(Err(refused));
+            }
+            Ok(prepared) if wants_async => {
+                let _ = answer.send(Ok(None));
+                let _ = prepared.run().await;
+            }
+            Ok(prepared) => {
+                let _ = answer.send(prepared.run().await.map(Some));
+            }
+        }
+    });
+    let report = match answered.await {
+        Ok(Ok(Some(report))) => report,
+        Ok(Ok(None)) => {
+            let status_url = format!("/runs/{}", trace.0);
+            let body = json!({
+                "accepted": true,
+                "trace_id": trace.0,
+                "status": "queued",
+                "status_url": status_url,
+                "cancel_url": format!("{status_url}/cancel"),
+            });
+            return Ok((
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, status_url)],
+                Json(body),
+            )
+                .into_response());
+        }
+        Ok(Err(refused)) => return Err(ApiError::from(refused).with_trace(&trace.0)),
+        Err(_) => {
+            tracing::error!("governed run task ended without an answer");
+            return Err(ApiError::internal().with_trace(&trace.0));
+        }
+    };
     let duration = (report.duration_seconds * 100.0).round() / 100.0;
     let response = if report.success {
         (
@@ -107,7 +152,7 @@ async fn governed_execute(
                 "success": false,
                 "trace_id": report.trace_id,
                 "error": report.error,
-                "code": "WORKFLOW_FAILED",
+                "code": if report.cancelled { "CANCELLED" } else { "WORKFLOW_FAILED" },
                 "audit_logged": report.audit_logged,
                 "governance_summary": report.governance_summary,
                 "duration_seconds": duration,
@@ -153,7 +198,7 @@ async fn ungoverned_execute(
     match state
         .gate
         .runner()
-        .run(&definition, &parameters, &trace.0)
+        .run(&definition, &parameters, &trace.0, None)
         .await
     {
         Ok(output) => Ok(Json(json!({

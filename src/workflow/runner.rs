@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::command::{self, CommandSpec};
 use super::definition::{Arg, Step, StepKind, Workflow};
+use crate::runs::Run;
 
 /// A step's time limit when neither it nor its workflow sets one.
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -63,6 +64,8 @@ pub struct RunOutput {
 pub struct RunFailure {
     pub error: String,
     pub steps: Vec<StepReport>,
+    /// The run stopped because someone cancelled it (or the server is shutting down).
+    pub cancelled: bool,
 }
 
 /// Executes workflows.
@@ -78,12 +81,15 @@ impl Runner {
     }
 
     /// Runs `workflow` with checked `parameters`. Steps run in order; the first failure stops the
-    /// run. The workflow's `timeout_seconds` bounds the whole run.
+    /// run. The workflow's `timeout_seconds` bounds the whole run. With a live `Run`, each step is
+    /// reported to it as it starts and ends, and cancelling it stops the run (killing a running
+    /// command's process group).
     pub async fn run(
         &self,
         workflow: &Workflow,
         parameters: &Map<String, Value>,
         trace_id: &str,
+        live: Option<&Run>,
     ) -> Result<RunOutput, RunFailure> {
         if workflow.steps.is_empty() {
             return Ok(RunOutput {
@@ -94,8 +100,23 @@ impl Runner {
         let deadline = workflow
             .timeout_seconds
             .map(|s| Instant::now() + Duration::from_secs(s));
+        let cancellation = live.map(Run::cancellation);
+        let is_cancelled = || cancellation.as_ref().is_some_and(|c| *c.borrow());
         let mut reports: Vec<StepReport> = Vec::with_capacity(workflow.steps.len());
         for step in &workflow.steps {
+            if is_cancelled() {
+                return Err(RunFailure {
+                    error: format!(
+                        "Workflow '{}' was cancelled before step '{}'",
+                        workflow.name, step.id
+                    ),
+                    steps: reports,
+                    cancelled: true,
+                });
+            }
+            if let Some(live) = live {
+                live.step_started(&step.id);
+            }
             let started = Instant::now();
             let limit = step
                 .timeout_seconds
@@ -106,11 +127,16 @@ impl Runner {
             };
             let report = match &step.kind {
                 StepKind::Command { argv, env, secrets } => {
-                    self.command(
-                        step, argv, env, secrets, parameters, &reports, limit, workflow, trace_id,
+                    let context = StepContext {
+                        parameters,
+                        earlier: &reports,
+                        timeout: limit,
+                        workflow,
+                        trace_id,
                         started,
-                    )
-                    .await
+                        cancellation: cancellation.clone(),
+                    };
+                    self.command(step, argv, env, secrets, context).await
                 }
                 other => {
                     let kind = other.name();
@@ -122,10 +148,16 @@ impl Runner {
                 }
             };
             let failed = !report.success;
+            if let Some(live) = live {
+                live.step_finished(&report);
+            }
             reports.push(report);
             if failed {
                 let last = reports.last().map(describe_failure).unwrap_or_default();
-                let error = if deadline.is_some_and(|d| Instant::now() >= d) {
+                let cancelled = is_cancelled();
+                let error = if cancelled {
+                    format!("Workflow '{}' was cancelled: {last}", workflow.name)
+                } else if deadline.is_some_and(|d| Instant::now() >= d) {
                     format!(
                         "Workflow '{}' timed out after {} s: {last}",
                         workflow.name,
@@ -137,6 +169,7 @@ impl Runner {
                 return Err(RunFailure {
                     error,
                     steps: reports,
+                    cancelled,
                 });
             }
         }
@@ -150,20 +183,23 @@ impl Runner {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn command(
         &self,
         step: &Step,
         argv: &[Arg],
         env: &[(String, Arg)],
         secrets: &[String],
-        parameters: &Map<String, Value>,
-        earlier: &[StepReport],
-        timeout: Duration,
-        workflow: &Workflow,
-        trace_id: &str,
-        started: Instant,
+        context: StepContext<'_>,
     ) -> StepReport {
+        let StepContext {
+            parameters,
+            earlier,
+            timeout,
+            workflow,
+            trace_id,
+            started,
+            cancellation,
+        } = context;
         let resolve = |arg: &Arg| resolve(arg, parameters, earlier);
         let argv: Result<Vec<String>, String> = argv.iter().map(resolve).collect();
         let mut vars: Vec<(String, String)> = PASSED_ENV
@@ -205,7 +241,7 @@ impl Runner {
             max_output_bytes: MAX_OUTPUT_BYTES,
             redact,
         };
-        match command::run(&spec, None).await {
+        match command::run(&spec, cancellation).await {
             Ok(outcome) => StepReport {
                 id: step.id.clone(),
                 kind: "command",
@@ -231,6 +267,17 @@ impl Runner {
             Err(e) => StepReport::failed(step, started, e.to_string()),
         }
     }
+}
+
+/// What a step needs to know about its run.
+struct StepContext<'a> {
+    parameters: &'a Map<String, Value>,
+    earlier: &'a [StepReport],
+    timeout: Duration,
+    workflow: &'a Workflow,
+    trace_id: &'a str,
+    started: Instant,
+    cancellation: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// A whole-argument template's value: a parameter as text (strings as they are, anything else as

@@ -1,0 +1,310 @@
+//! The runs registry: what is queued, running and recently finished, for `GET /runs`, cancellation
+//! and graceful shutdown. The audit trail is the permanent record; this is the live view, bounded.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::workflow::StepReport;
+
+/// Finished runs kept for `GET /runs` (the audit trail keeps everything).
+const KEEP_FINISHED: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Rejected,
+}
+
+impl RunStatus {
+    pub fn is_active(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Rejected => "rejected",
+        }
+    }
+}
+
+struct State {
+    status: RunStatus,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    current_step: Option<String>,
+    steps: Vec<StepReport>,
+    outcome: Option<String>,
+    error: Option<String>,
+    cancelled_by: Option<String>,
+}
+
+/// One run, shared by the task that executes it and the endpoints that watch it.
+pub struct Run {
+    pub trace_id: String,
+    pub workflow: String,
+    pub drag_mode: String,
+    /// The accountable human's email (bound to the token), if any.
+    pub actor: Option<String>,
+    pub created_at: DateTime<Utc>,
+    state: Mutex<State>,
+    cancel: watch::Sender<bool>,
+}
+
+fn time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Run {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn status(&self) -> RunStatus {
+        self.state().status
+    }
+
+    pub fn set_running(&self) {
+        let mut state = self.state();
+        state.status = RunStatus::Running;
+        state.started_at = Some(Utc::now());
+    }
+
+    pub fn step_started(&self, id: &str) {
+        self.state().current_step = Some(id.to_owned());
+    }
+
+    pub fn step_finished(&self, report: &StepReport) {
+        let mut state = self.state();
+        state.current_step = None;
+        state.steps.push(report.clone());
+    }
+
+    /// Records the end of the run (once; later calls are ignored).
+    pub fn finish(&self, status: RunStatus, outcome: Option<String>, error: Option<String>) {
+        let mut state = self.state();
+        if state.status.is_active() {
+            state.status = status;
+            state.finished_at = Some(Utc::now());
+            state.outcome = outcome;
+            state.error = error;
+            state.current_step = None;
+        }
+    }
+
+    /// Asks the run to stop; `false` when it had already finished.
+    pub fn cancel(&self, by: &str) -> bool {
+        let mut state = self.state();
+        if !state.status.is_active() {
+            return false;
+        }
+        state.cancelled_by = Some(by.to_owned());
+        drop(state);
+        self.cancel.send_replace(true);
+        true
+    }
+
+    /// Turns true when the run is asked to stop.
+    pub fn cancellation(&self) -> watch::Receiver<bool> {
+        self.cancel.subscribe()
+    }
+
+    pub fn cancelled_by(&self) -> Option<String> {
+        self.state().cancelled_by.clone()
+    }
+
+    /// The run as the API shows it.
+    pub fn view(&self, with_steps: bool) -> Value {
+        let state = self.state();
+        let mut view = json!({
+            "trace_id": self.trace_id,
+            "workflow_name": self.workflow,
+            "drag_mode": self.drag_mode,
+            "actor": self.actor,
+            "status": state.status,
+            "created_at": time(&self.created_at),
+            "started_at": state.started_at.as_ref().map(time),
+            "finished_at": state.finished_at.as_ref().map(time),
+            "current_step": state.current_step,
+            "outcome": state.outcome,
+            "error": state.error,
+            "cancelled_by": state.cancelled_by,
+        });
+        if with_steps {
+            view["steps"] = json!(state.steps);
+        }
+        view
+    }
+}
+
+/// Filters for `GET /runs`.
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    pub status: Option<String>,
+    pub workflow: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// The live runs and the most recent finished ones.
+#[derive(Default)]
+pub struct RunRegistry {
+    runs: Mutex<VecDeque<Arc<Run>>>,
+}
+
+impl RunRegistry {
+    fn runs(&self) -> MutexGuard<'_, VecDeque<Arc<Run>>> {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a queued run.
+    pub fn register(
+        &self,
+        trace_id: &str,
+        workflow: &str,
+        drag_mode: &str,
+        actor: Option<String>,
+    ) -> Arc<Run> {
+        let (cancel, _) = watch::channel(false);
+        let run = Arc::new(Run {
+            trace_id: trace_id.to_owned(),
+            workflow: workflow.to_owned(),
+            drag_mode: drag_mode.to_owned(),
+            actor,
+            created_at: Utc::now(),
+            state: Mutex::new(State {
+                status: RunStatus::Queued,
+                started_at: None,
+                finished_at: None,
+                current_step: None,
+                steps: Vec::new(),
+                outcome: None,
+                error: None,
+                cancelled_by: None,
+            }),
+            cancel,
+        });
+        let mut runs = self.runs();
+        runs.push_back(Arc::clone(&run));
+        // Forget the oldest finished runs beyond the bound; active ones always stay.
+        let finished = runs.iter().filter(|r| !r.status().is_active()).count();
+        if finished > KEEP_FINISHED {
+            let mut excess = finished - KEEP_FINISHED;
+            runs.retain(|r| {
+                if excess > 0 && !r.status().is_active() {
+                    excess -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        run
+    }
+
+    /// The most recent run with this trace id.
+    pub fn get(&self, trace_id: &str) -> Option<Arc<Run>> {
+        self.runs()
+            .iter()
+            .rev()
+            .find(|r| r.trace_id == trace_id)
+            .cloned()
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub fn list(&self, filter: &RunFilter, limit: usize) -> Vec<Value> {
+        self.runs()
+            .iter()
+            .rev()
+            .filter(|r| {
+                filter
+                    .status
+                    .as_deref()
+                    .is_none_or(|s| r.status().as_str() == s)
+            })
+            .filter(|r| filter.workflow.as_deref().is_none_or(|w| r.workflow == w))
+            .filter(|r| {
+                filter.actor.as_deref().is_none_or(|a| {
+                    r.actor
+                        .as_deref()
+                        .is_some_and(|actor| actor.eq_ignore_ascii_case(a))
+                })
+            })
+            .take(limit)
+            .map(|r| r.view(false))
+            .collect()
+    }
+
+    /// Runs queued or running now.
+    pub fn active(&self) -> Vec<Arc<Run>> {
+        self.runs()
+            .iter()
+            .filter(|r| r.status().is_active())
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_moves_from_queued_to_running_to_finished_once() {
+        let registry = RunRegistry::default();
+        let run = registry.register("t1", "noop", "execute", Some("a@b".into()));
+        assert_eq!(run.status(), RunStatus::Queued);
+        run.set_running();
+        run.finish(RunStatus::Succeeded, Some("done".into()), None);
+        run.finish(RunStatus::Failed, None, Some("late".into()));
+        assert_eq!(run.status(), RunStatus::Succeeded);
+        assert!(!run.cancel("x"), "a finished run cannot be cancelled");
+        assert_eq!(
+            registry.get("t1").unwrap().view(true)["status"],
+            "succeeded"
+        );
+    }
+
+    #[test]
+    fn cancelling_signals_the_run() {
+        let registry = RunRegistry::default();
+        let run = registry.register("t1", "noop", "execute", None);
+        let signal = run.cancellation();
+        assert!(run.cancel("admin@x"));
+        assert!(*signal.borrow());
+        assert_eq!(run.cancelled_by().as_deref(), Some("admin@x"));
+    }
+
+    #[test]
+    fn old_finished_runs_are_forgotten_but_active_ones_kept() {
+        let registry = RunRegistry::default();
+        let active = registry.register("active", "w", "execute", None);
+        for i in 0..KEEP_FINISHED + 10 {
+            registry
+                .register(&format!("t{i}"), "w", "execute", None)
+                .finish(RunStatus::Succeeded, None, None);
+        }
+        assert!(registry.get("active").is_some());
+        assert!(registry.get("t0").is_none());
+        assert_eq!(registry.active().len(), 1);
+        drop(active);
+        let filter = RunFilter {
+            status: Some("succeeded".into()),
+            ..RunFilter::default()
+        };
+        assert_eq!(registry.list(&filter, 5).len(), 5);
+    }
+}
