@@ -603,3 +603,48 @@ async fn graceful_shutdown_signs_a_final_checkpoint() {
     assert!(report.is_valid(), "{report:?}");
     assert_eq!(report.last_checkpoint_seq, Some(all.len() as u64 - 1));
 }
+
+#[tokio::test]
+async fn shutdown_cancels_runs_still_going_after_the_grace_period_and_records_it() {
+    let site = Site::new();
+    std::fs::write(
+        site.path().join("workflows/slow.json"),
+        r#"{"steps": [{"id": "wait", "command": ["sleep", "60"]}]}"#,
+    )
+    .unwrap();
+    let mut server = site.start_with(&[("SHUTDOWN_GRACE_SECONDS", "1")]);
+    let mut body: Value = serde_json::from_slice(&request_body()).unwrap();
+    body["workflow_name"] = "slow".into();
+    body["async"] = true.into();
+    let status = governed(
+        &client(),
+        &server.url,
+        &token(),
+        "slow-1",
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202);
+    // Let it start, then ask the server to stop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit}\n{}", server.stderr());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the 60 s step did not hold up shutdown"
+    );
+    let all = records(&site.audit());
+    let outcomes: Vec<&str> = all
+        .iter()
+        .filter(|r| r["trace_id"] == "slow-1")
+        .filter_map(|r| r["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes, ["started", "cancelled"]);
+    assert!(verify_path(&site.audit()).unwrap().is_valid());
+}

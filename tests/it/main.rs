@@ -14,6 +14,7 @@ mod governed;
 mod helpers;
 mod ops;
 mod properties;
+mod runs;
 mod slack;
 mod validate;
 mod workflows;

@@ -1,0 +1,166 @@
+//! Runs: asynchronous execution, watching, cancelling, and who may see what.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{governance_request, TestApp, JAKE};
+
+fn request(workflow: &str) -> Value {
+    governance_request(workflow)
+}
+
+async fn app() -> TestApp {
+    TestApp::builder()
+        .workflow(
+            "slow",
+            json!({"steps": [{"id": "wait", "command": ["sleep", "30"]}]}),
+        )
+        .workflow(
+            "quick",
+            json!({"steps": [{"id": "hi", "command": ["echo", "hi"]}]}),
+        )
+        .spawn()
+        .await
+}
+
+async fn start_async(app: &TestApp, workflow: &str, trace: &str) -> Value {
+    let reply = app
+        .execute(
+            &request(workflow),
+            &[
+                ("x-trace-id", trace.to_owned()),
+                ("prefer", "respond-async".to_owned()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        reply.header("location"),
+        Some(format!("/runs/{trace}").as_str())
+    );
+    reply.expect_ok(202)
+}
+
+async fn wait_for(app: &TestApp, trace: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = app
+            .get(&format!("/runs/{trace}"), Some(&app.jake()))
+            .await
+            .expect_ok(200);
+        if body["status"] == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {trace} never became {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_async_run_answers_202_and_can_be_watched_to_the_end() {
+    let app = app().await;
+    let accepted = start_async(&app, "quick", "async-1").await;
+    assert_eq!(accepted["trace_id"], "async-1");
+    assert_eq!(accepted["status_url"], "/runs/async-1");
+    let done = wait_for(&app, "async-1", "succeeded").await;
+    assert_eq!(done["steps"][0]["stdout"], "hi\n");
+    assert!(done["finished_at"].is_string());
+    let outcomes: Vec<Value> = app
+        .audit_for("async-1")
+        .iter()
+        .map(|r| r["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, [json!("started"), json!("success")]);
+}
+
+#[tokio::test]
+async fn the_body_flag_also_makes_a_run_async() {
+    let app = app().await;
+    let mut body = request("quick");
+    body["async"] = json!(true);
+    app.execute(&body, &[("x-trace-id", "async-2".to_owned())])
+        .await
+        .expect_ok(202);
+    wait_for(&app, "async-2", "succeeded").await;
+}
+
+#[tokio::test]
+async fn an_invalid_async_request_is_still_refused_synchronously() {
+    let app = app().await;
+    let mut body = request("quick");
+    body["aim"]["actor"]["name"] = json!("AB");
+    body["async"] = json!(true);
+    app.execute(&body, &[])
+        .await
+        .expect(400, "GOVERNANCE_VALIDATION_FAILED");
+}
+
+#[tokio::test]
+async fn cancelling_a_running_run_kills_its_step_and_records_cancelled() {
+    let app = app().await;
+    start_async(&app, "slow", "cancel-1").await;
+    let running = wait_for(&app, "cancel-1", "running").await;
+    assert_eq!(running["current_step"], "wait");
+    let started = Instant::now();
+    let body = app
+        .post_raw(
+            "/runs/cancel-1/cancel",
+            Vec::new(),
+            &[("authorization", format!("Bearer {}", app.jake()))],
+        )
+        .await
+        .expect_ok(200);
+    assert_eq!(body["status"], "cancelling");
+    let done = wait_for(&app, "cancel-1", "cancelled").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the 30 s sleep was killed"
+    );
+    assert_eq!(done["cancelled_by"], JAKE);
+    let records = app.audit_for("cancel-1");
+    assert_eq!(records.last().unwrap()["outcome"], "cancelled");
+    assert_eq!(records.last().unwrap()["code"], "CANCELLED");
+    assert!(app.verify_audit().is_valid());
+    // A finished run cannot be cancelled again.
+    app.post_raw(
+        "/runs/cancel-1/cancel",
+        Vec::new(),
+        &[("authorization", format!("Bearer {}", app.jake()))],
+    )
+    .await
+    .expect(409, "RUN_FINISHED");
+}
+
+#[tokio::test]
+async fn only_the_accountable_human_admins_and_auditors_see_a_run() {
+    let app = app().await;
+    start_async(&app, "quick", "mine-1").await;
+    wait_for(&app, "mine-1", "succeeded").await;
+    let stranger = app.token("mallory@example.org", "user");
+    app.get("/runs/mine-1", Some(&stranger))
+        .await
+        .expect(404, "NOT_FOUND");
+    app.post_raw(
+        "/runs/mine-1/cancel",
+        Vec::new(),
+        &[("authorization", format!("Bearer {stranger}"))],
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+    let listed = app.get("/runs", Some(&stranger)).await.expect_ok(200);
+    assert_eq!(listed["count"], 0);
+    let auditor = app.token("audit@example.org", "auditor");
+    app.get("/runs/mine-1", Some(&auditor)).await.expect_ok(200);
+    let all = app
+        .get("/runs?status=succeeded&workflow=quick", Some(&auditor))
+        .await
+        .expect_ok(200);
+    assert_eq!(all["runs"][0]["trace_id"], "mine-1");
+    app.get("/runs?status=bogus", Some(&auditor))
+        .await
+        .expect(400, "VALIDATION_ERROR");
+    app.get("/runs", None).await.expect(401, "AUTH_REQUIRED");
+}
