@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -41,8 +42,14 @@ pub enum GateError {
     ForbiddenRole { role: String, allowed: String },
     #[error("Invalid parameters: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.message)).collect::<Vec<_>>().join("; "))]
     InvalidParameters(Vec<crate::governance::Violation>),
-    #[error("This workflow requires approval by a second human ({roles}); this server cannot collect approvals yet, so it refuses rather than run unapproved")]
+    #[error("This workflow requires approval by a second human ({roles}); approve it over HTTP (POST /runs/{{trace_id}}/approve), not from here")]
     ApprovalRequired { roles: String },
+    #[error("{0}")]
+    ApprovalRefused(String),
+    #[error("The approval request expired at {0}")]
+    ApprovalExpired(String),
+    #[error("{0}")]
+    NotPending(String),
     #[error("Too many runs in progress and waiting; try again shortly")]
     TooManyRuns,
     #[error("The run was cancelled before it started")]
@@ -69,6 +76,9 @@ impl GateError {
             GateError::ForbiddenRole { .. } => "FORBIDDEN_ROLE",
             GateError::InvalidParameters(_) => "INVALID_PARAMETERS",
             GateError::ApprovalRequired { .. } => "APPROVAL_REQUIRED",
+            GateError::ApprovalRefused(_) => "APPROVAL_REFUSED",
+            GateError::ApprovalExpired(_) => "APPROVAL_EXPIRED",
+            GateError::NotPending(_) => "RUN_NOT_PENDING",
             GateError::AuditUnavailable(_) => "AUDIT_UNAVAILABLE",
         }
     }
@@ -195,6 +205,7 @@ pub struct Gate {
     metrics: Arc<Metrics>,
     pool: Arc<Pool>,
     runs: Arc<RunRegistry>,
+    approvals: Arc<Mutex<HashMap<String, Pending>>>,
 }
 
 impl Gate {
@@ -221,6 +232,7 @@ impl Gate {
             metrics,
             pool: Arc::new(pool),
             runs: Arc::new(RunRegistry::default()),
+            approvals: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -334,12 +346,6 @@ impl Gate {
                 return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
             }
         };
-        if let Some(approval) = definition.approval.as_ref().filter(|a| a.required) {
-            let refusal = GateError::ApprovalRequired {
-                roles: approval.approver_roles.join(", "),
-            };
-            return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
-        }
         // The record shows the parameters the run really uses (defaults filled in).
         let mut readable = readable;
         readable["parameters"] = Value::Object(parameters.clone());
@@ -360,6 +366,7 @@ impl Gate {
             readable,
             governance_summary,
             live,
+            approved: false,
         })
     }
 }
@@ -375,6 +382,8 @@ pub struct Prepared {
     readable: Value,
     governance_summary: String,
     live: Arc<Run>,
+    /// A second human approved it (for workflows that require approval).
+    approved: bool,
 }
 
 impl Prepared {
@@ -382,8 +391,62 @@ impl Prepared {
         &self.trace_id
     }
 
-    /// Queues for a worker, writes the intent, runs, writes the outcome.
+    /// The workflow's approval policy, when a second human must approve before the run.
+    pub fn approval(&self) -> Option<&crate::workflow::Approval> {
+        self.definition.approval.as_ref().filter(|a| a.required)
+    }
+
+    /// Records that the run waits for approval and parks it; a decision resumes or ends it.
+    /// Returns when the request expires.
+    pub async fn hold_for_approval(self) -> Result<DateTime<Utc>, GateError> {
+        let expires_seconds = self.approval().map_or(3600, |a| a.expires_seconds);
+        let expires_at = Utc::now()
+            + chrono::Duration::seconds(
+                i64::try_from(expires_seconds)
+                    .unwrap_or(i64::MAX / 2)
+                    .min(10 * 365 * 86_400),
+            );
+        let record = Record::Approval {
+            trace_id: self.trace_id.clone(),
+            workflow_name: self.definition.name.clone(),
+            decision: "requested".to_owned(),
+            actor: self.principal.clone(),
+            requested_by: self.governed.aim.actor().email().map(str::to_owned),
+            reason: None,
+            expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let gate = self.gate.clone();
+        if let Err(unavailable) = gate.record(record, self.governed.drag_mode.as_str()).await {
+            self.live
+                .finish(RunStatus::Rejected, None, Some(unavailable.to_string()));
+            return Err(unavailable);
+        }
+        self.live.set_status(RunStatus::PendingApproval);
+        let trace_id = self.trace_id.clone();
+        lock(&gate.approvals).insert(
+            trace_id,
+            Pending {
+                prepared: self,
+                expires_at,
+            },
+        );
+        Ok(expires_at)
+    }
+
+    /// Queues for a worker, writes the intent, runs, writes the outcome. A run that needs approval
+    /// and has none is refused here, whatever the entry point.
     pub async fn run(self) -> Result<RunReport, GateError> {
+        if let Some(approval) = self.approval().filter(|_| !self.approved) {
+            let refusal = GateError::ApprovalRequired {
+                roles: approval.approver_roles.join(", "),
+            };
+            self.live
+                .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
+            return Err(self
+                .gate
+                .refuse(&self.trace_id, &self.principal, &self.readable, refusal)
+                .await);
+        }
         let Prepared {
             gate,
             trace_id,
@@ -394,6 +457,7 @@ impl Prepared {
             readable,
             governance_summary,
             live,
+            approved: _,
         } = self;
         let this = &gate;
         tracing::info!(trace_id, workflow = governed.workflow_name, actor = governed.aim.actor().name(), mode = %governed.drag_mode, "governed run queued");
@@ -515,7 +579,153 @@ impl Prepared {
     }
 }
 
+/// A run parked until a second human decides.
+struct Pending {
+    prepared: Prepared,
+    expires_at: DateTime<Utc>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Gate {
+    /// A second human's decision on a run waiting for approval. Approved: the run is queued and
+    /// returned to be run. A refusal (not an approver, no named human, self-approval) leaves the run
+    /// waiting; an expired request ends it. Every decision and refusal is audited, the decider as actor.
+    pub async fn decide(
+        &self,
+        trace_id: &str,
+        approver: &Principal,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<Option<Prepared>, GateError> {
+        let pending = lock(&self.approvals).remove(trace_id);
+        let Some(pending) = pending else {
+            return Err(GateError::NotPending(format!(
+                "Run {trace_id} is not waiting for approval"
+            )));
+        };
+        let prepared = &pending.prepared;
+        let roles = prepared
+            .approval()
+            .map(|a| a.approver_roles.clone())
+            .unwrap_or_default();
+        let requester = prepared.governed.aim.actor().email().map(str::to_owned);
+        let same_human = |other: Option<&str>| matches!((approver.actor.as_deref(), other), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
+        let expired = Utc::now() > pending.expires_at;
+        let refusal = if expired {
+            Some(GateError::ApprovalExpired(
+                pending
+                    .expires_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ))
+        } else if !roles.iter().any(|r| r == &approver.role) {
+            Some(GateError::ApprovalRefused(format!(
+                "Role '{}' may not decide this run (approvers: {})",
+                approver.role,
+                roles.join(", ")
+            )))
+        } else if approver.actor.is_none() {
+            Some(GateError::ApprovalRefused(
+                "A decision needs a named human: the token has no actor".to_owned(),
+            ))
+        } else if same_human(requester.as_deref())
+            || same_human(prepared.principal.actor.as_deref())
+        {
+            Some(GateError::ApprovalRefused(
+                "Self-approval is refused: a different human must decide".to_owned(),
+            ))
+        } else {
+            None
+        };
+        let decision = match (&refusal, approve) {
+            (Some(_), _) if expired => "expired",
+            (Some(_), _) => "refused",
+            (None, true) => "approved",
+            (None, false) => "denied",
+        };
+        let record = Record::Approval {
+            trace_id: trace_id.to_owned(),
+            workflow_name: prepared.definition.name.clone(),
+            decision: decision.to_owned(),
+            actor: approver.clone(),
+            requested_by: requester,
+            reason: reason
+                .clone()
+                .or_else(|| refusal.as_ref().map(ToString::to_string)),
+            expires_at: pending
+                .expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let mode = prepared.governed.drag_mode.as_str().to_owned();
+        if let Err(unavailable) = self.record(record, &mode).await {
+            lock(&self.approvals).insert(trace_id.to_owned(), pending);
+            return Err(unavailable);
+        }
+        match refusal {
+            Some(refusal) if !expired => {
+                lock(&self.approvals).insert(trace_id.to_owned(), pending);
+                Err(refusal)
+            }
+            Some(refusal) => {
+                pending
+                    .prepared
+                    .live
+                    .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
+                Err(refusal)
+            }
+            None if approve => {
+                let mut prepared = pending.prepared;
+                prepared.live.set_status(RunStatus::Queued);
+                prepared.approved = true;
+                Ok(Some(prepared))
+            }
+            None => {
+                let why = format!(
+                    "Denied by {}: {}",
+                    approver.actor.as_deref().unwrap_or("?"),
+                    reason.unwrap_or_default()
+                );
+                pending
+                    .prepared
+                    .live
+                    .finish(RunStatus::Rejected, None, Some(why));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Ends a run that waits for approval without a decision (it was cancelled), on the record.
+    pub async fn withdraw(&self, trace_id: &str, by: &Principal) -> Result<(), GateError> {
+        let pending = lock(&self.approvals).remove(trace_id);
+        let Some(pending) = pending else {
+            return Ok(());
+        };
+        let prepared = &pending.prepared;
+        let record = Record::Approval {
+            trace_id: trace_id.to_owned(),
+            workflow_name: prepared.definition.name.clone(),
+            decision: "withdrawn".to_owned(),
+            actor: by.clone(),
+            requested_by: prepared.governed.aim.actor().email().map(str::to_owned),
+            reason: Some("cancelled while waiting for approval".to_owned()),
+            expires_at: pending
+                .expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let mode = prepared.governed.drag_mode.as_str().to_owned();
+        self.record(record, &mode).await?;
+        prepared.live.finish(
+            RunStatus::Cancelled,
+            None,
+            Some("Cancelled while waiting for approval".to_owned()),
+        );
+        Ok(())
+    }
+
     /// The live runs.
     pub fn runs(&self) -> &RunRegistry {
         &self.runs

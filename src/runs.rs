@@ -17,6 +17,7 @@ const KEEP_FINISHED: usize = 1000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    PendingApproval,
     Queued,
     Running,
     Succeeded,
@@ -27,11 +28,15 @@ pub enum RunStatus {
 
 impl RunStatus {
     pub fn is_active(self) -> bool {
-        matches!(self, RunStatus::Queued | RunStatus::Running)
+        matches!(
+            self,
+            RunStatus::PendingApproval | RunStatus::Queued | RunStatus::Running
+        )
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::PendingApproval => "pending_approval",
             RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
@@ -76,6 +81,10 @@ impl Run {
 
     pub fn status(&self) -> RunStatus {
         self.state().status
+    }
+
+    pub fn set_status(&self, status: RunStatus) {
+        self.state().status = status;
     }
 
     pub fn set_running(&self) {

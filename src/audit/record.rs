@@ -62,6 +62,17 @@ pub enum Record {
         cut_hash: String,
         reason: String,
     },
+    /// A human decision about a run that needs approval: `requested` (the run waits), then
+    /// `approved`, `denied` or `expired`. `actor` is who decided (the requester for `requested`).
+    Approval {
+        trace_id: String,
+        workflow_name: String,
+        decision: String,
+        actor: Principal,
+        requested_by: Option<String>,
+        reason: Option<String>,
+        expires_at: String,
+    },
     /// A signature over the record just before it (see `checkpoint.rs`).
     Checkpoint {
         covered_seq: u64,

@@ -1,6 +1,8 @@
 //! `GET /runs`, `GET /runs/{trace_id}`, `POST /runs/{trace_id}/cancel`: the live view of runs.
 //! Admins and auditors see every run; anyone else sees the runs they are the accountable human of.
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -8,6 +10,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::extract::json_body;
 use super::{ApiError, AppState, AuthUser, TraceId};
 use crate::auth::Principal;
 use crate::runs::{Run, RunFilter};
@@ -17,6 +20,8 @@ pub fn router() -> Router<AppState> {
         .route("/runs", get(list))
         .route("/runs/{trace_id}", get(show))
         .route("/runs/{trace_id}/cancel", post(cancel))
+        .route("/runs/{trace_id}/approve", post(approve))
+        .route("/runs/{trace_id}/deny", post(deny))
 }
 
 fn sees_everything(principal: &Principal) -> bool {
@@ -56,7 +61,8 @@ async fn list(
                     .with_trace(&trace.0)
             })?,
     };
-    const STATUSES: [&str; 6] = [
+    const STATUSES: [&str; 7] = [
+        "pending_approval",
         "queued",
         "running",
         "succeeded",
@@ -140,8 +146,86 @@ async fn cancel(
         )
         .with_trace(&trace.0));
     }
+    if run.status() == crate::runs::RunStatus::PendingApproval {
+        state
+            .gate
+            .withdraw(&trace_id, &principal)
+            .await
+            .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
+    }
     tracing::info!(trace_id, by, "run cancellation requested");
     Ok(Json(
         json!({"trace_id": trace_id, "status": "cancelling", "cancelled_by": by}),
+    ))
+}
+
+/// The optional body of a decision.
+fn reason(
+    body: Result<Bytes, BytesRejection>,
+    trace: &TraceId,
+) -> Result<Option<String>, ApiError> {
+    match json_body(body).map_err(|e| e.with_trace(&trace.0))? {
+        None => Ok(None),
+        Some(Value::Object(map)) => match map.get("reason") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) if !text.trim().is_empty() => {
+                Ok(Some(text.trim().to_owned()))
+            }
+            Some(_) => {
+                Err(ApiError::validation("reason must be a non-empty string").with_trace(&trace.0))
+            }
+        },
+        Some(_) => Err(ApiError::validation("body must be a JSON object").with_trace(&trace.0)),
+    }
+}
+
+/// A second human approves a run waiting for approval: it is queued and runs.
+async fn approve(
+    State(state): State<AppState>,
+    trace: TraceId,
+    AuthUser(principal): AuthUser,
+    Path(trace_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let reason = reason(body, &trace)?;
+    let prepared = state
+        .gate
+        .decide(&trace_id, &principal, true, reason)
+        .await
+        .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
+    if let Some(prepared) = prepared {
+        tokio::spawn(async move {
+            let _ = prepared.run().await;
+        });
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            json!({"trace_id": trace_id, "status": "queued", "approved_by": principal.actor, "status_url": format!("/runs/{trace_id}")}),
+        ),
+    ))
+}
+
+/// A second human denies a run waiting for approval (a reason is required).
+async fn deny(
+    State(state): State<AppState>,
+    trace: TraceId,
+    AuthUser(principal): AuthUser,
+    Path(trace_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(reason) = reason(body, &trace)? else {
+        return Err(
+            ApiError::validation("A denial needs a reason: {\"reason\": \"...\"}")
+                .with_trace(&trace.0),
+        );
+    };
+    state
+        .gate
+        .decide(&trace_id, &principal, false, Some(reason))
+        .await
+        .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
+    Ok(Json(
+        json!({"trace_id": trace_id, "status": "rejected", "denied_by": principal.actor}),
     ))
 }

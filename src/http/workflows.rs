@@ -97,18 +97,45 @@ async fn governed_execute(
             Err(refused) => {
                 let _ = answer.send(Err(refused));
             }
+            Ok(prepared) if prepared.approval().is_some() => {
+                let trace_id = prepared.trace_id().to_owned();
+                let _ = answer.send(
+                    prepared
+                        .hold_for_approval()
+                        .await
+                        .map(|expires| Err((trace_id, expires))),
+                );
+            }
             Ok(prepared) if wants_async => {
-                let _ = answer.send(Ok(None));
+                let _ = answer.send(Ok(Ok(None)));
                 let _ = prepared.run().await;
             }
             Ok(prepared) => {
-                let _ = answer.send(prepared.run().await.map(Some));
+                let _ = answer.send(prepared.run().await.map(|report| Ok(Some(report))));
             }
         }
     });
     let report = match answered.await {
-        Ok(Ok(Some(report))) => report,
-        Ok(Ok(None)) => {
+        Ok(Ok(Ok(Some(report)))) => report,
+        Ok(Ok(Err((trace_id, expires_at)))) => {
+            let status_url = format!("/runs/{trace_id}");
+            let body = json!({
+                "accepted": true,
+                "trace_id": trace_id,
+                "status": "pending_approval",
+                "status_url": status_url,
+                "approve_url": format!("{status_url}/approve"),
+                "deny_url": format!("{status_url}/deny"),
+                "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            });
+            return Ok((
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, status_url)],
+                Json(body),
+            )
+                .into_response());
+        }
+        Ok(Ok(Ok(None))) => {
             let status_url = format!("/runs/{}", trace.0);
             let body = json!({
                 "accepted": true,

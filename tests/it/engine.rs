@@ -199,25 +199,6 @@ async fn parameters_are_checked_against_the_schema_listing_every_problem() {
 }
 
 #[tokio::test]
-async fn a_workflow_requiring_approval_is_refused_rather_than_run_unapproved() {
-    let app = app_with(
-        "guarded",
-        json!({"approval": {"required": true, "approver_roles": ["admin"]},
-               "steps": [{"id": "x", "command": ["true"]}]}),
-    )
-    .await;
-    app.execute(
-        &request("guarded", "execute", json!({})),
-        &[("x-trace-id", "appr-1".to_owned())],
-    )
-    .await
-    .expect(409, "APPROVAL_REQUIRED");
-    let records = app.audit_for("appr-1");
-    assert_eq!(records.len(), 1, "nothing started");
-    assert_eq!(records[0]["outcome"], "rejected");
-}
-
-#[tokio::test]
 async fn the_shipped_deploy_workflow_builds_deploys_and_verifies() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     // Copy the shipped definition and scripts so the test runs them as a user would.

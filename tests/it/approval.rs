@@ -1,0 +1,198 @@
+//! Humans in charge: a run that needs approval waits for a different human with an approver role.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{governance_request, TestApp, JAKE};
+
+const ANA: &str = "ana@example.org";
+
+async fn app(expires: u64) -> TestApp {
+    TestApp::builder()
+        .workflow(
+            "guarded",
+            json!({"approval": {"required": true, "approver_roles": ["admin"], "expires_seconds": expires},
+                   "steps": [{"id": "say", "command": ["echo", "approved work"]}]}),
+        )
+        .spawn()
+        .await
+}
+
+async fn request_run(app: &TestApp, trace: &str) -> Value {
+    app.execute(
+        &governance_request("guarded"),
+        &[("x-trace-id", trace.to_owned())],
+    )
+    .await
+    .expect_ok(202)
+}
+
+async fn decide(
+    app: &TestApp,
+    trace: &str,
+    verb: &str,
+    token: &str,
+    body: Value,
+) -> crate::helpers::Reply {
+    app.post_raw(
+        &format!("/runs/{trace}/{verb}"),
+        serde_json::to_vec(&body).unwrap(),
+        &[
+            ("content-type", "application/json".to_owned()),
+            ("authorization", format!("Bearer {token}")),
+        ],
+    )
+    .await
+}
+
+fn decisions(app: &TestApp, trace: &str) -> Vec<(String, String)> {
+    app.audit_for(trace)
+        .iter()
+        .filter(|r| r["kind"] == "approval")
+        .map(|r| {
+            (
+                r["decision"].as_str().unwrap().to_owned(),
+                r["actor"]["actor"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn status(app: &TestApp, trace: &str) -> Value {
+    app.get(&format!("/runs/{trace}"), Some(&app.jake()))
+        .await
+        .expect_ok(200)
+}
+
+#[tokio::test]
+async fn a_run_needing_approval_waits_and_a_second_human_approves_it() {
+    let app = app(3600).await;
+    let accepted = request_run(&app, "appr-1").await;
+    assert_eq!(accepted["status"], "pending_approval");
+    assert_eq!(accepted["approve_url"], "/runs/appr-1/approve");
+    assert_eq!(status(&app, "appr-1").await["status"], "pending_approval");
+    assert!(
+        app.audit_for("appr-1")
+            .iter()
+            .all(|r| r["outcome"] != "started"),
+        "nothing ran yet"
+    );
+
+    let ana = app.token(ANA, "admin");
+    decide(
+        &app,
+        "appr-1",
+        "approve",
+        &ana,
+        json!({"reason": "reviewed the diff"}),
+    )
+    .await
+    .expect_ok(202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&app, "appr-1").await["status"] != "succeeded" {
+        assert!(Instant::now() < deadline, "the approved run never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        decisions(&app, "appr-1"),
+        [
+            ("requested".into(), JAKE.into()),
+            ("approved".into(), ANA.into())
+        ]
+    );
+    let outcomes: Vec<Value> = app
+        .audit_for("appr-1")
+        .iter()
+        .filter(|r| r["kind"] == "run")
+        .map(|r| r["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, [json!("started"), json!("success")]);
+    assert!(app.verify_audit().is_valid());
+}
+
+#[tokio::test]
+async fn self_approval_and_non_approvers_are_refused_and_audited() {
+    let app = app(3600).await;
+    request_run(&app, "appr-2").await;
+    // Jake requested it; his admin token cannot approve it.
+    decide(&app, "appr-2", "approve", &app.jake(), json!({}))
+        .await
+        .expect(403, "APPROVAL_REFUSED");
+    let user = app.token("bob@example.org", "user");
+    decide(&app, "appr-2", "approve", &user, json!({}))
+        .await
+        .expect(403, "APPROVAL_REFUSED");
+    assert_eq!(
+        status(&app, "appr-2").await["status"],
+        "pending_approval",
+        "still waiting for a proper approver"
+    );
+    let refused: Vec<String> = decisions(&app, "appr-2")
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    assert_eq!(refused, ["requested", "refused", "refused"]);
+}
+
+#[tokio::test]
+async fn a_denial_needs_a_reason_and_ends_the_run() {
+    let app = app(3600).await;
+    request_run(&app, "appr-3").await;
+    let ana = app.token(ANA, "admin");
+    decide(&app, "appr-3", "deny", &ana, json!({}))
+        .await
+        .expect(400, "VALIDATION_ERROR");
+    decide(
+        &app,
+        "appr-3",
+        "deny",
+        &ana,
+        json!({"reason": "not during the freeze"}),
+    )
+    .await
+    .expect_ok(200);
+    assert_eq!(status(&app, "appr-3").await["status"], "rejected");
+    decide(&app, "appr-3", "approve", &ana, json!({}))
+        .await
+        .expect(409, "RUN_NOT_PENDING");
+    let record = app
+        .audit_for("appr-3")
+        .into_iter()
+        .find(|r| r["decision"] == "denied")
+        .expect("denial audited");
+    assert_eq!(record["reason"], "not during the freeze");
+    assert_eq!(record["actor"]["actor"], ANA);
+}
+
+#[tokio::test]
+async fn approvals_expire() {
+    let app = app(1).await;
+    request_run(&app, "appr-4").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let ana = app.token(ANA, "admin");
+    decide(&app, "appr-4", "approve", &ana, json!({}))
+        .await
+        .expect(410, "APPROVAL_EXPIRED");
+    assert_eq!(status(&app, "appr-4").await["status"], "rejected");
+    assert!(decisions(&app, "appr-4")
+        .iter()
+        .any(|(d, _)| d == "expired"));
+}
+
+#[tokio::test]
+async fn a_waiting_run_can_be_withdrawn() {
+    let app = app(3600).await;
+    request_run(&app, "appr-5").await;
+    app.post_raw(
+        "/runs/appr-5/cancel",
+        Vec::new(),
+        &[("authorization", format!("Bearer {}", app.jake()))],
+    )
+    .await
+    .expect_ok(200);
+    assert_eq!(status(&app, "appr-5").await["status"], "cancelled");
+    assert!(decisions(&app, "appr-5")
+        .iter()
+        .any(|(d, _)| d == "withdrawn"));
+}
