@@ -479,17 +479,18 @@ impl Prepared {
         };
         if live.cancelled_by().is_some() {
             let error = "Cancelled while queued".to_owned();
-            live.finish(RunStatus::Cancelled, None, Some(error.clone()));
             let record = run_record(
                 &trace_id,
                 &principal,
                 &readable,
                 Outcome::Cancelled,
-                Some(error),
+                Some(error.clone()),
                 Some("CANCELLED"),
                 None,
             );
-            this.record(record, governed.drag_mode.as_str()).await?;
+            let recorded = this.record(record, governed.drag_mode.as_str()).await;
+            live.finish(RunStatus::Cancelled, None, Some(error));
+            recorded?;
             return Err(GateError::Cancelled);
         }
         // Durations count from admission: time in the queue is not the run's.
@@ -528,7 +529,7 @@ impl Prepared {
             Outcome::Cancelled => RunStatus::Cancelled,
             _ => RunStatus::Failed,
         };
-        live.finish(status, message.clone(), error.clone());
+
         let name = governed.workflow_name.as_str();
         let mode = governed.drag_mode.as_str();
         this.metrics
@@ -559,11 +560,15 @@ impl Prepared {
         if let Record::Run(run) = &mut record {
             run.steps = step_summaries(&steps);
         }
-        this.record(record, mode).await.map_err(|_| {
-            GateError::AuditUnavailable(format!(
+        // The live status turns final only once the outcome is on the record.
+        if this.record(record, mode).await.is_err() {
+            let unavailable = GateError::AuditUnavailable(format!(
                 "The run finished but its outcome could not be recorded (its start is on the record as trace {trace_id}); check the run before retrying"
-            ))
-        })?;
+            ));
+            live.finish(RunStatus::Failed, message, Some(unavailable.to_string()));
+            return Err(unavailable);
+        }
+        live.finish(status, message.clone(), error.clone());
         Ok(RunReport {
             trace_id,
             workflow_name: std::mem::take(&mut governed.workflow_name),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::workflow::StepReport;
 
@@ -68,6 +68,26 @@ pub struct Run {
     pub created_at: DateTime<Utc>,
     state: Mutex<State>,
     cancel: watch::Sender<bool>,
+    events: broadcast::Sender<RunEvent>,
+}
+
+/// What `GET /runs/{trace_id}/events` streams.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    Status { status: RunStatus },
+    StepStarted { id: String },
+    StepFinished { step: StepReport },
+}
+
+impl RunEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunEvent::Status { .. } => "status",
+            RunEvent::StepStarted { .. } => "step_started",
+            RunEvent::StepFinished { .. } => "step_finished",
+        }
+    }
 }
 
 fn time(t: &DateTime<Utc>) -> String {
@@ -83,24 +103,46 @@ impl Run {
         self.state().status
     }
 
+    fn emit(&self, event: RunEvent) {
+        // No subscriber is fine: events are for whoever watches now.
+        let _ = self.events.send(event);
+    }
+
     pub fn set_status(&self, status: RunStatus) {
         self.state().status = status;
+        self.emit(RunEvent::Status { status });
     }
 
     pub fn set_running(&self) {
-        let mut state = self.state();
-        state.status = RunStatus::Running;
-        state.started_at = Some(Utc::now());
+        {
+            let mut state = self.state();
+            state.status = RunStatus::Running;
+            state.started_at = Some(Utc::now());
+        }
+        self.emit(RunEvent::Status {
+            status: RunStatus::Running,
+        });
     }
 
     pub fn step_started(&self, id: &str) {
         self.state().current_step = Some(id.to_owned());
+        self.emit(RunEvent::StepStarted { id: id.to_owned() });
     }
 
     pub fn step_finished(&self, report: &StepReport) {
-        let mut state = self.state();
-        state.current_step = None;
-        state.steps.push(report.clone());
+        {
+            let mut state = self.state();
+            state.current_step = None;
+            state.steps.push(report.clone());
+        }
+        self.emit(RunEvent::StepFinished {
+            step: report.clone(),
+        });
+    }
+
+    /// Live events from now on (take a [`Run::view`] first for what already happened).
+    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.events.subscribe()
     }
 
     /// Records the end of the run (once; later calls are ignored).
@@ -112,6 +154,8 @@ impl Run {
             state.outcome = outcome;
             state.error = error;
             state.current_step = None;
+            drop(state);
+            self.emit(RunEvent::Status { status });
         }
     }
 
@@ -188,6 +232,7 @@ impl RunRegistry {
         actor: Option<String>,
     ) -> Arc<Run> {
         let (cancel, _) = watch::channel(false);
+        let (events, _) = broadcast::channel(64);
         let run = Arc::new(Run {
             trace_id: trace_id.to_owned(),
             workflow: workflow.to_owned(),
@@ -205,6 +250,7 @@ impl RunRegistry {
                 cancelled_by: None,
             }),
             cancel,
+            events,
         });
         let mut runs = self.runs();
         runs.push_back(Arc::clone(&run));

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -13,12 +14,13 @@ use serde_json::{json, Value};
 use super::extract::json_body;
 use super::{ApiError, AppState, AuthUser, TraceId};
 use crate::auth::Principal;
-use crate::runs::{Run, RunFilter};
+use crate::runs::{Run, RunEvent, RunFilter};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/runs", get(list))
         .route("/runs/{trace_id}", get(show))
+        .route("/runs/{trace_id}/events", get(events))
         .route("/runs/{trace_id}/cancel", post(cancel))
         .route("/runs/{trace_id}/approve", post(approve))
         .route("/runs/{trace_id}/deny", post(deny))
@@ -228,4 +230,45 @@ async fn deny(
     Ok(Json(
         json!({"trace_id": trace_id, "status": "rejected", "denied_by": principal.actor}),
     ))
+}
+
+/// Server-sent events: `run` (the whole run so far), then `status`, `step_started` and
+/// `step_finished` (with the step's output) as they happen, until the run ends.
+async fn events(
+    State(state): State<AppState>,
+    trace: TraceId,
+    AuthUser(principal): AuthUser,
+    Path(trace_id): Path<String>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError>
+{
+    let run = visible(&state, &principal, &trace_id, &trace)?;
+    // Subscribe before the snapshot, so nothing falls between them.
+    let live = run.subscribe();
+    let snapshot = Event::default()
+        .event("run")
+        .data(run.view(true).to_string());
+    let done = !run.status().is_active();
+    let first = futures_util::stream::iter([Ok(snapshot)]);
+    let rest = futures_util::stream::unfold((live, done), |(mut live, done)| async move {
+        if done {
+            return None;
+        }
+        match live.recv().await {
+            Ok(event) => {
+                let finished = matches!(&event, RunEvent::Status { status } if !status.is_active());
+                let data = serde_json::to_string(&event).unwrap_or_default();
+                let sse = Event::default().event(event.name()).data(data);
+                Some((Ok(sse), (live, finished)))
+            }
+            // A slow reader missed events: say so and go on.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                let sse = Event::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{missed}}}"));
+                Some((Ok(sse), (live, false)))
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+        }
+    });
+    Ok(Sse::new(futures_util::StreamExt::chain(first, rest)).keep_alive(KeepAlive::default()))
 }

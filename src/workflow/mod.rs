@@ -2,6 +2,8 @@
 
 pub mod command;
 mod definition;
+pub mod http_step;
+pub mod llm;
 mod runner;
 
 use std::collections::BTreeMap;

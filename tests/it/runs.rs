@@ -164,3 +164,55 @@ async fn only_the_accountable_human_admins_and_auditors_see_a_run() {
         .expect(400, "VALIDATION_ERROR");
     app.get("/runs", None).await.expect(401, "AUTH_REQUIRED");
 }
+
+#[tokio::test]
+async fn a_run_can_be_watched_as_server_sent_events() {
+    let app = TestApp::builder()
+        .workflow(
+            "steps",
+            json!({"steps": [{"id": "one", "command": ["sh", "-c", "sleep 0.3; echo first"]},
+                             {"id": "two", "command": ["echo", "second"]}]}),
+        )
+        .spawn()
+        .await;
+    app.execute(
+        &request("steps"),
+        &[
+            ("x-trace-id", "sse-1".to_owned()),
+            ("prefer", "respond-async".to_owned()),
+        ],
+    )
+    .await
+    .expect_ok(202);
+    let mut response = app
+        .client
+        .get(app.url("/runs/sse-1/events"))
+        .bearer_auth(app.jake())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline.into(), response.chunk())
+        .await
+        .unwrap_or(Ok(None))
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events.first(), Some(&"run"), "{text}");
+    assert!(events.contains(&"step_finished"), "{text}");
+    assert!(text.contains("\"stdout\":\"second\\n\""), "{text}");
+    assert!(
+        text.contains("\"status\":\"succeeded\""),
+        "the stream ends with the final status: {text}"
+    );
+}
