@@ -236,6 +236,7 @@ pub struct Metrics {
     pub authentication_failures: CounterFamily,
     pub http_requests: CounterFamily,
     pub http_request_duration: HistogramFamily,
+    pub human_overrides: CounterFamily,
     pub active_requests: AtomicI64,
 }
 
@@ -315,6 +316,11 @@ impl Metrics {
                 &["method", "endpoint"],
                 HTTP_BUCKETS,
             ),
+            human_overrides: CounterFamily::new(
+                "sustainbot_human_overrides_total",
+                "Outputs replaced or edited by a person, per workflow",
+                &["workflow_name"],
+            ),
             active_requests: AtomicI64::new(0),
         }
     }
@@ -345,6 +351,7 @@ impl Metrics {
             &self.jwt_validations,
             &self.authentication_failures,
             &self.http_requests,
+            &self.human_overrides,
         ] {
             counter.render(&mut out);
         }

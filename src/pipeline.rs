@@ -731,6 +731,32 @@ impl Gate {
         Ok(())
     }
 
+    /// Records that `by` replaced or edited the output of `step` of run `trace_id`.
+    pub async fn record_override(
+        &self,
+        run: &Run,
+        step: &StepReport,
+        by: &Principal,
+        after: &str,
+        reason: &str,
+    ) -> Result<crate::audit::Receipt, GateError> {
+        let record = Record::Override {
+            trace_id: run.trace_id.clone(),
+            workflow_name: run.workflow.clone(),
+            step: step.id.clone(),
+            actor: by.clone(),
+            before_sha256: crate::audit::format::sha256_tagged(step.stdout.as_bytes()),
+            after_sha256: crate::audit::format::sha256_tagged(after.as_bytes()),
+            reason: reason.to_owned(),
+        };
+        let unavailable =
+            || GateError::AuditUnavailable("The override could not be recorded".to_owned());
+        let audit = self.audit.as_ref().ok_or_else(unavailable)?;
+        let receipt = audit.append(record).await.map_err(|_| unavailable())?;
+        self.metrics.human_overrides.inc(&[run.workflow.as_str()]);
+        Ok(receipt)
+    }
+
     /// The live runs.
     pub fn runs(&self) -> &RunRegistry {
         &self.runs

@@ -159,6 +159,11 @@ impl Run {
         }
     }
 
+    /// A finished step's report.
+    pub fn step(&self, id: &str) -> Option<StepReport> {
+        self.state().steps.iter().find(|s| s.id == id).cloned()
+    }
+
     /// Asks the run to stop; `false` when it had already finished.
     pub fn cancel(&self, by: &str) -> bool {
         let mut state = self.state();

@@ -73,6 +73,17 @@ pub enum Record {
         reason: Option<String>,
         expires_at: String,
     },
+    /// A person replaced or edited an AI (or any step's) output: who, which step, what it was and
+    /// what it became (as hashes), and why.
+    Override {
+        trace_id: String,
+        workflow_name: String,
+        step: String,
+        actor: Principal,
+        before_sha256: String,
+        after_sha256: String,
+        reason: String,
+    },
     /// A signature over the record just before it (see `checkpoint.rs`).
     Checkpoint {
         covered_seq: u64,

@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{trace_id}/cancel", post(cancel))
         .route("/runs/{trace_id}/approve", post(approve))
         .route("/runs/{trace_id}/deny", post(deny))
+        .route("/runs/{trace_id}/override", post(override_output))
 }
 
 fn sees_everything(principal: &Principal) -> bool {
@@ -271,4 +272,70 @@ async fn events(
         }
     });
     Ok(Sse::new(futures_util::StreamExt::chain(first, rest)).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Deserialize)]
+struct OverrideBody {
+    step: Option<String>,
+    replacement: Option<String>,
+    reason: Option<String>,
+}
+
+/// Human override tracking: a person replaced or edited a step's (typically an AI's) output. The
+/// audit trail records who, which step, the SHA-256 of the output before and of the replacement, and
+/// why; the replacement itself stays with the caller.
+async fn override_output(
+    State(state): State<AppState>,
+    trace: TraceId,
+    AuthUser(principal): AuthUser,
+    Path(trace_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let invalid = |message: &str| ApiError::validation(message).with_trace(&trace.0);
+    let body: OverrideBody = match json_body(body).map_err(|e| e.with_trace(&trace.0))? {
+        Some(value) => {
+            serde_json::from_value(value).map_err(|e| invalid(&format!("Invalid override: {e}")))?
+        }
+        None => {
+            return Err(invalid(
+                "Request body required: {\"step\", \"replacement\", \"reason\"}",
+            ))
+        }
+    };
+    let (Some(step_id), Some(replacement), Some(reason)) = (
+        body.step,
+        body.replacement,
+        body.reason.filter(|r| !r.trim().is_empty()),
+    ) else {
+        return Err(invalid(
+            "step, replacement and a non-empty reason are required",
+        ));
+    };
+    if principal.actor.is_none() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN_ROLE",
+            "An override needs a named human: the token has no actor",
+        )
+        .with_trace(&trace.0));
+    }
+    let run = visible(&state, &principal, &trace_id, &trace)?;
+    let step = run.step(&step_id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("Run {trace_id} has no finished step '{step_id}'"),
+        )
+        .with_trace(&trace.0)
+    })?;
+    let receipt = state
+        .gate
+        .record_override(&run, &step, &principal, &replacement, &reason)
+        .await
+        .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
+    Ok(Json(json!({
+        "trace_id": trace_id, "step": step_id, "recorded": true, "audit_seq": receipt.seq,
+        "before_sha256": crate::audit::format::sha256_tagged(step.stdout.as_bytes()),
+        "after_sha256": crate::audit::format::sha256_tagged(replacement.as_bytes()),
+    })))
 }

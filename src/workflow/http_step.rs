@@ -360,6 +360,8 @@ struct Attempt {
     overflow: bool,
     /// Transport error or timeout (not yet redacted).
     failure: Option<String>,
+    /// The failure cannot go away by retrying (the request could not even be built).
+    permanent: bool,
 }
 
 /// Makes the request, retrying as described in the module documentation, until success, a final
@@ -421,6 +423,7 @@ pub async fn run(
                 spec.method,
                 show_duration(spec.timeout)
             )),
+            permanent: false,
         });
         outcome.status = attempt.status.map(|s| s.as_u16());
         let (body, truncated) = render(
@@ -433,7 +436,7 @@ pub async fn run(
         outcome.truncated = truncated;
 
         let (error, retryable) = match (attempt.failure, attempt.status) {
-            (Some(failure), _) => (failure, true),
+            (Some(failure), _) => (failure, !attempt.permanent),
             (None, Some(status)) if spec.expects(status) => return finish(outcome, None),
             (None, Some(status)) => (
                 format!(
@@ -486,6 +489,7 @@ async fn attempt(
                 bytes: Vec::new(),
                 overflow: false,
                 failure: Some(format!("{shown}: {}", error_chain(&e))),
+                permanent: e.is_builder(),
             }
         }
     };
@@ -520,6 +524,7 @@ async fn attempt(
         bytes,
         overflow,
         failure,
+        permanent: false,
     }
 }
 
@@ -869,6 +874,19 @@ mod tests {
             "{:?}",
             outcome.duration
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_not_retried() {
+        let (base, count) = flaky(503, 0).await;
+        let mut s = spec(&format!("{base}/"));
+        s.headers = vec![("x-bad".to_owned(), "line\nbreak".to_owned())];
+        s.retries = 3;
+        let outcome = run(&client(), &s, None).await;
+        assert_eq!(outcome.attempts, 1);
+        assert_eq!(count.load(Ordering::SeqCst), 0);
+        let error = outcome.error.unwrap();
+        assert!(error.contains(": invalid request"), "{error}");
     }
 
     #[tokio::test]

@@ -327,10 +327,14 @@ async fn exchange(
     api: &Api,
     shown: &str,
 ) -> Result<Answer, String> {
-    let mut response = request
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach model server at {shown}: {}", error_chain(&e)))?;
+    let mut response = request.send().await.map_err(|e| {
+        let what = if e.is_builder() {
+            "cannot build the request to"
+        } else {
+            "cannot reach"
+        };
+        format!("{what} model server at {shown}: {}", error_chain(&e))
+    })?;
     let status = response.status();
     let mut bytes = Vec::new();
     loop {

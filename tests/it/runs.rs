@@ -216,3 +216,63 @@ async fn a_run_can_be_watched_as_server_sent_events() {
         "the stream ends with the final status: {text}"
     );
 }
+
+#[tokio::test]
+async fn a_human_override_of_an_output_is_recorded_with_hashes_and_counted() {
+    let app = app().await;
+    app.execute(&request("quick"), &[("x-trace-id", "ovr-1".to_owned())])
+        .await
+        .expect_ok(200);
+    let override_body =
+        json!({"step": "hi", "replacement": "hello, edited by a human", "reason": "tone"});
+    let reply = app
+        .post_raw(
+            "/runs/ovr-1/override",
+            serde_json::to_vec(&override_body).unwrap(),
+            &[
+                ("content-type", "application/json".to_owned()),
+                ("authorization", format!("Bearer {}", app.jake())),
+            ],
+        )
+        .await
+        .expect_ok(200);
+    assert_eq!(reply["recorded"], true);
+    let record = app
+        .audit_for("ovr-1")
+        .into_iter()
+        .find(|r| r["kind"] == "override")
+        .expect("override audited");
+    assert_eq!(record["step"], "hi");
+    assert_eq!(record["actor"]["actor"], JAKE);
+    assert_eq!(record["reason"], "tone");
+    assert_eq!(record["before_sha256"], reply["before_sha256"]);
+    assert_ne!(record["before_sha256"], record["after_sha256"]);
+    let metrics = app.get("/metrics", None).await.text;
+    assert!(
+        metrics.contains("sustainbot_human_overrides_total{workflow_name=\"quick\"} 1"),
+        "{metrics}"
+    );
+    // A step that did not run, or a missing reason, is refused.
+    let missing = json!({"step": "nope", "replacement": "x", "reason": "y"});
+    app.post_raw(
+        "/runs/ovr-1/override",
+        serde_json::to_vec(&missing).unwrap(),
+        &[
+            ("content-type", "application/json".to_owned()),
+            ("authorization", format!("Bearer {}", app.jake())),
+        ],
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+    let no_reason = json!({"step": "hi", "replacement": "x"});
+    app.post_raw(
+        "/runs/ovr-1/override",
+        serde_json::to_vec(&no_reason).unwrap(),
+        &[
+            ("content-type", "application/json".to_owned()),
+            ("authorization", format!("Bearer {}", app.jake())),
+        ],
+    )
+    .await
+    .expect(400, "VALIDATION_ERROR");
+}
