@@ -56,6 +56,10 @@ pub struct Config {
     pub llm_model: String,
     pub llm_host: String,
     pub llm_port: u16,
+    /// `LLM_API=openai`: an OpenAI-compatible server at `LLM_HOST` (default: Ollama).
+    pub llm_api_openai: bool,
+    /// Bearer key for an OpenAI-compatible server.
+    pub llm_api_key: Option<String>,
     pub openclaw_url: String,
     pub prometheus_enabled: bool,
     pub json_logging_enabled: bool,
@@ -238,6 +242,16 @@ impl Config {
             llm_model: var("LLM_MODEL").unwrap_or_else(|| "llama2".into()),
             llm_host: var("LLM_HOST").unwrap_or_else(|| "localhost".into()),
             llm_port,
+            llm_api_openai: match var("LLM_API").map(|v| v.to_ascii_lowercase()) {
+                None => false,
+                Some(api) if api == "ollama" => false,
+                Some(api) if api == "openai" => true,
+                Some(other) => {
+                    problems.push(format!("LLM_API must be ollama or openai, not '{other}'"));
+                    false
+                }
+            },
+            llm_api_key: lookup("LLM_API_KEY").filter(|k| !k.is_empty()),
             openclaw_url: var("OPENCLAW_URL").unwrap_or_else(|| "http://localhost:8080".into()),
             prometheus_enabled,
             json_logging_enabled,

@@ -29,7 +29,8 @@ use crate::governance::filter::{PhraseList, PhraseListError};
 use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, RunLimits};
-use crate::workflow::{Runner, WorkflowRegistry};
+use crate::workflow::llm::{Api, LlmEndpoint};
+use crate::workflow::{Runner, Services, WorkflowRegistry};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,8 @@ pub enum StartError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Phrases(#[from] PhraseListError),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
     #[error("AUDIT_SIGNING_KEY: {0}")]
     SigningKey(#[from] KeyFileError),
     #[error("cannot listen on {address}: {source}")]
@@ -79,6 +82,22 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         None => PhraseList::default_forbidden(),
     };
     let workflows = Arc::new(WorkflowRegistry::load(&config.workflows_dir));
+    let phrases = Arc::new(phrases);
+    let mut llm = LlmEndpoint::ollama(&config.llm_host, config.llm_port, &config.llm_model);
+    if config.llm_api_openai {
+        llm.api = Api::OpenAi;
+    }
+    llm.api_key = config.llm_api_key.clone();
+    let services = Services {
+        http: reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .user_agent(concat!("sustainbot/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StartError::Http(e.to_string()))?,
+        llm,
+        phrases: Arc::clone(&phrases),
+        openclaw_url: config.openclaw_url.clone(),
+    };
     tracing::info!(count = workflows.len(), dir = %config.workflows_dir.display(), "workflows loaded");
     let gate = Gate::new(
         audit,
@@ -86,6 +105,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         Runner::new(
             std::fs::canonicalize(&config.workflows_dir)
                 .unwrap_or_else(|_| config.workflows_dir.clone()),
+            services,
         ),
         Arc::clone(&metrics),
         RunLimits {
@@ -98,7 +118,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         config: Arc::new(config),
         gate,
         metrics,
-        phrases: Arc::new(phrases),
+        phrases,
     }))
 }
 

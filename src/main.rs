@@ -323,6 +323,7 @@ async fn run_once(config: Config, name: &str, request: Option<PathBuf>) -> ExitC
                     &serde_json::Map::new(),
                     &uuid::Uuid::new_v4().to_string(),
                     None,
+                    None,
                 )
                 .await
             {

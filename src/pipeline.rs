@@ -120,6 +120,8 @@ pub struct RunReport {
     pub steps: Vec<StepReport>,
     /// Stopped by a cancellation.
     pub cancelled: bool,
+    /// The failure's code (`WORKFLOW_FAILED`, `PRESCRIPTIVE_LANGUAGE`, `CANCELLED`); `None` on success.
+    pub code: Option<&'static str>,
 }
 
 /// How many runs may execute and wait at once.
@@ -514,16 +516,31 @@ impl Prepared {
 
         let result = this
             .runner
-            .run(&definition, &parameters, &trace_id, Some(&live))
+            .run(
+                &definition,
+                &parameters,
+                &trace_id,
+                Some(governed.drag_mode),
+                Some(&live),
+            )
             .await;
         let duration = started.elapsed().as_secs_f64();
+        let mut failure_code = None;
         let (outcome, message, error, steps) = match result {
             Ok(output) => (Outcome::Success, Some(output.outcome), None, output.steps),
             Err(failure) if failure.cancelled => {
                 (Outcome::Cancelled, None, Some(failure.error), failure.steps)
             }
-            Err(failure) => (Outcome::Failure, None, Some(failure.error), failure.steps),
+            Err(failure) => {
+                failure_code = failure.code;
+                (Outcome::Failure, None, Some(failure.error), failure.steps)
+            }
         };
+        for found in steps.iter().flat_map(|s| &s.violations) {
+            this.metrics
+                .prescriptive_language_detections
+                .inc(&[governed.drag_mode.as_str(), &found.phrase]);
+        }
         let status = match outcome {
             Outcome::Success => RunStatus::Succeeded,
             Outcome::Cancelled => RunStatus::Cancelled,
@@ -546,7 +563,7 @@ impl Prepared {
         let code = match outcome {
             Outcome::Success => None,
             Outcome::Cancelled => Some("CANCELLED"),
-            _ => Some("WORKFLOW_FAILED"),
+            _ => Some(failure_code.unwrap_or("WORKFLOW_FAILED")),
         };
         let mut record = run_record(
             &trace_id,
@@ -579,6 +596,7 @@ impl Prepared {
             governance_summary,
             duration_seconds: duration,
             cancelled: outcome == Outcome::Cancelled,
+            code,
             steps,
         })
     }

@@ -179,7 +179,7 @@ async fn governed_execute(
                 "success": false,
                 "trace_id": report.trace_id,
                 "error": report.error,
-                "code": if report.cancelled { "CANCELLED" } else { "WORKFLOW_FAILED" },
+                "code": report.code.unwrap_or("WORKFLOW_FAILED"),
                 "audit_logged": report.audit_logged,
                 "governance_summary": report.governance_summary,
                 "duration_seconds": duration,
@@ -225,7 +225,7 @@ async fn ungoverned_execute(
     match state
         .gate
         .runner()
-        .run(&definition, &parameters, &trace.0, None)
+        .run(&definition, &parameters, &trace.0, None, None)
         .await
     {
         Ok(output) => Ok(Json(json!({

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use super::http_step::HttpSpec;
+use super::llm::LlmSpec;
 use crate::governance::{DragMode, Violation, ViolationKind};
 
 /// A parameter's type.
@@ -121,9 +123,13 @@ pub enum StepKind {
         env: Vec<(String, Arg)>,
         secrets: Vec<String>,
     },
-    /// Kinds whose shape is checked but which this server does not execute yet.
-    Http(Value),
-    Llm(Value),
+    /// An HTTP request (literal: no templates).
+    Http(HttpSpec),
+    /// A model completion. The prompt may embed `{{ parameters.NAME }}` and `{{ steps.ID.output }}`
+    /// anywhere (it is text for a model, never a command).
+    Llm(LlmSpec),
+    /// Submission to the OpenClaw orchestrator (`OPENCLAW_URL`), as the original server did; the
+    /// object is sent as the workflow's payload.
     Openclaw(Value),
 }
 
@@ -506,6 +512,42 @@ fn parse_approval(value: &Value, p: &mut Problems) -> Option<Approval> {
     })
 }
 
+/// The `{{ ... }}` templates embedded in a text.
+pub fn embedded_templates(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, &str)> {
+    let mut rest = 0;
+    std::iter::from_fn(move || {
+        let open = text[rest..].find("{{")? + rest;
+        let close = text[open..].find("}}")? + open + 2;
+        rest = close;
+        Some((open..close, text[open + 2..close - 2].trim()))
+    })
+}
+
+fn check_embedded_templates(
+    text: &str,
+    path: &str,
+    params: Option<&BTreeMap<String, ParamSpec>>,
+    earlier: &HashSet<String>,
+    p: &mut Problems,
+) {
+    for (_, inner) in embedded_templates(text) {
+        if let Some(name) = inner.strip_prefix("parameters.") {
+            if params.is_some_and(|params| !params.contains_key(name)) {
+                p.add(path, format!("unknown parameter '{name}'"));
+            }
+        } else if let Some(id) = inner
+            .strip_prefix("steps.")
+            .and_then(|r| r.strip_suffix(".output"))
+        {
+            if !earlier.contains(id) {
+                p.add(path, format!("'{id}' is not an earlier step"));
+            }
+        } else {
+            p.add(path, format!("'{{{{ {inner} }}}}': templates are {{{{ parameters.NAME }}}} or {{{{ steps.ID.output }}}}"));
+        }
+    }
+}
+
 /// A template is a whole argument: `{{ parameters.NAME }}` or `{{ steps.ID.output }}`.
 fn parse_arg(
     text: &str,
@@ -609,16 +651,39 @@ fn parse_steps(
         );
         let kind = match kinds.as_slice() {
             ["command"] => parse_command(step, &path, params, &earlier, p),
-            [other] => {
-                let spec = step.get(*other).cloned().unwrap_or(Value::Null);
-                if !spec.is_object() {
-                    p.add(&format!("{path}.{other}"), "must be an object");
+            ["http"] => match HttpSpec::parse(&step["http"]) {
+                Ok(spec) => Some(StepKind::Http(spec)),
+                Err(problems) => {
+                    for problem in problems {
+                        p.add(&path, problem);
+                    }
+                    None
                 }
-                Some(match *other {
-                    "http" => StepKind::Http(spec),
-                    "llm" => StepKind::Llm(spec),
-                    _ => StepKind::Openclaw(spec),
-                })
+            },
+            ["llm"] => match LlmSpec::parse(&step["llm"]) {
+                Ok(spec) => {
+                    check_embedded_templates(
+                        &spec.prompt,
+                        &format!("{path}.llm.prompt"),
+                        params,
+                        &earlier,
+                        p,
+                    );
+                    Some(StepKind::Llm(spec))
+                }
+                Err(problems) => {
+                    for problem in problems {
+                        p.add(&path, problem);
+                    }
+                    None
+                }
+            },
+            [_] => {
+                let spec = step.get("openclaw").cloned().unwrap_or(Value::Null);
+                if !spec.is_object() {
+                    p.add(&format!("{path}.openclaw"), "must be an object");
+                }
+                Some(StepKind::Openclaw(spec))
             }
             [] => {
                 p.add(&path, "needs one of command, http, llm, openclaw");

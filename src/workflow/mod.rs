@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use definition::{Approval, Arg, ParamSpec, ParamType, Step, StepKind, Workflow};
-pub use runner::{RunFailure, RunOutput, Runner, StepReport};
+pub use runner::{RunFailure, RunOutput, Runner, Services, StepReport};
 
 /// Why a workflow name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,8 +7,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
 use super::command::{self, CommandSpec};
 use super::definition::{Arg, Step, StepKind, Workflow};
+use super::http_step::{self, HttpOutcome, HttpSpec};
+use super::llm::{self, LlmEndpoint, LlmOutcome};
+use crate::governance::filter::{check_output, PhraseList};
+use crate::governance::DragMode;
 use crate::runs::Run;
 
 /// A step's time limit when neither it nor its workflow sets one.
@@ -26,6 +32,12 @@ pub struct StepReport {
     pub kind: &'static str,
     pub success: bool,
     pub exit_code: Option<i32>,
+    /// For `http` and `openclaw` steps: the response status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// For AI output in draft and research modes: the prescriptive phrases found.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<crate::governance::filter::Violation>,
     pub timed_out: bool,
     pub duration_seconds: f64,
     pub stdout: String,
@@ -41,6 +53,8 @@ impl StepReport {
             kind: step.kind.name(),
             success: false,
             exit_code: None,
+            http_status: None,
+            violations: Vec::new(),
             timed_out: false,
             duration_seconds: started.elapsed().as_secs_f64(),
             stdout: String::new(),
@@ -66,6 +80,8 @@ pub struct RunFailure {
     pub steps: Vec<StepReport>,
     /// The run stopped because someone cancelled it (or the server is shutting down).
     pub cancelled: bool,
+    /// A more specific code than `WORKFLOW_FAILED` (`PRESCRIPTIVE_LANGUAGE`).
+    pub code: Option<&'static str>,
 }
 
 /// Executes workflows.
@@ -73,11 +89,66 @@ pub struct RunFailure {
 pub struct Runner {
     /// Where relative programs are found, and the working directory of command steps.
     workflows_dir: PathBuf,
+    services: Arc<Services>,
+}
+
+/// What steps talk to.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub http: reqwest::Client,
+    pub llm: LlmEndpoint,
+    /// The prescriptive-language filter's phrases, for AI output in draft and research modes.
+    pub phrases: Arc<PhraseList>,
+    pub openclaw_url: String,
 }
 
 impl Runner {
-    pub fn new(workflows_dir: PathBuf) -> Runner {
-        Runner { workflows_dir }
+    pub fn new(workflows_dir: PathBuf, services: Services) -> Runner {
+        Runner {
+            workflows_dir,
+            services: Arc::new(services),
+        }
+    }
+
+    /// An `llm` step's report; in draft and research modes its text must present options, not
+    /// decisions: prescriptive phrases fail the step, naming each phrase and its byte span.
+    fn llm_report(
+        &self,
+        step: &Step,
+        outcome: LlmOutcome,
+        drag_mode: Option<DragMode>,
+    ) -> StepReport {
+        let violations = match (&outcome.error, drag_mode) {
+            (None, Some(mode)) => check_output(&outcome.text, mode, &self.services.phrases),
+            _ => Vec::new(),
+        };
+        let error = outcome.error.clone().or_else(|| {
+            (!violations.is_empty()).then(|| {
+                let found: Vec<String> = violations
+                    .iter()
+                    .map(|v| format!("'{}' at bytes {}..{}", v.phrase, v.start, v.end))
+                    .collect();
+                format!(
+                    "prescriptive language in {} output: {} (present options, not decisions)",
+                    drag_mode.map_or("", DragMode::as_str),
+                    found.join(", ")
+                )
+            })
+        });
+        StepReport {
+            id: step.id.clone(),
+            kind: "llm",
+            success: error.is_none(),
+            exit_code: None,
+            http_status: None,
+            timed_out: false,
+            duration_seconds: outcome.duration.as_secs_f64(),
+            stdout: outcome.text,
+            stderr: String::new(),
+            truncated: false,
+            error,
+            violations,
+        }
     }
 
     /// Runs `workflow` with checked `parameters`. Steps run in order; the first failure stops the
@@ -89,6 +160,7 @@ impl Runner {
         workflow: &Workflow,
         parameters: &Map<String, Value>,
         trace_id: &str,
+        drag_mode: Option<DragMode>,
         live: Option<&Run>,
     ) -> Result<RunOutput, RunFailure> {
         if workflow.steps.is_empty() {
@@ -112,6 +184,7 @@ impl Runner {
                     ),
                     steps: reports,
                     cancelled: true,
+                    code: None,
                 });
             }
             if let Some(live) = live {
@@ -138,13 +211,58 @@ impl Runner {
                     };
                     self.command(step, argv, env, secrets, context).await
                 }
-                other => {
-                    let kind = other.name();
-                    StepReport::failed(
-                        step,
-                        started,
-                        format!("this server does not execute {kind} steps yet"),
-                    )
+                StepKind::Http(spec) => {
+                    let mut spec = spec.clone();
+                    spec.max_body_bytes = MAX_OUTPUT_BYTES;
+                    spec.timeout = spec.timeout.min(limit);
+                    let request = http_step::run(&self.services.http, &spec, cancellation.clone());
+                    // The step's limit bounds all attempts together.
+                    match tokio::time::timeout(limit, request).await {
+                        Ok(outcome) => http_report(step, outcome),
+                        Err(_) => timed_out(step, started, limit),
+                    }
+                }
+                StepKind::Llm(spec) => {
+                    let mut spec = spec.clone();
+                    spec.prompt = render(&spec.prompt, parameters, &reports);
+                    spec.max_output_bytes = MAX_OUTPUT_BYTES;
+                    spec.timeout = spec.timeout.min(limit);
+                    let request = llm::generate(
+                        &self.services.http,
+                        &self.services.llm,
+                        &spec,
+                        cancellation.clone(),
+                    );
+                    match tokio::time::timeout(limit, request).await {
+                        Ok(outcome) => self.llm_report(step, outcome, drag_mode),
+                        Err(_) => timed_out(step, started, limit),
+                    }
+                }
+                StepKind::Openclaw(payload) => {
+                    let body = serde_json::json!({
+                        "workflow": workflow.name, "definition": payload,
+                        "parameters": parameters, "execution_id": trace_id,
+                    });
+                    let spec = HttpSpec {
+                        method: "POST".to_owned(),
+                        url: format!(
+                            "{}/api/workflows/execute",
+                            self.services.openclaw_url.trim_end_matches('/')
+                        ),
+                        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+                        body: Some(body.to_string()),
+                        expect_status: Some(vec![200, 202]),
+                        timeout: limit.min(Duration::from_secs(30)),
+                        retries: 0,
+                        backoff: Duration::from_millis(200),
+                        max_body_bytes: MAX_OUTPUT_BYTES,
+                        redact: Vec::new(),
+                    };
+                    let outcome =
+                        http_step::run(&self.services.http, &spec, cancellation.clone()).await;
+                    let mut report = http_report(step, outcome);
+                    report.kind = "openclaw";
+                    report
                 }
             };
             let failed = !report.success;
@@ -166,10 +284,15 @@ impl Runner {
                 } else {
                     format!("Workflow '{}' failed: {last}", workflow.name)
                 };
+                let code = reports
+                    .last()
+                    .filter(|r| !r.violations.is_empty())
+                    .map(|_| "PRESCRIPTIVE_LANGUAGE");
                 return Err(RunFailure {
                     error,
                     steps: reports,
                     cancelled,
+                    code,
                 });
             }
         }
@@ -247,6 +370,8 @@ impl Runner {
                 kind: "command",
                 success: outcome.success(),
                 exit_code: outcome.exit_code,
+                http_status: None,
+                violations: Vec::new(),
                 timed_out: outcome.timed_out,
                 duration_seconds: outcome.duration.as_secs_f64(),
                 truncated: outcome.stdout_truncated || outcome.stderr_truncated,
@@ -278,6 +403,58 @@ struct StepContext<'a> {
     trace_id: &'a str,
     started: Instant,
     cancellation: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// A step that ran out of time.
+fn timed_out(step: &Step, started: Instant, limit: Duration) -> StepReport {
+    let mut report = StepReport::failed(
+        step,
+        started,
+        format!("timed out after {} s", limit.as_secs()),
+    );
+    report.timed_out = true;
+    report
+}
+
+/// An `http` (or `openclaw`) step's report: the response body as output.
+fn http_report(step: &Step, outcome: HttpOutcome) -> StepReport {
+    StepReport {
+        id: step.id.clone(),
+        kind: "http",
+        success: outcome.success(),
+        exit_code: None,
+        http_status: outcome.status,
+        timed_out: false,
+        duration_seconds: outcome.duration.as_secs_f64(),
+        stdout: outcome.body,
+        stderr: String::new(),
+        truncated: outcome.truncated,
+        error: outcome.error,
+        violations: Vec::new(),
+    }
+}
+
+/// A text with its embedded templates replaced (a value that cannot be found becomes empty).
+fn render(text: &str, parameters: &Map<String, Value>, earlier: &[StepReport]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (range, inner) in super::definition::embedded_templates(text) {
+        out.push_str(&text[last..range.start]);
+        let arg = if let Some(name) = inner.strip_prefix("parameters.") {
+            Arg::Parameter(name.to_owned())
+        } else if let Some(id) = inner
+            .strip_prefix("steps.")
+            .and_then(|r| r.strip_suffix(".output"))
+        {
+            Arg::StepOutput(id.to_owned())
+        } else {
+            Arg::Literal(String::new())
+        };
+        out.push_str(&resolve(&arg, parameters, earlier).unwrap_or_default());
+        last = range.end;
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 /// A whole-argument template's value: a parameter as text (strings as they are, anything else as
