@@ -2,6 +2,7 @@
 //! directory, exercised over HTTP against `../shared/API-CONTRACT.md`.
 
 mod agreement;
+mod ai;
 mod approval;
 mod audit;
 mod audit_api;
