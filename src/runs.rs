@@ -68,7 +68,9 @@ pub struct Run {
     pub created_at: DateTime<Utc>,
     state: Mutex<State>,
     cancel: watch::Sender<bool>,
-    events: broadcast::Sender<RunEvent>,
+    /// Made when someone first watches, dropped when the run ends: most runs are never watched,
+    /// and a channel's buffer is not free.
+    events: Mutex<Option<broadcast::Sender<RunEvent>>>,
 }
 
 /// What `GET /runs/{trace_id}/events` streams.
@@ -104,8 +106,11 @@ impl Run {
     }
 
     fn emit(&self, event: RunEvent) {
-        // No subscriber is fine: events are for whoever watches now.
-        let _ = self.events.send(event);
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = events.as_ref() {
+            // No subscriber left is fine: events are for whoever watches now.
+            let _ = sender.send(event);
+        }
     }
 
     pub fn set_status(&self, status: RunStatus) {
@@ -140,9 +145,19 @@ impl Run {
         });
     }
 
-    /// Live events from now on (take a [`Run::view`] first for what already happened).
-    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
-        self.events.subscribe()
+    /// Live events from now on (take a [`Run::view`] first for what already happened). `None`
+    /// once the run has ended.
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<RunEvent>> {
+        let state = self.state();
+        if !state.status.is_active() {
+            return None;
+        }
+        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(
+            events
+                .get_or_insert_with(|| broadcast::channel(64).0)
+                .subscribe(),
+        )
     }
 
     /// Records the end of the run (once; later calls are ignored).
@@ -156,6 +171,11 @@ impl Run {
             state.current_step = None;
             drop(state);
             self.emit(RunEvent::Status { status });
+            // Receivers see the end of the stream after the final status.
+            self.events
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
         }
     }
 
@@ -237,7 +257,6 @@ impl RunRegistry {
         actor: Option<String>,
     ) -> Arc<Run> {
         let (cancel, _) = watch::channel(false);
-        let (events, _) = broadcast::channel(64);
         let run = Arc::new(Run {
             trace_id: trace_id.to_owned(),
             workflow: workflow.to_owned(),
@@ -255,7 +274,7 @@ impl RunRegistry {
                 cancelled_by: None,
             }),
             cancel,
-            events,
+            events: Mutex::new(None),
         });
         let mut runs = self.runs();
         runs.push_back(Arc::clone(&run));

@@ -248,9 +248,11 @@ async fn events(
     let snapshot = Event::default()
         .event("run")
         .data(run.view(true).to_string());
-    let done = !run.status().is_active();
+    // Nothing to follow when the run had already ended.
+    let done = live.is_none();
     let first = futures_util::stream::iter([Ok(snapshot)]);
-    let rest = futures_util::stream::unfold((live, done), |(mut live, done)| async move {
+    let rest = futures_util::stream::unfold((live, done), |(live, done)| async move {
+        let mut live = live?;
         if done {
             return None;
         }
@@ -259,14 +261,14 @@ async fn events(
                 let finished = matches!(&event, RunEvent::Status { status } if !status.is_active());
                 let data = serde_json::to_string(&event).unwrap_or_default();
                 let sse = Event::default().event(event.name()).data(data);
-                Some((Ok(sse), (live, finished)))
+                Some((Ok(sse), (Some(live), finished)))
             }
             // A slow reader missed events: say so and go on.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 let sse = Event::default()
                     .event("lagged")
                     .data(format!("{{\"missed\":{missed}}}"));
-                Some((Ok(sse), (live, false)))
+                Some((Ok(sse), (Some(live), false)))
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
         }
