@@ -39,8 +39,6 @@ pub enum StartError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Phrases(#[from] PhraseListError),
-    #[error("cannot build the HTTP client: {0}")]
-    Http(String),
     #[error("AUDIT_SIGNING_KEY: {0}")]
     SigningKey(#[from] KeyFileError),
     #[error("cannot listen on {address}: {source}")]
@@ -89,11 +87,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
     }
     llm.api_key = config.llm_api_key.clone();
     let services = Services {
-        http: reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .user_agent(concat!("sustainbot/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| StartError::Http(e.to_string()))?,
+        http: Default::default(),
         llm,
         phrases: Arc::clone(&phrases),
         openclaw_url: config.openclaw_url.clone(),

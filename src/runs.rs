@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, watch};
 use crate::workflow::StepReport;
 
 /// Finished runs kept for `GET /runs` (the audit trail keeps everything).
-const KEEP_FINISHED: usize = 1000;
+const KEEP_FINISHED: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -278,10 +278,11 @@ impl RunRegistry {
         });
         let mut runs = self.runs();
         runs.push_back(Arc::clone(&run));
-        // Forget the oldest finished runs beyond the bound; active ones always stay.
-        let finished = runs.iter().filter(|r| !r.status().is_active()).count();
-        if finished > KEEP_FINISHED {
-            let mut excess = finished - KEEP_FINISHED;
+        // Forget the oldest finished runs beyond the bound (active ones always stay). Done in bulk
+        // once the list is twice the bound, so registering stays O(1) amortised.
+        if runs.len() > 2 * KEEP_FINISHED {
+            let finished = runs.iter().filter(|r| !r.status().is_active()).count();
+            let mut excess = finished.saturating_sub(KEEP_FINISHED);
             runs.retain(|r| {
                 if excess > 0 && !r.status().is_active() {
                     excess -= 1;
@@ -371,7 +372,7 @@ mod tests {
     fn old_finished_runs_are_forgotten_but_active_ones_kept() {
         let registry = RunRegistry::default();
         let active = registry.register("active", "w", "execute", None);
-        for i in 0..KEEP_FINISHED + 10 {
+        for i in 0..2 * KEEP_FINISHED + 10 {
             registry
                 .register(&format!("t{i}"), "w", "execute", None)
                 .finish(RunStatus::Succeeded, None, None);

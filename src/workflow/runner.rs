@@ -95,11 +95,28 @@ pub struct Runner {
 /// What steps talk to.
 #[derive(Debug, Clone)]
 pub struct Services {
-    pub http: reqwest::Client,
+    /// Built on first use: most servers never run an `http` or `llm` step, and the TLS set-up (root
+    /// certificates) costs memory.
+    pub http: std::sync::OnceLock<reqwest::Client>,
     pub llm: LlmEndpoint,
     /// The prescriptive-language filter's phrases, for AI output in draft and research modes.
     pub phrases: Arc<PhraseList>,
     pub openclaw_url: String,
+}
+
+impl Services {
+    /// The shared HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .user_agent(concat!("sustainbot/", env!("CARGO_PKG_VERSION")))
+                .build()
+                // Building fails only when the TLS back end cannot initialise; a default client
+                // then reports the problem on each request.
+                .unwrap_or_default()
+        })
+    }
 }
 
 impl Runner {
@@ -215,7 +232,7 @@ impl Runner {
                     let mut spec = spec.clone();
                     spec.max_body_bytes = MAX_OUTPUT_BYTES;
                     spec.timeout = spec.timeout.min(limit);
-                    let request = http_step::run(&self.services.http, &spec, cancellation.clone());
+                    let request = http_step::run(self.services.http(), &spec, cancellation.clone());
                     // The step's limit bounds all attempts together.
                     match tokio::time::timeout(limit, request).await {
                         Ok(outcome) => http_report(step, outcome),
@@ -228,7 +245,7 @@ impl Runner {
                     spec.max_output_bytes = MAX_OUTPUT_BYTES;
                     spec.timeout = spec.timeout.min(limit);
                     let request = llm::generate(
-                        &self.services.http,
+                        self.services.http(),
                         &self.services.llm,
                         &spec,
                         cancellation.clone(),
@@ -259,7 +276,7 @@ impl Runner {
                         redact: Vec::new(),
                     };
                     let outcome =
-                        http_step::run(&self.services.http, &spec, cancellation.clone()).await;
+                        http_step::run(self.services.http(), &spec, cancellation.clone()).await;
                     let mut report = http_report(step, outcome);
                     report.kind = "openclaw";
                     report
