@@ -872,6 +872,10 @@ impl Gate {
     }
 }
 
+/// The most of one refused member (`aim`, `parameters`) kept in its record; larger ones are
+/// recorded by size and hash.
+const REFUSAL_MEMBER_LIMIT: usize = 16 * 1024;
+
 /// The audit trail's view of the steps: what ran and how it ended, with hashes of the outputs
 /// (the outputs themselves go to the caller, not into the permanent record).
 fn step_summaries(steps: &[StepReport]) -> Value {
@@ -935,16 +939,36 @@ fn run_record(
     code: Option<&'static str>,
     duration_seconds: Option<f64>,
 ) -> Record {
-    let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
+    // A refusal records whatever could be read, but never more than REFUSAL_MEMBER_LIMIT of it per
+    // member: an identified caller must not fill the audit disk with refused megabytes.
+    let bounded = |value: Value| -> Value {
+        if outcome != Outcome::Rejected {
+            return value;
+        }
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        if bytes.len() <= REFUSAL_MEMBER_LIMIT {
+            return value;
+        }
+        serde_json::json!({
+            "truncated": true,
+            "bytes": bytes.len(),
+            "sha256": crate::audit::format::sha256_tagged(&bytes),
+        })
+    };
+    let text = |key: &str| {
+        body.get(key)
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(256).collect::<String>())
+    };
     Record::Run(RunRecord {
         trace_id: trace_id.to_owned(),
-        aim: body.get("aim").cloned().unwrap_or(Value::Null),
+        aim: bounded(body.get("aim").cloned().unwrap_or(Value::Null)),
         drag_mode: text("drag_mode"),
         workflow_name: text("workflow_name"),
-        parameters: match body.get("parameters") {
+        parameters: bounded(match body.get("parameters") {
             Some(Value::Object(map)) => Value::Object(map.clone()),
             _ => Value::Object(Map::new()),
-        },
+        }),
         outcome,
         error,
         code,

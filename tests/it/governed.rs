@@ -335,3 +335,26 @@ async fn governance_disabled_runs_without_audit_entries() {
         .expect(400, "GOVERNANCE_VALIDATION_FAILED");
     assert!(app.audit_lines().is_empty(), "{:?}", app.audit_lines());
 }
+
+#[tokio::test]
+async fn a_refused_request_records_large_members_by_size_and_hash_only() {
+    let app = TestApp::spawn().await;
+    let mut body = governance_request("noop");
+    body["aim"]["actor"]["name"] = json!("AB");
+    body["parameters"] = json!({"blob": "x".repeat(200_000)});
+    app.execute(&body, &[("x-trace-id", "big-1".to_owned())])
+        .await
+        .expect(400, "GOVERNANCE_VALIDATION_FAILED");
+    let record = single_record(&app, "big-1");
+    assert_eq!(record["outcome"], "rejected");
+    assert_eq!(record["parameters"]["truncated"], true);
+    assert!(record["parameters"]["bytes"].as_u64().unwrap() > 200_000);
+    assert!(record["parameters"]["sha256"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(
+        record["aim"]["actor"]["name"], "AB",
+        "small members are kept whole"
+    );
+}
