@@ -172,7 +172,7 @@ impl Application {
 async fn drain_runs(gate: &Gate, grace: std::time::Duration) {
     let deadline = tokio::time::Instant::now() + grace;
     let poll = std::time::Duration::from_millis(50);
-    while !gate.runs().active().is_empty() && tokio::time::Instant::now() < deadline {
+    while !gate.runs().working().is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(poll).await;
     }
     let cancelled = gate.cancel_all("shutdown");
@@ -182,7 +182,7 @@ async fn drain_runs(gate: &Gate, grace: std::time::Duration) {
             "shutdown: cancelled runs still going after the grace period"
         );
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !gate.runs().active().is_empty() && tokio::time::Instant::now() < deadline {
+        while !gate.runs().working().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(poll).await;
         }
     }

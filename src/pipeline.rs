@@ -780,10 +780,11 @@ impl Gate {
         &self.runs
     }
 
-    /// Asks every active run to stop (graceful shutdown past its bound); each records `cancelled`.
+    /// Asks every queued or running run to stop (graceful shutdown past its bound); each records
+    /// `cancelled`. Runs waiting for approval keep their `requested` record and are forgotten.
     pub fn cancel_all(&self, by: &str) -> usize {
         self.runs
-            .active()
+            .working()
             .iter()
             .filter(|run| run.cancel(by))
             .count()

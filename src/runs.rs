@@ -328,7 +328,16 @@ impl RunRegistry {
             .collect()
     }
 
-    /// Runs queued or running now.
+    /// Runs queued or running now (not those parked for approval).
+    pub fn working(&self) -> Vec<Arc<Run>> {
+        self.runs()
+            .iter()
+            .filter(|r| matches!(r.status(), RunStatus::Queued | RunStatus::Running))
+            .cloned()
+            .collect()
+    }
+
+    /// Runs not finished: waiting for approval, queued or running.
     pub fn active(&self) -> Vec<Arc<Run>> {
         self.runs()
             .iter()

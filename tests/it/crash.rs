@@ -648,3 +648,37 @@ async fn shutdown_cancels_runs_still_going_after_the_grace_period_and_records_it
     assert_eq!(outcomes, ["started", "cancelled"]);
     assert!(verify_path(&site.audit()).unwrap().is_valid());
 }
+
+#[tokio::test]
+async fn a_run_waiting_for_approval_does_not_hold_up_shutdown() {
+    let site = Site::new();
+    std::fs::write(
+        site.path().join("workflows/guarded.json"),
+        r#"{"approval": {"required": true, "approver_roles": ["admin"]}, "steps": [{"id": "x", "command": ["true"]}]}"#,
+    )
+    .unwrap();
+    let mut server = site.start_with(&[("SHUTDOWN_GRACE_SECONDS", "20")]);
+    let mut body: Value = serde_json::from_slice(&request_body()).unwrap();
+    body["workflow_name"] = "guarded".into();
+    let status = governed(
+        &client(),
+        &server.url,
+        &token(),
+        "wait-1",
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202);
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(server.child.wait().unwrap().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a parked run is not work to wait for"
+    );
+    assert!(verify_path(&site.audit()).unwrap().is_valid());
+}
