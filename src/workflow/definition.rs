@@ -512,6 +512,29 @@ fn parse_approval(value: &Value, p: &mut Problems) -> Option<Approval> {
     })
 }
 
+/// A step kind's object, with a problem (`KIND.KEY: unknown key ...`) for every key not in `keys`;
+/// `Err` when it is not an object at all.
+pub(crate) fn step_object<'a>(
+    value: &'a Value,
+    kind: &str,
+    keys: &[&str],
+) -> Result<(&'a Map<String, Value>, Vec<String>), Vec<String>> {
+    let Value::Object(map) = value else {
+        return Err(vec![format!("{kind}: must be an object")]);
+    };
+    let problems = map
+        .keys()
+        .filter(|key| !keys.contains(&key.as_str()))
+        .map(|key| {
+            format!(
+                "{kind}.{key}: unknown key (expected one of {})",
+                keys.join(", ")
+            )
+        })
+        .collect();
+    Ok((map, problems))
+}
+
 /// The `{{ ... }}` templates embedded in a text.
 pub fn embedded_templates(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, &str)> {
     let mut rest = 0;

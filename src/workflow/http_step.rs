@@ -108,19 +108,8 @@ impl HttpSpec {
     ///
     /// On failure, every problem as `"http.<key>: message"`.
     pub fn parse(value: &Value) -> Result<HttpSpec, Vec<String>> {
-        let Value::Object(map) = value else {
-            return Err(vec!["http: must be an object".to_owned()]);
-        };
-        let mut problems = Vec::new();
+        let (map, mut problems) = super::definition::step_object(value, "http", &KEYS)?;
         let mut add = |key: &str, message: String| problems.push(format!("http.{key}: {message}"));
-        for key in map.keys() {
-            if !KEYS.contains(&key.as_str()) {
-                add(
-                    key,
-                    format!("unknown key (expected one of {})", KEYS.join(", ")),
-                );
-            }
-        }
 
         let method = match map.get("method") {
             None | Some(Value::Null) => "GET".to_owned(),

@@ -75,19 +75,8 @@ impl LlmSpec {
     ///
     /// On failure, every problem as `"llm.<key>: message"`.
     pub fn parse(value: &Value) -> Result<LlmSpec, Vec<String>> {
-        let Value::Object(map) = value else {
-            return Err(vec!["llm: must be an object".to_owned()]);
-        };
-        let mut problems = Vec::new();
+        let (map, mut problems) = super::definition::step_object(value, "llm", &KEYS)?;
         let mut add = |key: &str, message: String| problems.push(format!("llm.{key}: {message}"));
-        for key in map.keys() {
-            if !KEYS.contains(&key.as_str()) {
-                add(
-                    key,
-                    format!("unknown key (expected one of {})", KEYS.join(", ")),
-                );
-            }
-        }
         let prompt = match map.get("prompt") {
             None | Some(Value::Null) => {
                 add("prompt", "required".to_owned());
