@@ -512,13 +512,16 @@ fn parse_approval(value: &Value, p: &mut Problems) -> Option<Approval> {
     })
 }
 
+/// A step kind's object and the problems found so far.
+pub(crate) type StepObject<'a> = (&'a Map<String, Value>, Vec<String>);
+
 /// A step kind's object, with a problem (`KIND.KEY: unknown key ...`) for every key not in `keys`;
 /// `Err` when it is not an object at all.
 pub(crate) fn step_object<'a>(
     value: &'a Value,
     kind: &str,
     keys: &[&str],
-) -> Result<(&'a Map<String, Value>, Vec<String>), Vec<String>> {
+) -> Result<StepObject<'a>, Vec<String>> {
     let Value::Object(map) = value else {
         return Err(vec![format!("{kind}: must be an object")]);
     };
