@@ -170,21 +170,22 @@ impl Application {
 /// Waits up to `grace` for active runs, then cancels the rest and waits (briefly) for their
 /// `cancelled` records.
 async fn drain_runs(gate: &Gate, grace: std::time::Duration) {
-    let deadline = tokio::time::Instant::now() + grace;
-    let poll = std::time::Duration::from_millis(50);
-    while !gate.runs().working().is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(poll).await;
-    }
+    wait_until_idle(gate, grace).await;
     let cancelled = gate.cancel_all("shutdown");
     if cancelled > 0 {
         tracing::warn!(
             cancelled,
             "shutdown: cancelled runs still going after the grace period"
         );
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !gate.runs().working().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(poll).await;
-        }
+        wait_until_idle(gate, std::time::Duration::from_secs(10)).await;
+    }
+}
+
+/// Waits, at most `bound`, until no run is queued or running.
+async fn wait_until_idle(gate: &Gate, bound: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while !gate.runs().working().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

@@ -512,6 +512,21 @@ fn parse_approval(value: &Value, p: &mut Problems) -> Option<Approval> {
     })
 }
 
+/// A step kind's `timeout_seconds`: a positive whole number of seconds, `default` when absent.
+pub(crate) fn timeout_seconds(
+    map: &Map<String, Value>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, String> {
+    match map.get("timeout_seconds") {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .filter(|&n| n > 0)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| "must be a positive whole number".to_owned()),
+    }
+}
+
 /// A step kind's object and the problems found so far.
 pub(crate) type StepObject<'a> = (&'a Map<String, Value>, Vec<String>);
 

@@ -211,19 +211,11 @@ impl HttpSpec {
             },
         };
 
-        let timeout = match map.get("timeout_seconds") {
-            None | Some(Value::Null) => DEFAULT_TIMEOUT,
-            Some(v) => match v.as_u64().filter(|&n| n > 0) {
-                Some(n) => Duration::from_secs(n),
-                None => {
-                    add(
-                        "timeout_seconds",
-                        "must be a positive whole number".to_owned(),
-                    );
-                    DEFAULT_TIMEOUT
-                }
-            },
-        };
+        let timeout =
+            super::definition::timeout_seconds(map, DEFAULT_TIMEOUT).unwrap_or_else(|e| {
+                add("timeout_seconds", e);
+                DEFAULT_TIMEOUT
+            });
 
         let retries = match map.get("retries") {
             None | Some(Value::Null) => 0,
