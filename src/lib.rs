@@ -16,7 +16,7 @@ pub mod slack;
 pub mod workflow;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -64,8 +64,34 @@ pub fn audit_options(config: &Config) -> Result<AuditOptions, StartError> {
     Ok(options)
 }
 
-/// Builds the shared state: keys, audit log, workflows, filter phrases, the gate.
+/// `{{ server.url }}` for a server listening on `address`: `http://host:port`, with the loopback
+/// address standing for an unspecified one (0.0.0.0 is reached at 127.0.0.1, :: at [::1]).
+fn server_url(address: SocketAddr) -> String {
+    let ip = match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, address.port()))
+}
+
+/// `{{ server.url }}` from the configured host and port (a host name is kept as it is).
+fn configured_server_url(config: &Config) -> String {
+    match config.host.parse::<IpAddr>() {
+        Ok(ip) => server_url(SocketAddr::new(ip, config.port)),
+        Err(_) => format!("http://{}:{}", config.host, config.port),
+    }
+}
+
+/// Builds the shared state: keys, audit log, workflows, filter phrases, the gate. With no listener
+/// (`--run`), `{{ server.url }}` is the configured host and port.
 pub fn build_state(config: Config) -> Result<AppState, StartError> {
+    let server_url = configured_server_url(&config);
+    build_state_at(config, server_url)
+}
+
+/// [`build_state`] for a server whose base URL is `server_url`.
+fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartError> {
     let metrics = Arc::new(Metrics::new());
     let audit = if config.governance_enabled {
         Some(AuditLog::open_with(
@@ -91,6 +117,7 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
         llm,
         phrases: Arc::clone(&phrases),
         openclaw_url: config.openclaw_url.clone(),
+        server_url,
     };
     tracing::info!(count = workflows.len(), dir = %config.workflows_dir.display(), "workflows loaded");
     let gate = Gate::new(
@@ -128,7 +155,12 @@ impl Application {
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| StartError::Bind { address, source })?;
-        let state = build_state(config)?;
+        // The actual port: a server asked for port 0 calls itself where it really listens.
+        let bound = listener.local_addr().map_err(|source| StartError::Bind {
+            address: format!("{}:{}", config.host, config.port),
+            source,
+        })?;
+        let state = build_state_at(config, server_url(bound))?;
         Ok(Application { listener, state })
     }
 
@@ -249,4 +281,18 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_url_reaches_an_unspecified_address_on_loopback() {
+        let url = |address: &str| server_url(address.parse().unwrap());
+        assert_eq!(url("0.0.0.0:5000"), "http://127.0.0.1:5000");
+        assert_eq!(url("[::]:5000"), "http://[::1]:5000");
+        assert_eq!(url("10.1.2.3:80"), "http://10.1.2.3:80");
+        assert_eq!(url("[fe80::1]:8080"), "http://[fe80::1]:8080");
+    }
 }

@@ -105,13 +105,50 @@ pub struct Approval {
     pub expires_seconds: u64,
 }
 
-/// One argument of a command: literal text, or a whole-argument template.
+/// One argument of a command: literal text, or a whole-argument template. The template variants
+/// are also what an embedded `{{ ... }}` names (see [`Arg::from_template`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {
     Literal(String),
+    /// `{{ parameters.NAME }}`
     Parameter(String),
+    /// `{{ steps.ID.output }}`: an earlier step's output.
     StepOutput(String),
+    /// `{{ server.url }}`: this server's own base URL (`http://host:port`, no trailing slash).
+    ServerUrl,
 }
+
+impl Arg {
+    /// What the inside of a `{{ ... }}` (trimmed) names; `None` for anything else.
+    pub fn from_template(inner: &str) -> Option<Arg> {
+        if let Some(name) = inner.strip_prefix("parameters.") {
+            return Some(Arg::Parameter(name.to_owned()));
+        }
+        if let Some(id) = inner
+            .strip_prefix("steps.")
+            .and_then(|rest| rest.strip_suffix(".output"))
+        {
+            return Some(Arg::StepOutput(id.to_owned()));
+        }
+        (inner == "server.url").then_some(Arg::ServerUrl)
+    }
+}
+
+/// The template itself (`{{ parameters.x }}`), or a literal's text.
+impl std::fmt::Display for Arg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Arg::Literal(text) => f.write_str(text),
+            Arg::Parameter(name) => write!(f, "{{{{ parameters.{name} }}}}"),
+            Arg::StepOutput(id) => write!(f, "{{{{ steps.{id}.output }}}}"),
+            Arg::ServerUrl => f.write_str("{{ server.url }}"),
+        }
+    }
+}
+
+/// How a load error names the template forms.
+const TEMPLATE_FORMS: &str =
+    "templates are {{ parameters.NAME }}, {{ steps.ID.output }} or {{ server.url }}";
 
 /// What a step does.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,10 +160,11 @@ pub enum StepKind {
         env: Vec<(String, Arg)>,
         secrets: Vec<String>,
     },
-    /// An HTTP request (literal: no templates).
+    /// An HTTP request. The URL (after its host), header values and the body may embed templates;
+    /// [`HttpSpec::render`] fills them in at run time.
     Http(HttpSpec),
-    /// A model completion. The prompt may embed `{{ parameters.NAME }}` and `{{ steps.ID.output }}`
-    /// anywhere (it is text for a model, never a command).
+    /// A model completion. The prompt may embed templates anywhere (it is text for a model, never a
+    /// command).
     Llm(LlmSpec),
     /// Submission to the OpenClaw orchestrator (`OPENCLAW_URL`), as the original server did; the
     /// object is sent as the workflow's payload.
@@ -553,7 +591,7 @@ pub(crate) fn step_object<'a>(
     Ok((map, problems))
 }
 
-/// The `{{ ... }}` templates embedded in a text.
+/// The `{{ ... }}` templates embedded in a text: each one's byte range and its trimmed inside.
 pub fn embedded_templates(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, &str)> {
     let mut rest = 0;
     std::iter::from_fn(move || {
@@ -564,6 +602,45 @@ pub fn embedded_templates(text: &str) -> impl Iterator<Item = (std::ops::Range<u
     })
 }
 
+/// `text` with each embedded template replaced by `value` of what it names; the first error of
+/// `value` (or a template naming nothing, which a loaded definition never has) is returned.
+pub fn fill_templates(
+    text: &str,
+    mut value: impl FnMut(&Arg) -> Result<String, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (range, inner) in embedded_templates(text) {
+        out.push_str(&text[last..range.start]);
+        match Arg::from_template(inner) {
+            Some(arg) => out.push_str(&value(&arg)?),
+            None => return Err(format!("'{{{{ {inner} }}}}': {TEMPLATE_FORMS}")),
+        }
+        last = range.end;
+    }
+    out.push_str(&text[last..]);
+    Ok(out)
+}
+
+/// A template must name a declared parameter (when the workflow declares them) or an earlier step.
+fn check_source(
+    arg: &Arg,
+    path: &str,
+    params: Option<&BTreeMap<String, ParamSpec>>,
+    earlier: &HashSet<String>,
+    p: &mut Problems,
+) {
+    match arg {
+        Arg::Parameter(name) if params.is_some_and(|params| !params.contains_key(name)) => {
+            p.add(path, format!("unknown parameter '{name}'"));
+        }
+        Arg::StepOutput(id) if !earlier.contains(id) => {
+            p.add(path, format!("'{id}' is not an earlier step"));
+        }
+        _ => {}
+    }
+}
+
 fn check_embedded_templates(
     text: &str,
     path: &str,
@@ -572,24 +649,15 @@ fn check_embedded_templates(
     p: &mut Problems,
 ) {
     for (_, inner) in embedded_templates(text) {
-        if let Some(name) = inner.strip_prefix("parameters.") {
-            if params.is_some_and(|params| !params.contains_key(name)) {
-                p.add(path, format!("unknown parameter '{name}'"));
-            }
-        } else if let Some(id) = inner
-            .strip_prefix("steps.")
-            .and_then(|r| r.strip_suffix(".output"))
-        {
-            if !earlier.contains(id) {
-                p.add(path, format!("'{id}' is not an earlier step"));
-            }
-        } else {
-            p.add(path, format!("'{{{{ {inner} }}}}': templates are {{{{ parameters.NAME }}}} or {{{{ steps.ID.output }}}}"));
+        match Arg::from_template(inner) {
+            Some(arg) => check_source(&arg, path, params, earlier, p),
+            None => p.add(path, format!("'{{{{ {inner} }}}}': {TEMPLATE_FORMS}")),
         }
     }
 }
 
-/// A template is a whole argument: `{{ parameters.NAME }}` or `{{ steps.ID.output }}`.
+/// A template is a whole argument: `{{ parameters.NAME }}`, `{{ steps.ID.output }}` or
+/// `{{ server.url }}`.
 fn parse_arg(
     text: &str,
     path: &str,
@@ -611,26 +679,16 @@ fn parse_arg(
         }
         return Arg::Literal(text.to_owned());
     };
-    if let Some(name) = inner.strip_prefix("parameters.") {
-        if params.is_some_and(|params| !params.contains_key(name)) {
-            p.add(path, format!("unknown parameter '{name}'"));
+    match Arg::from_template(inner) {
+        Some(arg) => {
+            check_source(&arg, path, params, earlier, p);
+            arg
         }
-        return Arg::Parameter(name.to_owned());
-    }
-    if let Some(id) = inner
-        .strip_prefix("steps.")
-        .and_then(|rest| rest.strip_suffix(".output"))
-    {
-        if !earlier.contains(id) {
-            p.add(path, format!("'{id}' is not an earlier step"));
+        None => {
+            p.add(path, TEMPLATE_FORMS);
+            Arg::Literal(text.to_owned())
         }
-        return Arg::StepOutput(id.to_owned());
     }
-    p.add(
-        path,
-        "templates are {{ parameters.NAME }} or {{ steps.ID.output }}",
-    );
-    Arg::Literal(text.to_owned())
 }
 
 fn parse_steps(
@@ -693,7 +751,13 @@ fn parse_steps(
         let kind = match kinds.as_slice() {
             ["command"] => parse_command(step, &path, params, &earlier, p),
             ["http"] => match HttpSpec::parse(&step["http"]) {
-                Ok(spec) => Some(StepKind::Http(spec)),
+                Ok(spec) => {
+                    for (key, text) in spec.templated_texts() {
+                        let text_path = format!("{path}.http.{key}");
+                        check_embedded_templates(text, &text_path, params, &earlier, p);
+                    }
+                    Some(StepKind::Http(spec))
+                }
                 Err(problems) => {
                     for problem in problems {
                         p.add(&path, problem);

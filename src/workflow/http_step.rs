@@ -1,6 +1,11 @@
 //! Runs one `http` workflow step: a single HTTP request, retried on failure, with a bounded body.
 //!
-//! - Only `http` and `https` URLs (checked by [`HttpSpec::parse`]).
+//! - Only `http` and `https` URLs (checked by [`HttpSpec::parse`], and again by [`HttpSpec::render`]
+//!   once templates are filled in).
+//! - Templates (see [`HttpSpec::render`]): the URL starts with a literal scheme and host or with
+//!   `{{ server.url }}`, and any other template in it fills in path, query or fragment text,
+//!   percent-encoded, so a value can never change where the request goes. A header value filled in
+//!   with a line break fails the step. The body is filled in as is (a JSON body: its string values).
 //! - Each attempt (sending the request and reading the body) is bounded by [`HttpSpec::timeout`].
 //! - A failed attempt is retried, up to [`HttpSpec::retries`] more times, only when it may succeed
 //!   later: a transport error (connection refused or reset, DNS failure, timeout) or an unexpected
@@ -24,6 +29,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::command::{redact, REDACTED};
+use super::definition::{embedded_templates, fill_templates, Arg};
 
 /// Per-attempt timeout when `timeout_seconds` is not given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,17 +54,20 @@ const KEYS: [&str; 8] = [
     "backoff_ms",
 ];
 
-/// One HTTP request to make. Built by [`HttpSpec::parse`] from the step's `http` object (templates
-/// already substituted); `max_body_bytes` and `redact` are then set by the runner.
+/// One HTTP request to make. Built by [`HttpSpec::parse`] from the step's `http` object, possibly
+/// with templates; [`HttpSpec::render`] fills them in; `max_body_bytes` and `redact` are then set by
+/// the runner.
 #[derive(Clone, PartialEq)]
 pub struct HttpSpec {
     /// One of GET POST PUT PATCH DELETE HEAD (upper case).
     pub method: String,
-    /// An absolute `http` or `https` URL.
+    /// An absolute `http` or `https` URL; before [`HttpSpec::render`], one whose templates sit where
+    /// [`HttpSpec::parse`] allows them.
     pub url: String,
-    /// Sent as given, in this order (valid header names and values).
+    /// Sent as given, in this order (valid header names and values; the values may embed templates
+    /// before [`HttpSpec::render`]).
     pub headers: Vec<(String, String)>,
-    pub body: Option<String>,
+    pub body: Option<Body>,
     /// The statuses that count as success; `None`: any 2xx.
     pub expect_status: Option<Vec<u16>>,
     /// Bound on each attempt (sending the request and reading the body).
@@ -71,6 +80,25 @@ pub struct HttpSpec {
     pub max_body_bytes: usize,
     /// Secret values replaced by "[REDACTED]" in the body and error texts (non-empty ones only).
     pub redact: Vec<String>,
+}
+
+/// A request body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// Sent as is.
+    Text(String),
+    /// Sent serialized (the content type is set by [`HttpSpec::parse`]).
+    Json(Value),
+}
+
+impl Body {
+    /// The bytes sent, as text.
+    pub fn to_wire(&self) -> String {
+        match self {
+            Body::Text(text) => text.clone(),
+            Body::Json(value) => value.to_string(),
+        }
+    }
 }
 
 /// Shows the request with secrets redacted (URL, header values, body) and not the secrets themselves.
@@ -87,7 +115,10 @@ impl fmt::Debug for HttpSpec {
             .field("headers", &headers)
             .field(
                 "body",
-                &self.body.as_deref().map(|b| redact(b, &self.redact)),
+                &self
+                    .body
+                    .as_ref()
+                    .map(|b| redact(&b.to_wire(), &self.redact)),
             )
             .field("expect_status", &self.expect_status)
             .field("timeout", &self.timeout)
@@ -105,6 +136,11 @@ impl HttpSpec {
     /// `Content-Type: application/json` unless `headers` sets one), `expect_status` (a status or an
     /// array of them; default any 2xx), `timeout_seconds` (per attempt, default 30), `retries` (0 to
     /// 10, default 0), `backoff_ms` (0 to 60000, default 500). Unknown keys are refused.
+    ///
+    /// A URL with templates must start with a literal `http://` or `https://` and host, or with
+    /// `{{ server.url }}` followed by a path, query, fragment or nothing; any other template must come
+    /// after the host. It is checked with placeholders in place of the templates. What the templates
+    /// name is checked by the workflow (see [`HttpSpec::templated_texts`]).
     ///
     /// On failure, every problem as `"http.<key>: message"`.
     pub fn parse(value: &Value) -> Result<HttpSpec, Vec<String>> {
@@ -130,7 +166,7 @@ impl HttpSpec {
                 add("url", "required".to_owned());
                 String::new()
             }
-            Some(Value::String(text)) => match check_url(text) {
+            Some(Value::String(text)) => match check_url_text(text) {
                 Ok(()) => text.clone(),
                 Err(message) => {
                     add("url", message);
@@ -174,7 +210,7 @@ impl HttpSpec {
 
         let body = match map.get("body") {
             None | Some(Value::Null) => None,
-            Some(Value::String(text)) => Some(text.clone()),
+            Some(Value::String(text)) => Some(Body::Text(text.clone())),
             Some(json) => {
                 if !headers
                     .iter()
@@ -182,7 +218,7 @@ impl HttpSpec {
                 {
                     headers.push(("content-type".to_owned(), "application/json".to_owned()));
                 }
-                Some(json.to_string())
+                Some(Body::Json(json.clone()))
             }
         };
 
@@ -267,6 +303,62 @@ impl HttpSpec {
         })
     }
 
+    /// The texts that may embed templates, each with its key (`url`, `headers.NAME`, `body`; every
+    /// string value of a JSON body is a `body` text).
+    pub fn templated_texts(&self) -> Vec<(String, &str)> {
+        let mut texts = vec![("url".to_owned(), self.url.as_str())];
+        for (name, value) in &self.headers {
+            texts.push((format!("headers.{name}"), value.as_str()));
+        }
+        match &self.body {
+            Some(Body::Text(text)) => texts.push(("body".to_owned(), text.as_str())),
+            Some(Body::Json(json)) => {
+                let mut leaves = Vec::new();
+                string_leaves(json, &mut leaves);
+                texts.extend(leaves.into_iter().map(|leaf| ("body".to_owned(), leaf)));
+            }
+            None => {}
+        }
+        texts
+    }
+
+    /// The request with its templates filled in by `value` (the runner's resolution of what a
+    /// template names):
+    ///
+    /// - URL: a leading `{{ server.url }}` is inserted as is (the server's own, trusted base URL);
+    ///   every other value is percent-encoded (all but `A-Z a-z 0-9 - . _ ~`), so it cannot add a
+    ///   `/`, `?`, `#` or `@`, and a value of `.` or `..` (a relative path segment) is refused. The
+    ///   result is checked again as a whole.
+    /// - Header values: values are inserted as is, but one with a line break (header injection) or
+    ///   another character a header cannot hold is refused.
+    /// - Body: values are inserted as is in a text body, and in each string value of a JSON body
+    ///   (never in its keys), so JSON escaping is the serializer's business.
+    ///
+    /// Errors name the key (`http.url: ...`); nothing is sent then.
+    pub fn render(
+        &self,
+        value: impl Fn(&Arg) -> Result<String, String>,
+    ) -> Result<HttpSpec, String> {
+        let mut spec = self.clone();
+        spec.url = render_url(&self.url, &value).map_err(|e| format!("http.url: {e}"))?;
+        for (name, header) in &mut spec.headers {
+            *header =
+                render_header(header, &value).map_err(|e| format!("http.headers.{name}: {e}"))?;
+        }
+        let fill = |text: &str| fill_templates(text, &value);
+        spec.body = match spec.body.take() {
+            None => None,
+            Some(Body::Text(text)) => Some(Body::Text(
+                fill(&text).map_err(|e| format!("http.body: {e}"))?,
+            )),
+            Some(Body::Json(mut json)) => {
+                fill_string_leaves(&mut json, &fill).map_err(|e| format!("http.body: {e}"))?;
+                Some(Body::Json(json))
+            }
+        };
+        Ok(spec)
+    }
+
     /// Whether `status` counts as success.
     fn expects(&self, status: StatusCode) -> bool {
         match &self.expect_status {
@@ -285,6 +377,182 @@ impl HttpSpec {
             }
         }
     }
+}
+
+/// Stands for `{{ server.url }}` when a templated URL is checked at load.
+const SERVER_URL_PLACEHOLDER: &str = "http://localhost";
+/// Stands for any other template when a templated URL is checked at load.
+const VALUE_PLACEHOLDER: &str = "x";
+
+/// Checks a URL that may embed templates (see [`HttpSpec::parse`]).
+fn check_url_text(text: &str) -> Result<(), String> {
+    if embedded_templates(text).next().is_none() {
+        return check_url(text);
+    }
+    let base_end = url_base_end(text)?;
+    let (base, rest) = text.split_at(base_end);
+    let placeholder = |arg: &Arg| {
+        Ok(match arg {
+            Arg::ServerUrl => SERVER_URL_PLACEHOLDER.to_owned(),
+            _ => VALUE_PLACEHOLDER.to_owned(),
+        })
+    };
+    let base = fill_templates(base, placeholder)?;
+    let rest = fill_templates(rest, |_| Ok(VALUE_PLACEHOLDER.to_owned()))?;
+    check_url(&format!("{base}{rest}"))
+}
+
+/// Where the base of a URL with templates ends: after a leading `{{ server.url }}`, or after the
+/// literal scheme and host. Any other template must come after it, so none can choose the scheme,
+/// the host or the credentials.
+fn url_base_end(text: &str) -> Result<usize, String> {
+    let mut templates = embedded_templates(text).peekable();
+    let end = match templates.peek() {
+        Some((range, "server.url")) if range.start == 0 => {
+            let end = range.end;
+            templates.next();
+            let rest = &text[end..];
+            if !(rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+                return Err(
+                    "after {{ server.url }} comes a path (/...), a query (?...), a fragment (#...) or nothing"
+                        .to_owned(),
+                );
+            }
+            end
+        }
+        _ => {
+            let scheme = ["http://", "https://"]
+                .into_iter()
+                .find(|scheme| {
+                    text.get(..scheme.len())
+                        .is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+                })
+                .ok_or(
+                    "a URL with templates must start with http://, https:// or {{ server.url }}",
+                )?;
+            // The WHATWG URL parser ends the host at any of these (`\` too, for http and https).
+            let end = text[scheme.len()..]
+                .find(['/', '?', '#', '\\'])
+                .map_or(text.len(), |i| i + scheme.len());
+            // `http:///{{ x }}`: the parser would take the host from what follows the slashes.
+            if end == scheme.len() {
+                return Err("a URL with templates needs a literal host".to_owned());
+            }
+            end
+        }
+    };
+    if templates.any(|(range, _)| range.start < end) {
+        return Err(
+            "templates may only come after the host (in the path, query or fragment); the scheme and host are literal or {{ server.url }}"
+                .to_owned(),
+        );
+    }
+    Ok(end)
+}
+
+/// A URL with its templates filled in (see [`HttpSpec::render`]).
+fn render_url(
+    text: &str,
+    value: &impl Fn(&Arg) -> Result<String, String>,
+) -> Result<String, String> {
+    if embedded_templates(text).next().is_none() {
+        return Ok(text.to_owned());
+    }
+    let (base_text, rest_text) = text.split_at(url_base_end(text)?);
+    let base = fill_templates(base_text, value)?;
+    let rest = fill_templates(rest_text, |arg| {
+        let filled = value(arg)?;
+        if filled == "." || filled == ".." {
+            return Err(format!(
+                "{arg} is '{filled}', which would be read as a relative path segment"
+            ));
+        }
+        Ok(percent_encode(&filled))
+    })?;
+    let url = format!("{base}{rest}");
+    let shown = display_url(&url);
+    check_url(&url).map_err(|e| format!("{e} (after templates: {shown})"))?;
+    // Belt and braces: whatever the values were, the origin and credentials are the base's.
+    let inert = fill_templates(rest_text, |_| Ok(VALUE_PLACEHOLDER.to_owned()))?;
+    let same = match (Url::parse(&url), Url::parse(&format!("{base}{inert}"))) {
+        (Ok(got), Ok(want)) => {
+            got.origin() == want.origin()
+                && got.username() == want.username()
+                && got.password() == want.password()
+        }
+        _ => false,
+    };
+    if !same {
+        return Err(format!(
+            "the templates changed where the request goes ({shown})"
+        ));
+    }
+    Ok(url)
+}
+
+/// Every byte but the unreserved ones (RFC 3986: `A-Z a-z 0-9 - . _ ~`) as `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A header value with its templates filled in (see [`HttpSpec::render`]).
+fn render_header(
+    text: &str,
+    value: &impl Fn(&Arg) -> Result<String, String>,
+) -> Result<String, String> {
+    let filled = fill_templates(text, |arg| {
+        let filled = value(arg)?;
+        if filled.contains(['\r', '\n']) {
+            return Err(format!(
+                "the value of {arg} contains a line break (refused: header injection)"
+            ));
+        }
+        Ok(filled)
+    })?;
+    HeaderValue::from_str(&filled).map_err(|_| {
+        "not a valid header value once filled in (no control characters)".to_owned()
+    })?;
+    Ok(filled)
+}
+
+/// Every string in a JSON value (object values, array items), keys excluded.
+fn string_leaves<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(text) => out.push(text),
+        Value::Array(items) => items.iter().for_each(|item| string_leaves(item, out)),
+        Value::Object(map) => map.values().for_each(|item| string_leaves(item, out)),
+        _ => {}
+    }
+}
+
+/// Replaces every string in a JSON value (keys excluded) by `fill` of it.
+fn fill_string_leaves(
+    value: &mut Value,
+    fill: &impl Fn(&str) -> Result<String, String>,
+) -> Result<(), String> {
+    match value {
+        Value::String(text) => *text = fill(text)?,
+        Value::Array(items) => {
+            for item in items {
+                fill_string_leaves(item, fill)?;
+            }
+        }
+        Value::Object(map) => {
+            for item in map.values_mut() {
+                fill_string_leaves(item, fill)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn check_url(text: &str) -> Result<(), String> {
@@ -460,7 +728,7 @@ async fn attempt(
         request = request.header(name.as_str(), value.as_str());
     }
     if let Some(body) = &spec.body {
-        request = request.body(body.clone());
+        request = request.body(body.to_wire());
     }
     let mut response = match request.send().await {
         Ok(response) => response,
@@ -1115,7 +1383,7 @@ mod tests {
             [("B", "2"), ("a", "1"), ("content-type", "application/json")]
                 .map(|(n, v)| (n.to_owned(), v.to_owned()))
         );
-        assert_eq!(spec.body.as_deref(), Some("[1,2]"));
+        assert_eq!(spec.body, Some(Body::Json(json!([1, 2]))));
         assert_eq!(spec.expect_status, Some(vec![200, 204]));
         assert_eq!(spec.timeout, Duration::from_secs(5));
         assert_eq!(spec.retries, 2);
@@ -1171,6 +1439,202 @@ mod tests {
             let problems = HttpSpec::parse(&value).unwrap_err();
             assert!(problems[0].starts_with(want), "{value}: {problems:?}");
         }
+    }
+
+    /// What the runner would resolve: a `name` parameter and the server URL; anything else is unset.
+    fn values(name: &'static str, base: &'static str) -> impl Fn(&Arg) -> Result<String, String> {
+        move |arg| match arg {
+            Arg::Parameter(p) if p == "name" => Ok(name.to_owned()),
+            Arg::ServerUrl => Ok(base.to_owned()),
+            other => Err(format!("{other} is not set")),
+        }
+    }
+
+    fn templated(url: &str) -> HttpSpec {
+        HttpSpec::parse(&json!({ "url": url })).unwrap()
+    }
+
+    #[test]
+    fn parse_allows_url_templates_only_after_the_host() {
+        for url in [
+            "{{ server.url }}",
+            "{{server.url}}/health",
+            "{{ server.url }}?q={{ parameters.name }}",
+            "http://127.0.0.1:8080/files/{{ parameters.name }}",
+            "HTTPS://example.com?next={{ server.url }}#{{ steps.a.output }}",
+        ] {
+            assert!(
+                HttpSpec::parse(&json!({ "url": url })).is_ok(),
+                "{url} is allowed"
+            );
+        }
+        for (url, want) in [
+            (
+                "{{ parameters.name }}/x",
+                "must start with http://, https:// or {{ server.url }}",
+            ),
+            (
+                "ftp://example.com/{{ parameters.name }}",
+                "must start with http://",
+            ),
+            ("/health{{ server.url }}", "must start with http://"),
+            (
+                "http://{{ parameters.name }}/x",
+                "templates may only come after the host",
+            ),
+            (
+                "http://example.com{{ parameters.name }}/x",
+                "templates may only come after the host",
+            ),
+            (
+                "https://user:{{ parameters.name }}@example.com/",
+                "templates may only come after the host",
+            ),
+            (
+                "http://example.com:{{ parameters.name }}/",
+                "templates may only come after the host",
+            ),
+            (
+                "{{ server.url }}:9/x",
+                "after {{ server.url }} comes a path",
+            ),
+            (
+                "{{ server.url }}.evil.com/x",
+                "after {{ server.url }} comes a path",
+            ),
+            ("http:///{{ parameters.name }}", "needs a literal host"),
+            (
+                "http://exa mple.com/{{ parameters.name }}",
+                "not a valid URL",
+            ),
+        ] {
+            let problems = HttpSpec::parse(&json!({ "url": url })).unwrap_err();
+            assert!(
+                problems[0].starts_with("http.url: ") && problems[0].contains(want),
+                "{url}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn url_values_are_percent_encoded_and_the_server_url_is_not() {
+        let spec =
+            templated("http://127.0.0.1:8080/files/{{ parameters.name }}?v={{parameters.name}}");
+        let rendered = spec.render(values("../x?y=1#z@evil.com", "")).unwrap();
+        assert_eq!(
+            rendered.url,
+            "http://127.0.0.1:8080/files/..%2Fx%3Fy%3D1%23z%40evil.com?v=..%2Fx%3Fy%3D1%23z%40evil.com"
+        );
+        let url = Url::parse(&rendered.url).unwrap();
+        assert_eq!(url.host_str(), Some("127.0.0.1"));
+        assert_eq!(url.fragment(), None);
+
+        let spec =
+            templated("{{ server.url }}/health?back={{ server.url }}&n={{ parameters.name }}");
+        let rendered = spec.render(values("a b/é%", "http://[::1]:4321")).unwrap();
+        assert_eq!(
+            rendered.url,
+            "http://[::1]:4321/health?back=http%3A%2F%2F%5B%3A%3A1%5D%3A4321&n=a%20b%2F%C3%A9%25"
+        );
+        // A literal URL is left alone.
+        let spec = templated("http://example.com/a%20b?c=d");
+        assert_eq!(spec.render(values("", "")).unwrap().url, spec.url);
+    }
+
+    #[test]
+    fn a_url_that_templates_make_invalid_fails_to_render() {
+        let spec = templated("http://example.com/files/{{ parameters.name }}/delete");
+        for dots in [".", ".."] {
+            let error = spec.render(values(dots, "")).unwrap_err();
+            assert!(
+                error.starts_with("http.url: {{ parameters.name }} is '")
+                    && error.contains("relative path segment"),
+                "{error}"
+            );
+        }
+        // A server URL that is not one (cannot happen with a real server) is caught, not sent.
+        let spec = templated("{{ server.url }}/health");
+        let error = spec.render(values("", "not a url")).unwrap_err();
+        assert!(error.starts_with("http.url: not a valid URL"), "{error}");
+        let error = spec.render(values("", "ftp://h")).unwrap_err();
+        assert!(error.contains("only http and https"), "{error}");
+        // A value that cannot be found fails too.
+        let spec = templated("http://example.com/{{ steps.a.output }}");
+        let error = spec.render(values("", "")).unwrap_err();
+        assert_eq!(error, "http.url: {{ steps.a.output }} is not set");
+    }
+
+    #[test]
+    fn a_line_break_in_a_header_value_is_refused() {
+        let spec = HttpSpec::parse(&json!({
+            "url": "http://example.com/",
+            "headers": {"X-Name": "n={{ parameters.name }}", "Accept": "text/plain"},
+        }))
+        .unwrap();
+        let rendered = spec.render(values("caf\u{e9} ok", "")).unwrap();
+        assert_eq!(rendered.headers[0].1, "text/plain");
+        assert_eq!(rendered.headers[1].1, "n=caf\u{e9} ok");
+        for hostile in ["ok\r\nX-Injected: 1", "ok\nX-Injected: 1", "ok\r"] {
+            let error = spec.render(values(hostile, "")).unwrap_err();
+            assert_eq!(
+                error,
+                "http.headers.X-Name: the value of {{ parameters.name }} contains a line break (refused: header injection)"
+            );
+        }
+        let error = spec.render(values("bell\u{7}", "")).unwrap_err();
+        assert!(
+            error.starts_with("http.headers.X-Name: not a valid header value"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_json_body_is_filled_in_its_string_values_only() {
+        let spec = HttpSpec::parse(&json!({
+            "url": "http://example.com/",
+            "body": {"name": "{{ parameters.name }}", "n": 1,
+                     "list": ["at {{ server.url }}", true], "{{ parameters.name }}": "key"},
+        }))
+        .unwrap();
+        let texts: Vec<String> = spec
+            .templated_texts()
+            .into_iter()
+            .map(|(key, text)| format!("{key}={text}"))
+            .collect();
+        let named = texts.iter().filter(|t| t.contains("parameters.name"));
+        assert_eq!(named.count(), 1, "the value, not the key: {texts:?}");
+        let rendered = spec
+            .render(values("say \"hi\"\n", "http://127.0.0.1:1"))
+            .unwrap();
+        let Some(Body::Json(body)) = &rendered.body else {
+            panic!("a JSON body")
+        };
+        assert_eq!(
+            *body,
+            json!({"name": "say \"hi\"\n", "n": 1, "list": ["at http://127.0.0.1:1", true],
+                   "{{ parameters.name }}": "key"})
+        );
+        let wire: Value = serde_json::from_str(&rendered.body.unwrap().to_wire()).unwrap();
+        assert_eq!(wire["name"], "say \"hi\"\n");
+
+        // A text body is filled in as is.
+        let spec = HttpSpec::parse(&json!({
+            "url": "http://example.com/", "body": "name={{ parameters.name }}&x=1"}))
+        .unwrap();
+        let rendered = spec.render(values("a&b", "")).unwrap();
+        assert_eq!(rendered.body, Some(Body::Text("name=a&b&x=1".to_owned())));
+    }
+
+    #[tokio::test]
+    async fn a_hostile_value_stays_in_its_path_segment_on_the_right_host() {
+        let base =
+            serve(Router::new().fallback(|uri: axum::http::Uri| async move { uri.to_string() }))
+                .await;
+        let spec = templated(&format!("{base}/files/{{{{ parameters.name }}}}"));
+        let spec = spec.render(values("../x?y=1#z@evil.com", "")).unwrap();
+        let outcome = run(&client(), &spec, None).await;
+        assert!(outcome.success(), "{outcome:?}");
+        assert_eq!(outcome.body, "/files/..%2Fx%3Fy%3D1%23z%40evil.com");
     }
 
     #[test]

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 use super::command::{self, CommandSpec};
-use super::definition::{Arg, Step, StepKind, Workflow};
-use super::http_step::{self, HttpOutcome, HttpSpec};
+use super::definition::{fill_templates, Arg, Step, StepKind, Workflow};
+use super::http_step::{self, Body, HttpOutcome, HttpSpec};
 use super::llm::{self, LlmEndpoint, LlmOutcome};
 use crate::governance::filter::{check_output, PhraseList};
 use crate::governance::DragMode;
@@ -102,6 +102,9 @@ pub struct Services {
     /// The prescriptive-language filter's phrases, for AI output in draft and research modes.
     pub phrases: Arc<PhraseList>,
     pub openclaw_url: String,
+    /// What `{{ server.url }}` stands for: this server's own base URL, `http://host:port` without a
+    /// trailing slash (the bound listener's, or the configured one when there is no listener).
+    pub server_url: String,
 }
 
 impl Services {
@@ -215,11 +218,15 @@ impl Runner {
                 Some(deadline) => limit.min(deadline.saturating_duration_since(started)),
                 None => limit,
             };
+            let scope = Scope {
+                parameters,
+                earlier: &reports,
+                server_url: &self.services.server_url,
+            };
             let report = match &step.kind {
                 StepKind::Command { argv, env, secrets } => {
                     let context = StepContext {
-                        parameters,
-                        earlier: &reports,
+                        scope,
                         timeout: limit,
                         workflow,
                         trace_id,
@@ -228,20 +235,30 @@ impl Runner {
                     };
                     self.command(step, argv, env, secrets, context).await
                 }
-                StepKind::Http(spec) => {
-                    let mut spec = spec.clone();
-                    spec.max_body_bytes = MAX_OUTPUT_BYTES;
-                    spec.timeout = spec.timeout.min(limit);
-                    let request = http_step::run(self.services.http(), &spec, cancellation.clone());
-                    // The step's limit bounds all attempts together.
-                    match tokio::time::timeout(limit, request).await {
-                        Ok(outcome) => http_report(step, outcome),
-                        Err(_) => timed_out(step, started, limit),
+                // A template that cannot be filled in safely fails the step; nothing is sent.
+                StepKind::Http(spec) => match spec.render(|arg| scope.resolve(arg)) {
+                    Err(e) => StepReport::failed(step, started, e),
+                    Ok(mut spec) => {
+                        spec.max_body_bytes = MAX_OUTPUT_BYTES;
+                        spec.timeout = spec.timeout.min(limit);
+                        let request =
+                            http_step::run(self.services.http(), &spec, cancellation.clone());
+                        // The step's limit bounds all attempts together.
+                        match tokio::time::timeout(limit, request).await {
+                            Ok(outcome) => http_report(step, outcome),
+                            Err(_) => timed_out(step, started, limit),
+                        }
                     }
-                }
+                },
                 StepKind::Llm(spec) => {
                     let mut spec = spec.clone();
-                    spec.prompt = render(&spec.prompt, parameters, &reports);
+                    // Prose for a model: a value that cannot be found becomes empty text. (Every
+                    // template names something: the definition was checked at load.)
+                    if let Ok(prompt) = fill_templates(&spec.prompt, |arg| {
+                        Ok(scope.resolve(arg).unwrap_or_default())
+                    }) {
+                        spec.prompt = prompt;
+                    }
                     spec.max_output_bytes = MAX_OUTPUT_BYTES;
                     spec.timeout = spec.timeout.min(limit);
                     let request = llm::generate(
@@ -267,7 +284,7 @@ impl Runner {
                             self.services.openclaw_url.trim_end_matches('/')
                         ),
                         headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-                        body: Some(body.to_string()),
+                        body: Some(Body::Json(body)),
                         expect_status: Some(vec![200, 202]),
                         timeout: limit.min(Duration::from_secs(30)),
                         retries: 0,
@@ -332,15 +349,14 @@ impl Runner {
         context: StepContext<'_>,
     ) -> StepReport {
         let StepContext {
-            parameters,
-            earlier,
+            scope,
             timeout,
             workflow,
             trace_id,
             started,
             cancellation,
         } = context;
-        let resolve = |arg: &Arg| resolve(arg, parameters, earlier);
+        let resolve = |arg: &Arg| scope.resolve(arg);
         let argv: Result<Vec<String>, String> = argv.iter().map(resolve).collect();
         let mut vars: Vec<(String, String)> = PASSED_ENV
             .iter()
@@ -413,8 +429,7 @@ impl Runner {
 
 /// What a step needs to know about its run.
 struct StepContext<'a> {
-    parameters: &'a Map<String, Value>,
-    earlier: &'a [StepReport],
+    scope: Scope<'a>,
     timeout: Duration,
     workflow: &'a Workflow,
     trace_id: &'a str,
@@ -451,50 +466,35 @@ fn http_report(step: &Step, outcome: HttpOutcome) -> StepReport {
     }
 }
 
-/// A text with its embedded templates replaced (a value that cannot be found becomes empty).
-fn render(text: &str, parameters: &Map<String, Value>, earlier: &[StepReport]) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    for (range, inner) in super::definition::embedded_templates(text) {
-        out.push_str(&text[last..range.start]);
-        let arg = if let Some(name) = inner.strip_prefix("parameters.") {
-            Arg::Parameter(name.to_owned())
-        } else if let Some(id) = inner
-            .strip_prefix("steps.")
-            .and_then(|r| r.strip_suffix(".output"))
-        {
-            Arg::StepOutput(id.to_owned())
-        } else {
-            Arg::Literal(String::new())
-        };
-        out.push_str(&resolve(&arg, parameters, earlier).unwrap_or_default());
-        last = range.end;
-    }
-    out.push_str(&text[last..]);
-    out
+/// What templates see during a run: the one place a template gets its value.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    parameters: &'a Map<String, Value>,
+    earlier: &'a [StepReport],
+    server_url: &'a str,
 }
 
-/// A whole-argument template's value: a parameter as text (strings as they are, anything else as
-/// JSON), or an earlier step's standard output without its final newline.
-fn resolve(
-    arg: &Arg,
-    parameters: &Map<String, Value>,
-    earlier: &[StepReport],
-) -> Result<String, String> {
-    match arg {
-        Arg::Literal(text) => Ok(text.clone()),
-        Arg::Parameter(name) => match parameters.get(name) {
-            Some(Value::String(text)) => Ok(text.clone()),
-            Some(other) => Ok(other.to_string()),
-            None => Err(format!(
-                "parameter '{name}' was not given and has no default"
-            )),
-        },
-        Arg::StepOutput(id) => earlier
-            .iter()
-            .find(|r| &r.id == id)
-            .map(|r| r.stdout.trim_end_matches(['\n', '\r']).to_owned())
-            .ok_or_else(|| format!("step '{id}' has no output")),
+impl Scope<'_> {
+    /// A template's value: a parameter as text (strings as they are, anything else as JSON), an
+    /// earlier step's standard output without its final newline, or the server's base URL.
+    fn resolve(&self, arg: &Arg) -> Result<String, String> {
+        match arg {
+            Arg::Literal(text) => Ok(text.clone()),
+            Arg::Parameter(name) => match self.parameters.get(name) {
+                Some(Value::String(text)) => Ok(text.clone()),
+                Some(other) => Ok(other.to_string()),
+                None => Err(format!(
+                    "parameter '{name}' was not given and has no default"
+                )),
+            },
+            Arg::StepOutput(id) => self
+                .earlier
+                .iter()
+                .find(|r| &r.id == id)
+                .map(|r| r.stdout.trim_end_matches(['\n', '\r']).to_owned())
+                .ok_or_else(|| format!("step '{id}' has no output")),
+            Arg::ServerUrl => Ok(self.server_url.to_owned()),
+        }
     }
 }
 

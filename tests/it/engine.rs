@@ -1,6 +1,12 @@
 //! The workflow engine through the governed endpoint: per-workflow policy, the parameter schema,
-//! and command steps run as real child processes that parameters cannot inject into.
+//! command steps run as real child processes that parameters cannot inject into, and templated
+//! `http` steps against real loopback servers.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, Uri};
+use axum::Router;
 use serde_json::{json, Value};
 
 use crate::helpers::{governance_request, TestApp, JAKE};
@@ -230,8 +236,14 @@ async fn the_shipped_deploy_workflow_builds_deploys_and_verifies() {
         .iter()
         .map(|s| s["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["build", "deploy", "verify"]);
+    assert_eq!(ids, ["build", "deploy", "verify", "health"]);
     assert_eq!(body["steps"][2]["stdout"], "healthy: staging runs v1.2.3\n");
+    // The health step called this very server ({{ server.url }}), on its real port.
+    assert_eq!(body["steps"][3]["kind"], "http");
+    assert_eq!(body["steps"][3]["success"], true);
+    assert_eq!(body["steps"][3]["http_status"], 200);
+    let health: Value = serde_json::from_str(body["steps"][3]["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(health["status"], "healthy");
     // The wrong version pattern never reaches the scripts.
     app.execute(
         &request(
@@ -380,4 +392,147 @@ async fn beyond_the_workers_and_the_queue_runs_are_refused_with_429() {
         })
         .collect();
     assert!(starts[0] < starts[1]);
+}
+
+/// A loopback server that answers every request with its path and query, and the `x-name` header
+/// after a `|`; and how many requests it got.
+async fn echo_server() -> (String, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let name = headers
+                .get("x-name")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            format!("{uri}|{name}")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), count)
+}
+
+#[tokio::test]
+async fn an_http_step_percent_encodes_a_parameter_into_its_path() {
+    let (base, count) = echo_server().await;
+    let app = app_with(
+        "fetch",
+        json!({"parameters": {"name": {"type": "string", "required": true}},
+               "steps": [{"id": "get", "http": {"url": format!("{base}/files/{{{{ parameters.name }}}}?v=1"),
+                                                "headers": {"X-Name": "{{ parameters.name }}"}}}]}),
+    )
+    .await;
+    let body = app
+        .execute(
+            &request("fetch", "execute", json!({"name": "../x?y=1#z@evil.com"})),
+            &[],
+        )
+        .await
+        .expect_ok(200);
+    assert_eq!(body["steps"][0]["http_status"], 200);
+    assert_eq!(
+        body["steps"][0]["stdout"], "/files/..%2Fx%3Fy%3D1%23z%40evil.com?v=1|../x?y=1#z@evil.com",
+        "one path segment, on the literal host; the header value as is"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_line_break_in_an_http_header_value_fails_the_step_unsent() {
+    let (base, count) = echo_server().await;
+    let app = app_with(
+        "inject",
+        json!({"steps": [{"id": "get", "http": {"url": format!("{base}/"),
+                                                "headers": {"X-Name": "{{ parameters.name }}"}}}]}),
+    )
+    .await;
+    let body = app
+        .execute(
+            &request("inject", "execute", json!({"name": "ok\r\nX-Injected: 1"})),
+            &[],
+        )
+        .await
+        .expect(500, "WORKFLOW_FAILED");
+    assert_eq!(body["steps"][0]["success"], false);
+    let error = body["steps"][0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "http.headers.X-Name: the value of {{ parameters.name }} contains a line break"
+        ),
+        "{error}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("line break"),
+        "{body}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn an_earlier_steps_output_fills_an_http_url() {
+    let (base, _) = echo_server().await;
+    let app = app_with(
+        "chain",
+        json!({"steps": [{"id": "a", "command": ["printf", "%s\\n", "v1.2.3/latest"]},
+                         {"id": "get", "http": {"url": format!("{base}/releases/{{{{ steps.a.output }}}}")}}]}),
+    )
+    .await;
+    let body = app
+        .execute(&request("chain", "execute", json!({})), &[])
+        .await
+        .expect_ok(200);
+    assert_eq!(body["steps"][1]["stdout"], "/releases/v1.2.3%2Flatest|-");
+}
+
+#[tokio::test]
+async fn the_server_url_is_the_running_servers_own_address() {
+    let app = app_with(
+        "self",
+        json!({"steps": [{"id": "say", "command": ["echo", "{{ server.url }}"]},
+                         {"id": "health", "http": {"url": "{{ server.url }}/health", "expect_status": 200}}]}),
+    )
+    .await;
+    let body = app
+        .execute(&request("self", "execute", json!({})), &[])
+        .await
+        .expect_ok(200);
+    assert_eq!(body["steps"][0]["stdout"], format!("{}\n", app.address));
+    assert!(!app.address.ends_with(":0"), "the actual port");
+    assert_eq!(body["steps"][1]["http_status"], 200);
+}
+
+#[tokio::test]
+async fn unknown_http_template_sources_are_load_errors_with_their_paths() {
+    let app = app_with(
+        "bad-http",
+        json!({"parameters": {"v": {"type": "string"}},
+               "steps": [{"id": "call", "http": {
+                   "url": "http://127.0.0.1:9/{{ parameters.in_url }}",
+                   "headers": {"X-A": "{{ parameters.in_header }}"},
+                   "body": {"b": "{{ parameters.in_body }}"}}}]}),
+    )
+    .await;
+    let health = app.get("/health", None).await.expect_ok(200);
+    let invalid = health["components"]["workflows"]["invalid"]
+        .as_array()
+        .unwrap();
+    assert_eq!(invalid.len(), 1, "{health}");
+    let reason = invalid[0]["reason"].as_str().unwrap();
+    for expected in [
+        "steps[0].http.url: unknown parameter 'in_url'",
+        "steps[0].http.headers.X-A: unknown parameter 'in_header'",
+        "steps[0].http.body: unknown parameter 'in_body'",
+    ] {
+        assert!(
+            reason.contains(expected),
+            "missing {expected:?} in {reason}"
+        );
+    }
+    app.execute(&request("bad-http", "execute", json!({})), &[])
+        .await
+        .expect(404, "WORKFLOW_NOT_FOUND");
 }

@@ -144,3 +144,92 @@ fn a_default_that_breaks_its_own_schema_is_refused_at_load() {
     let all = problems(r#"{"parameters": {"n": {"type": "integer", "minimum": 1, "default": 0}}}"#);
     assert!(all[0].starts_with("parameters.n.default"), "{all:?}");
 }
+
+#[test]
+fn http_templates_must_name_declared_parameters_and_earlier_steps() {
+    let all = problems(
+        r#"{"parameters": {"v": {"type": "string"}},
+            "steps": [{"id": "a", "command": ["echo"]},
+                      {"id": "call", "http": {
+                          "url": "http://127.0.0.1:8080/{{ parameters.w }}/{{ steps.later.output }}",
+                          "headers": {"X-Version": "v={{ parameters.x }}", "X-From": "{{ steps.a.output }}"},
+                          "body": {"deep": ["{{ parameters.y }}"], "ok": "{{ parameters.v }}"}}},
+                      {"id": "text", "http": {"url": "{{ server.url }}/x", "body": "{{ parameters.z }} {{ env.HOME }}"}},
+                      {"id": "later", "command": ["echo"]}]}"#,
+    );
+    for expected in [
+        "steps[1].http.url: unknown parameter 'w'",
+        "steps[1].http.url: 'later' is not an earlier step",
+        "steps[1].http.headers.X-Version: unknown parameter 'x'",
+        "steps[1].http.body: unknown parameter 'y'",
+        "steps[2].http.body: unknown parameter 'z'",
+        "steps[2].http.body: '{{ env.HOME }}': templates are",
+    ] {
+        assert!(
+            all.iter().any(|p| p.starts_with(expected)),
+            "missing {expected:?} in {all:#?}"
+        );
+    }
+    assert_eq!(all.len(), 6, "{all:#?}");
+}
+
+#[test]
+fn an_http_url_may_not_template_its_scheme_or_host() {
+    let all = problems(
+        r#"{"parameters": {"host": {"type": "string"}},
+            "steps": [{"id": "a", "http": {"url": "http://{{ parameters.host }}/x"}},
+                      {"id": "b", "http": {"url": "{{ parameters.host }}/x"}}]}"#,
+    );
+    assert!(
+        all[0].starts_with("steps[0]: http.url: templates may only come after the host"),
+        "{all:?}"
+    );
+    assert!(
+        all[1].starts_with("steps[1]: http.url: a URL with templates must start with"),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn the_server_url_is_a_template_everywhere() {
+    let workflow = Workflow::from_json(
+        "w",
+        r#"{"steps": [{"id": "say", "command": ["echo", "{{ server.url }}"]},
+                      {"id": "health", "http": {"url": "{{ server.url }}/health", "headers": {"X-Back": "{{ server.url }}"}}},
+                      {"id": "notes", "llm": {"prompt": "Is {{ server.url }} up? {{ steps.health.output }}"}}]}"#,
+    )
+    .expect("valid");
+    let StepKind::Command { argv, .. } = &workflow.steps[0].kind else {
+        panic!("command")
+    };
+    assert_eq!(argv[1], Arg::ServerUrl);
+    assert_eq!(Arg::ServerUrl.to_string(), "{{ server.url }}");
+    let StepKind::Http(spec) = &workflow.steps[1].kind else {
+        panic!("http")
+    };
+    assert_eq!(spec.url, "{{ server.url }}/health");
+}
+
+#[test]
+fn fill_templates_replaces_each_template_once() {
+    let filled = fill_templates(
+        "a {{parameters.x}} b {{ server.url }}{{ steps.s.output }}",
+        |arg| {
+            Ok(match arg {
+                Arg::Parameter(name) => format!("<{name} {{{{ parameters.x }}}}>"),
+                Arg::ServerUrl => "http://h:1".to_owned(),
+                other => format!("[{other}]"),
+            })
+        },
+    );
+    assert_eq!(
+        filled.as_deref(),
+        Ok("a <x {{ parameters.x }}> b http://h:1[{{ steps.s.output }}]"),
+        "values are never read as templates"
+    );
+    assert_eq!(
+        fill_templates("no {{ templates", |_| Err("unused".into())).as_deref(),
+        Ok("no {{ templates")
+    );
+    assert!(fill_templates("{{ nope }}", |_| Ok(String::new())).is_err());
+}
