@@ -32,7 +32,7 @@ pub struct Claims {
 }
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Principal {
     // Fields in key order: the audit trail encodes this struct directly as canonical JSON.
     pub actor: Option<String>,
@@ -48,6 +48,15 @@ impl Principal {
             user_id: user,
             actor: None,
             role: "cli".to_owned(),
+        }
+    }
+
+    /// The server itself, for what it records on nobody's request (an approval that expired).
+    pub fn server() -> Principal {
+        Principal {
+            actor: None,
+            role: "system".to_owned(),
+            user_id: None,
         }
     }
 }

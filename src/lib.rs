@@ -46,6 +46,8 @@ pub enum StartError {
         address: String,
         source: std::io::Error,
     },
+    #[error("cannot restore the approval requests on the audit trail: {0}")]
+    Approvals(String),
 }
 
 /// The audit writer's options from the configuration (reads the signing key).
@@ -161,6 +163,12 @@ impl Application {
             source,
         })?;
         let state = build_state_at(config, server_url(bound))?;
+        // Runs that waited for approval when the server last stopped wait again.
+        match state.gate.restore_approvals().await {
+            Ok(0) => {}
+            Ok(restored) => tracing::info!(restored, "approval requests waiting again"),
+            Err(e) => return Err(StartError::Approvals(e.to_string())),
+        }
         Ok(Application { listener, state })
     }
 
@@ -184,6 +192,7 @@ impl Application {
         let gate = self.state.gate.clone();
         let grace = std::time::Duration::from_secs(self.state.config.shutdown_grace_seconds);
         tokio::spawn(watch_workflows(self.state.gate.clone()));
+        tokio::spawn(expire_approvals(self.state.gate.clone()));
         let app = http::router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -218,6 +227,18 @@ async fn wait_until_idle(gate: &Gate, bound: std::time::Duration) {
     let deadline = tokio::time::Instant::now() + bound;
     while !gate.runs().working().is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Ends approval requests nobody decided in time (checked every second).
+async fn expire_approvals(gate: Gate) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let expired = gate.expire_approvals().await;
+        if expired > 0 {
+            tracing::info!(expired, "approval requests expired");
+        }
     }
 }
 

@@ -180,9 +180,16 @@ impl Pool {
                 }
             }
         }
-        // Otherwise wait, if there is room to wait.
+        // Otherwise wait, if there is room to wait. The guard leaves the queue however the wait
+        // ends (admitted, or the run was cancelled and this future dropped).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let waiting = Waiting(&self.waiting);
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
         let own = match &per_workflow {
@@ -190,7 +197,7 @@ impl Pool {
             None => None,
         };
         let worker = Arc::clone(&self.workers).acquire_owned().await.ok();
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        drop(waiting);
         Some(Slot {
             _worker: worker?,
             _workflow: own,
@@ -408,30 +415,24 @@ impl Prepared {
                     .unwrap_or(i64::MAX / 2)
                     .min(10 * 365 * 86_400),
             );
-        let record = Record::Approval {
-            trace_id: self.trace_id.clone(),
-            workflow_name: self.definition.name.clone(),
-            decision: "requested".to_owned(),
-            actor: self.principal.clone(),
-            requested_by: self.governed.aim.actor().email().map(str::to_owned),
-            reason: None,
-            expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
         let gate = self.gate.clone();
-        if let Err(unavailable) = gate.record(record, self.governed.drag_mode.as_str()).await {
-            self.live
+        let pending = Pending {
+            prepared: self,
+            expires_at,
+            expiry_recorded: false,
+        };
+        let requester = pending.prepared.principal.clone();
+        if let Err(unavailable) = gate
+            .record_decision(&pending, "requested", &requester, None)
+            .await
+        {
+            pending
+                .prepared
+                .live
                 .finish(RunStatus::Rejected, None, Some(unavailable.to_string()));
             return Err(unavailable);
         }
-        self.live.set_status(RunStatus::PendingApproval);
-        let trace_id = self.trace_id.clone();
-        lock(&gate.approvals).insert(
-            trace_id,
-            Pending {
-                prepared: self,
-                expires_at,
-            },
-        );
+        gate.park(pending);
         Ok(expires_at)
     }
 
@@ -464,22 +465,28 @@ impl Prepared {
         let this = &gate;
         tracing::info!(trace_id, workflow = governed.workflow_name, actor = governed.aim.actor().name(), mode = %governed.drag_mode, "governed run queued");
 
-        // A worker, within the workflow's own limit; a full queue is refused (429).
-        let Some(_slot) = this
-            .pool
-            .admit(&definition.name, definition.max_concurrent_runs)
-            .await
-        else {
-            live.finish(
-                RunStatus::Rejected,
-                None,
-                Some(GateError::TooManyRuns.to_string()),
-            );
-            return Err(this
-                .refuse(&trace_id, &principal, &readable, GateError::TooManyRuns)
-                .await);
+        // A worker, within the workflow's own limit; a full queue is refused (429). A run cancelled
+        // while it waits leaves the queue at once.
+        let mut cancellation = live.cancellation();
+        let admitted = tokio::select! {
+            slot = this.pool.admit(&definition.name, definition.max_concurrent_runs) => Some(slot),
+            _ = cancellation.wait_for(|cancelled| *cancelled) => None,
         };
-        if live.cancelled_by().is_some() {
+        let slot = match admitted {
+            Some(Some(slot)) => Some(slot),
+            Some(None) => {
+                live.finish(
+                    RunStatus::Rejected,
+                    None,
+                    Some(GateError::TooManyRuns.to_string()),
+                );
+                return Err(this
+                    .refuse(&trace_id, &principal, &readable, GateError::TooManyRuns)
+                    .await);
+            }
+            None => None,
+        };
+        if slot.is_none() || live.cancelled_by().is_some() {
             let error = "Cancelled while queued".to_owned();
             let record = run_record(
                 &trace_id,
@@ -606,7 +613,13 @@ impl Prepared {
 struct Pending {
     prepared: Prepared,
     expires_at: DateTime<Utc>,
+    /// The expiry is on the record (by the sweep or a late decision); the entry stays a while so
+    /// that late deciders hear "expired" rather than "not pending".
+    expiry_recorded: bool,
 }
+
+/// How long an expired request is remembered after its expiry was recorded.
+const EXPIRED_KEPT: chrono::Duration = chrono::Duration::hours(1);
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -614,7 +627,40 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 impl Gate {
+    /// Audits an approval decision about a parked run; `requested` carries the request itself.
+    async fn record_decision(
+        &self,
+        pending: &Pending,
+        decision: &str,
+        actor: &Principal,
+        reason: Option<String>,
+    ) -> Result<(), GateError> {
+        let prepared = &pending.prepared;
+        let record = Record::Approval {
+            trace_id: prepared.trace_id.clone(),
+            workflow_name: prepared.definition.name.clone(),
+            decision: decision.to_owned(),
+            actor: actor.clone(),
+            requested_by: prepared.governed.aim.actor().email().map(str::to_owned),
+            reason,
+            expires_at: rfc3339(pending.expires_at),
+            request: (decision == "requested").then(|| prepared.readable.clone()),
+        };
+        self.record(record, prepared.governed.drag_mode.as_str())
+            .await
+    }
+
+    fn park(&self, pending: Pending) {
+        pending.prepared.live.set_status(RunStatus::PendingApproval);
+        let trace_id = pending.prepared.trace_id.clone();
+        lock(&self.approvals).insert(trace_id, pending);
+    }
+
     /// A second human's decision on a run waiting for approval. Approved: the run is queued and
     /// returned to be run. A refusal (not an approver, no named human, self-approval) leaves the run
     /// waiting; an expired request ends it. Every decision and refusal is audited, the decider as actor.
@@ -626,7 +672,7 @@ impl Gate {
         reason: Option<String>,
     ) -> Result<Option<Prepared>, GateError> {
         let pending = lock(&self.approvals).remove(trace_id);
-        let Some(pending) = pending else {
+        let Some(mut pending) = pending else {
             return Err(GateError::NotPending(format!(
                 "Run {trace_id} is not waiting for approval"
             )));
@@ -636,15 +682,11 @@ impl Gate {
             .approval()
             .map(|a| a.approver_roles.clone())
             .unwrap_or_default();
-        let requester = prepared.governed.aim.actor().email().map(str::to_owned);
+        let requester = prepared.governed.aim.actor().email();
         let same_human = |other: Option<&str>| matches!((approver.actor.as_deref(), other), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
         let expired = Utc::now() > pending.expires_at;
         let refusal = if expired {
-            Some(GateError::ApprovalExpired(
-                pending
-                    .expires_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            ))
+            Some(GateError::ApprovalExpired(rfc3339(pending.expires_at)))
         } else if !roles.iter().any(|r| r == &approver.role) {
             Some(GateError::ApprovalRefused(format!(
                 "Role '{}' may not decide this run (approvers: {})",
@@ -655,9 +697,7 @@ impl Gate {
             Some(GateError::ApprovalRefused(
                 "A decision needs a named human: the token has no actor".to_owned(),
             ))
-        } else if same_human(requester.as_deref())
-            || same_human(prepared.principal.actor.as_deref())
-        {
+        } else if same_human(requester) || same_human(prepared.principal.actor.as_deref()) {
             Some(GateError::ApprovalRefused(
                 "Self-approval is refused: a different human must decide".to_owned(),
             ))
@@ -670,34 +710,31 @@ impl Gate {
             (None, true) => "approved",
             (None, false) => "denied",
         };
-        let record = Record::Approval {
-            trace_id: trace_id.to_owned(),
-            workflow_name: prepared.definition.name.clone(),
-            decision: decision.to_owned(),
-            actor: approver.clone(),
-            requested_by: requester,
-            reason: reason
-                .clone()
-                .or_else(|| refusal.as_ref().map(ToString::to_string)),
-            expires_at: pending
-                .expires_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
-        let mode = prepared.governed.drag_mode.as_str().to_owned();
-        if let Err(unavailable) = self.record(record, &mode).await {
+        let recorded = self
+            .record_decision(
+                &pending,
+                decision,
+                approver,
+                reason
+                    .clone()
+                    .or_else(|| refusal.as_ref().map(ToString::to_string)),
+            )
+            .await;
+        if let Err(unavailable) = recorded {
             lock(&self.approvals).insert(trace_id.to_owned(), pending);
             return Err(unavailable);
         }
         match refusal {
-            Some(refusal) if !expired => {
-                lock(&self.approvals).insert(trace_id.to_owned(), pending);
-                Err(refusal)
-            }
             Some(refusal) => {
-                pending
-                    .prepared
-                    .live
-                    .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
+                if expired {
+                    pending.prepared.live.finish(
+                        RunStatus::Rejected,
+                        None,
+                        Some(refusal.to_string()),
+                    );
+                    pending.expiry_recorded = true;
+                }
+                lock(&self.approvals).insert(trace_id.to_owned(), pending);
                 Err(refusal)
             }
             None if approve => {
@@ -727,26 +764,163 @@ impl Gate {
         let Some(pending) = pending else {
             return Ok(());
         };
-        let prepared = &pending.prepared;
-        let record = Record::Approval {
-            trace_id: trace_id.to_owned(),
-            workflow_name: prepared.definition.name.clone(),
-            decision: "withdrawn".to_owned(),
-            actor: by.clone(),
-            requested_by: prepared.governed.aim.actor().email().map(str::to_owned),
-            reason: Some("cancelled while waiting for approval".to_owned()),
-            expires_at: pending
-                .expires_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
-        let mode = prepared.governed.drag_mode.as_str().to_owned();
-        self.record(record, &mode).await?;
-        prepared.live.finish(
+        if pending.expiry_recorded {
+            return Ok(());
+        }
+        let reason = "cancelled while waiting for approval".to_owned();
+        if let Err(unavailable) = self
+            .record_decision(&pending, "withdrawn", by, Some(reason))
+            .await
+        {
+            lock(&self.approvals).insert(trace_id.to_owned(), pending);
+            return Err(unavailable);
+        }
+        pending.prepared.live.finish(
             RunStatus::Cancelled,
             None,
             Some("Cancelled while waiting for approval".to_owned()),
         );
         Ok(())
+    }
+
+    /// Ends the approval requests whose time is up: each gets an `expired` record by the server
+    /// (role `system`) and its run turns `rejected`. Requests expired long ago are forgotten.
+    /// Returns how many expired now.
+    pub async fn expire_approvals(&self) -> usize {
+        let now = Utc::now();
+        let due: Vec<Pending> = {
+            let mut approvals = lock(&self.approvals);
+            approvals.retain(|_, p| !(p.expiry_recorded && now - p.expires_at > EXPIRED_KEPT));
+            let ids: Vec<String> = approvals
+                .iter()
+                .filter(|(_, p)| !p.expiry_recorded && now > p.expires_at)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| approvals.remove(id)).collect()
+        };
+        let mut expired = 0;
+        for mut pending in due {
+            let refusal = GateError::ApprovalExpired(rfc3339(pending.expires_at));
+            let reason = "nobody decided before the request expired".to_owned();
+            if self
+                .record_decision(&pending, "expired", &Principal::server(), Some(reason))
+                .await
+                .is_ok()
+            {
+                pending.expiry_recorded = true;
+                pending
+                    .prepared
+                    .live
+                    .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
+                expired += 1;
+            }
+            // Not recorded (audit unavailable): stays due for the next sweep.
+            self.park_as_is(pending);
+        }
+        expired
+    }
+
+    fn park_as_is(&self, pending: Pending) {
+        let trace_id = pending.prepared.trace_id.clone();
+        lock(&self.approvals).insert(trace_id, pending);
+    }
+
+    /// After a restart: parks again every approval request the audit trail shows as requested and
+    /// not yet decided, approved, denied, expired or withdrawn, checked again against the current
+    /// workflow definitions. A request that no longer passes is refused (audited) and withdrawn on
+    /// the record; one whose time ran out while the server was down is recorded as expired.
+    /// Returns how many wait again.
+    pub async fn restore_approvals(&self) -> Result<usize, GateError> {
+        let Some(audit) = &self.audit else {
+            return Ok(0);
+        };
+        let path = audit.status().path;
+        // A log that is not a regular file (a device, as in the failure tests) holds nothing to
+        // restore, and reading /dev/full would never end.
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file() || m.is_dir()) {
+            return Ok(0);
+        }
+        let filter = crate::audit::query::Filter {
+            kind: Some("approval".to_owned()),
+            ..Default::default()
+        };
+        let page = tokio::task::spawn_blocking(move || {
+            crate::audit::query::query(&path, &filter, usize::MAX)
+        })
+        .await
+        .map_err(|e| GateError::AuditUnavailable(e.to_string()))?
+        .map_err(|e| GateError::AuditUnavailable(format!("cannot read the audit log: {e}")))?;
+        // The last word on each trace, in log order.
+        let mut open: Vec<(String, Value)> = Vec::new();
+        for record in page.entries {
+            let Some(trace_id) = record["trace_id"].as_str().map(str::to_owned) else {
+                continue;
+            };
+            match record["decision"].as_str() {
+                Some("requested") => {
+                    open.retain(|(id, _)| id != &trace_id);
+                    open.push((trace_id, record));
+                }
+                Some("refused") => {}
+                _ => open.retain(|(id, _)| id != &trace_id),
+            }
+        }
+        let mut restored = 0;
+        for (trace_id, record) in open {
+            let expires_at = record["expires_at"]
+                .as_str()
+                .and_then(|t| crate::audit::query::parse_timestamp(t).ok());
+            let principal = serde_json::from_value::<Principal>(record["actor"].clone());
+            let (Some(expires_at), Ok(principal), Some(request)) =
+                (expires_at, principal, record.get("request").cloned())
+            else {
+                tracing::warn!(trace_id, "approval request on the record cannot be restored (written by an older version)");
+                continue;
+            };
+            let mode = request["drag_mode"].as_str().unwrap_or_default().to_owned();
+            let prepared = match self
+                .prepare(RunRequest {
+                    trace_id: trace_id.clone(),
+                    principal,
+                    body: Some(request),
+                })
+                .await
+            {
+                Ok(prepared) => prepared,
+                Err(GateError::AuditUnavailable(why)) => {
+                    return Err(GateError::AuditUnavailable(why))
+                }
+                Err(refusal) => {
+                    // The refusal is audited; close the request on the record too.
+                    let record = Record::Approval {
+                        trace_id: trace_id.clone(),
+                        workflow_name: record["workflow_name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        decision: "withdrawn".to_owned(),
+                        actor: Principal::server(),
+                        requested_by: record["requested_by"].as_str().map(str::to_owned),
+                        reason: Some(format!(
+                            "after a restart the request no longer passes: {refusal}"
+                        )),
+                        expires_at: rfc3339(expires_at),
+                        request: None,
+                    };
+                    self.record(record, &mode).await?;
+                    continue;
+                }
+            };
+            self.park(Pending {
+                prepared,
+                expires_at,
+                expiry_recorded: false,
+            });
+            restored += 1;
+        }
+        // Those whose time ran out while the server was down end now, on the record.
+        self.expire_approvals().await;
+        Ok(restored)
     }
 
     /// Records that `by` replaced or edited the output of `step` of run `trace_id`.

@@ -47,7 +47,8 @@ pub struct Filter {
     pub outcome: Option<String>,
     /// This `drag_mode`, ignoring ASCII case.
     pub drag_mode: Option<String>,
-    /// This `kind` (`run`, `recovery`, `checkpoint`, `retention`), ignoring ASCII case.
+    /// This `kind` (`run`, `recovery`, `checkpoint`, `retention`, `approval`, `override`),
+    /// ignoring ASCII case.
     pub kind: Option<String>,
     /// Records stamped at or after this instant.
     pub since: Option<DateTime<Utc>>,
@@ -58,7 +59,14 @@ pub struct Filter {
 }
 
 /// The kinds of record the writer makes.
-pub const KINDS: [&str; 4] = ["run", "recovery", "checkpoint", "retention"];
+pub const KINDS: [&str; 6] = [
+    "run",
+    "recovery",
+    "checkpoint",
+    "retention",
+    "approval",
+    "override",
+];
 
 impl Filter {
     /// Checks the members with a fixed set of values (`outcome`, `drag_mode`, `kind`), writing

@@ -72,6 +72,10 @@ pub enum Record {
         requested_by: Option<String>,
         reason: Option<String>,
         expires_at: String,
+        /// On `requested` only: the declaration as it will run (workflow, AIM, mode, parameters),
+        /// so that the request is on the record before anyone decides, and survives a restart.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request: Option<Value>,
     },
     /// A person replaced or edited an AI (or any step's) output: who, which step, what it was and
     /// what it became (as hashes), and why.

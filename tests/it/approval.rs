@@ -181,6 +181,44 @@ async fn approvals_expire() {
 }
 
 #[tokio::test]
+async fn a_request_nobody_decides_expires_by_itself_on_the_record() {
+    let app = app(1).await;
+    request_run(&app, "appr-6").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status(&app, "appr-6").await["status"] != "rejected" {
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let expired: Vec<Value> = app
+        .audit_for("appr-6")
+        .into_iter()
+        .filter(|r| r["decision"] == "expired")
+        .collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0]["actor"]["role"], "system");
+    // Auditors can ask for the approval records alone.
+    let page = app
+        .get(
+            "/audit/entries?kind=approval&trace_id=appr-6",
+            Some(&app.token(ANA, "auditor")),
+        )
+        .await
+        .expect_ok(200);
+    let kinds: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["requested", "expired"], "{page}");
+    // A late decision hears that it expired.
+    let ana = app.token(ANA, "admin");
+    decide(&app, "appr-6", "approve", &ana, json!({}))
+        .await
+        .expect(410, "APPROVAL_EXPIRED");
+}
+
+#[tokio::test]
 async fn a_waiting_run_can_be_withdrawn() {
     let app = app(3600).await;
     request_run(&app, "appr-5").await;

@@ -650,7 +650,7 @@ async fn shutdown_cancels_runs_still_going_after_the_grace_period_and_records_it
 }
 
 #[tokio::test]
-async fn a_run_waiting_for_approval_does_not_hold_up_shutdown() {
+async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_after_restart() {
     let site = Site::new();
     std::fs::write(
         site.path().join("workflows/guarded.json"),
@@ -680,5 +680,117 @@ async fn a_run_waiting_for_approval_does_not_hold_up_shutdown() {
         started.elapsed() < Duration::from_secs(10),
         "a parked run is not work to wait for"
     );
+    assert!(verify_path(&site.audit()).unwrap().is_valid());
+    // The request is on the record, whole.
+    let requested = records(&site.audit())
+        .into_iter()
+        .find(|r| r["kind"] == "approval" && r["decision"] == "requested")
+        .expect("requested record");
+    assert_eq!(requested["request"]["workflow_name"], "guarded");
+    assert_eq!(requested["request"]["drag_mode"], body["drag_mode"]);
+
+    // After a restart the run waits again, and a second human can approve it.
+    let server = site.start();
+    let client = client();
+    let run: Value = client
+        .get(format!("{}/runs/wait-1", server.url))
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        run["status"],
+        "pending_approval",
+        "{run}\n{}",
+        server.stderr()
+    );
+    let ana = sustainbot::auth::JwtKeys::new(SECRET.as_bytes(), jsonwebtoken::Algorithm::HS256)
+        .mint("ana@example.org", "admin", Some(600))
+        .unwrap();
+    let approved = client
+        .post(format!("{}/runs/wait-1/approve", server.url))
+        .bearer_auth(&ana)
+        .json(&serde_json::json!({"reason": "checked after the restart"}))
+        .send()
+        .await
+        .unwrap();
+    let status = approved.status().as_u16();
+    let reply: Value = approved.json().await.unwrap();
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["status"], "queued", "{reply}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run: Value = client
+            .get(format!("{}/runs/wait-1", server.url))
+            .bearer_auth(token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if run["status"] == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never succeeded: {run}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = records(&site.audit());
+    let trail: Vec<String> = all
+        .iter()
+        .filter(|r| r["trace_id"] == "wait-1")
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["kind"].as_str().unwrap(),
+                r["decision"].as_str().or(r["outcome"].as_str()).unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            "approval:requested",
+            "approval:approved",
+            "run:started",
+            "run:success"
+        ]
+    );
+    assert!(verify_path(&site.audit()).unwrap().is_valid());
+}
+
+#[tokio::test]
+async fn an_approval_request_that_expired_while_the_server_was_down_is_recorded_as_expired() {
+    let site = Site::new();
+    std::fs::write(
+        site.path().join("workflows/guarded.json"),
+        r#"{"approval": {"required": true, "approver_roles": ["admin"], "expires_seconds": 1}, "steps": [{"id": "x", "command": ["true"]}]}"#,
+    )
+    .unwrap();
+    let mut server = site.start();
+    let mut body: Value = serde_json::from_slice(&request_body()).unwrap();
+    body["workflow_name"] = "guarded".into();
+    let status = governed(
+        &client(),
+        &server.url,
+        &token(),
+        "late-1",
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202);
+    // Killed at once: no sweep ran before it died.
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let server = site.start();
+    let expired = records(&site.audit())
+        .into_iter()
+        .find(|r| r["trace_id"] == "late-1" && r["decision"] == "expired")
+        .unwrap_or_else(|| panic!("no expired record\n{}", server.stderr()));
+    assert_eq!(expired["actor"]["role"], "system");
     assert!(verify_path(&site.audit()).unwrap().is_valid());
 }

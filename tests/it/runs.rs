@@ -276,3 +276,51 @@ async fn a_human_override_of_an_output_is_recorded_with_hashes_and_counted() {
     .await
     .expect(400, "VALIDATION_ERROR");
 }
+
+#[tokio::test]
+async fn a_run_cancelled_while_queued_leaves_the_queue_at_once() {
+    let app = TestApp::builder()
+        .workflow(
+            "single",
+            json!({"max_concurrent_runs": 1, "steps": [{"id": "wait", "command": ["sleep", "30"]}]}),
+        )
+        .spawn()
+        .await;
+    start_async(&app, "single", "busy-1").await;
+    wait_for(&app, "busy-1", "running").await;
+    start_async(&app, "single", "queued-1").await;
+    wait_for(&app, "queued-1", "queued").await;
+    let cancel = |trace: &'static str| {
+        let app = &app;
+        async move {
+            app.post_raw(
+                &format!("/runs/{trace}/cancel"),
+                Vec::new(),
+                &[("authorization", format!("Bearer {}", app.jake()))],
+            )
+            .await
+        }
+    };
+    let started = Instant::now();
+    cancel("queued-1").await.expect_ok(200);
+    let done = wait_for(&app, "queued-1", "cancelled").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not wait for the 30 s run ahead of it: {done}"
+    );
+    assert_eq!(
+        app.get("/runs/busy-1", Some(&app.jake()))
+            .await
+            .expect_ok(200)["status"],
+        "running",
+        "the run ahead of it is untouched"
+    );
+    let records = app.audit_for("queued-1");
+    let outcomes: Vec<&str> = records
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["cancelled"], "it never started");
+    cancel("busy-1").await.expect_ok(200);
+    wait_for(&app, "busy-1", "cancelled").await;
+}
