@@ -236,13 +236,26 @@ impl Problems {
 }
 
 impl Workflow {
-    /// Parses and validates a definition; on failure, every problem as `path: message`.
+    /// Parses and validates a JSON definition; on failure, every problem as `path: message`.
     pub fn from_json(name: &str, text: &str) -> Result<Workflow, Vec<String>> {
         let value: Value =
             serde_json::from_str(text).map_err(|e| vec![format!("invalid JSON: {e}")])?;
+        Workflow::from_value(name, value)
+    }
+
+    /// Parses and validates a YAML definition (read strictly, see [`super::yaml`]); on failure,
+    /// every problem as `path: message`.
+    pub fn from_yaml(name: &str, text: &str) -> Result<Workflow, Vec<String>> {
+        let value = super::yaml::to_json(text).map_err(|e| vec![format!("invalid YAML: {e}")])?;
+        Workflow::from_value(name, value)
+    }
+
+    /// Validates a definition already read from its format: the one validation path of every
+    /// format. On failure, every problem as `path: message`.
+    pub fn from_value(name: &str, value: Value) -> Result<Workflow, Vec<String>> {
         let Value::Object(root) = value else {
             return Err(vec![
-                "a workflow definition must be a JSON object".to_owned()
+                "a workflow definition must be an object (a mapping of keys)".to_owned(),
             ]);
         };
         let mut p = Problems::default();

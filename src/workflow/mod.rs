@@ -1,12 +1,14 @@
-//! Workflow definitions: JSON files in `WORKFLOWS_DIR`, named by file stem.
+//! Workflow definitions: JSON or YAML files in `WORKFLOWS_DIR`, named by file stem.
 
 pub mod command;
 mod definition;
 pub mod http_step;
 pub mod llm;
 mod runner;
+mod yaml;
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -31,6 +33,27 @@ pub fn validate_name(name: &str) -> Result<(), InvalidName> {
     }
 }
 
+/// The largest definition file read, in bytes (1 MiB, as a request body); a larger one is refused.
+pub const MAX_DEFINITION_BYTES: u64 = 1024 * 1024;
+
+/// The formats a definition file may be in, by extension: `.json`, `.yaml` or `.yml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Yaml,
+}
+
+impl Format {
+    /// The format of a file, or `None` when the file is not a definition.
+    fn of(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()? {
+            "json" => Some(Format::Json),
+            "yaml" | "yml" => Some(Format::Yaml),
+            _ => None,
+        }
+    }
+}
+
 /// A definition file that could not be loaded, and why.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LoadProblem {
@@ -52,8 +75,9 @@ pub struct WorkflowRegistry {
 type FileStamp = (PathBuf, u64, Option<std::time::SystemTime>);
 
 impl WorkflowRegistry {
-    /// Loads every `*.json` file of `dir`. A missing directory loads nothing (as the original); a bad
-    /// file is skipped and reported in [`WorkflowRegistry::problems`].
+    /// Loads every `*.json`, `*.yaml` and `*.yml` file of `dir`. A missing directory loads nothing
+    /// (as the original); a bad file, or a name defined by more than one file, is skipped and
+    /// reported in [`WorkflowRegistry::problems`].
     pub fn load(dir: &Path) -> WorkflowRegistry {
         let registry = WorkflowRegistry {
             dir: dir.to_owned(),
@@ -153,13 +177,13 @@ impl WorkflowRegistry {
             != now
     }
 
-    /// A cheap fingerprint of the directory (names, sizes, modification times of `*.json`), to
-    /// notice edits without reading every file.
+    /// A cheap fingerprint of the directory (names, sizes, modification times of the definition
+    /// files), to notice edits without reading every file.
     pub fn fingerprint(&self) -> Vec<FileStamp> {
         let mut entries: Vec<_> = std::fs::read_dir(&self.dir)
             .map(|dir| {
                 dir.flatten()
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .filter(|e| Format::of(&e.path()).is_some())
                     .filter_map(|e| {
                         let meta = e.metadata().ok()?;
                         Some((e.path(), meta.len(), meta.modified().ok()))
@@ -182,97 +206,70 @@ fn read_dir(dir: &Path) -> (BTreeMap<String, Arc<Workflow>>, Vec<LoadProblem>) {
             return (catalog, problems);
         }
     };
+    // The definition files of each name, in path order so that problems come out the same way
+    // every time.
+    let mut files: BTreeMap<String, Vec<(PathBuf, Format)>> = BTreeMap::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+        let Some(format) = Format::of(&path) else {
             continue;
-        }
+        };
         let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
             continue;
         };
-        let loaded = validate_name(&name)
-            .map_err(|e| e.to_string())
-            .and_then(|()| std::fs::read_to_string(&path).map_err(|e| e.to_string()))
-            .and_then(|text| {
-                Workflow::from_json(&name, &text).map_err(|problems| problems.join("; "))
-            });
+        files.entry(name).or_default().push((path, format));
+    }
+    for (name, mut paths) in files {
+        paths.sort_by(|a, b| a.0.cmp(&b.0));
+        let loaded = match paths.as_slice() {
+            [(path, format)] => load_file(&name, path, *format),
+            _ => Err(format!(
+                "workflow '{name}' is defined by more than one file ({}); keep one",
+                paths
+                    .iter()
+                    .map(|(path, _)| path.file_name().unwrap_or_default().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        };
         match loaded {
             Ok(workflow) => {
                 catalog.insert(name, Arc::new(workflow));
             }
-            Err(reason) => problems.push(LoadProblem { file: path, reason }),
+            Err(reason) => problems.push(LoadProblem {
+                file: paths.remove(0).0,
+                reason,
+            }),
         }
     }
     (catalog, problems)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_allow_only_alphanumerics_hyphens_and_underscores() {
-        assert!(validate_name("deploy-to_staging2").is_ok());
-        for bad in ["", "../etc/passwd", "a/b", "a b", "a.json", "é", "a\0"] {
-            assert!(validate_name(bad).is_err(), "{bad:?}");
-        }
+/// Reads and validates one definition file; on failure, every problem in one line.
+fn load_file(name: &str, path: &Path, format: Format) -> Result<Workflow, String> {
+    validate_name(name).map_err(|e| e.to_string())?;
+    let text = read_bounded(path)?;
+    match format {
+        Format::Json => Workflow::from_json(name, &text),
+        Format::Yaml => Workflow::from_yaml(name, &text),
     }
-
-    #[test]
-    fn loads_json_files_by_stem_and_reports_bad_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("noop.json"),
-            r#"{"description": "nothing"}"#,
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("broken.json"), "{").unwrap();
-        std::fs::write(dir.path().join("bad-steps.json"), r#"{"steps": 3}"#).unwrap();
-        std::fs::write(dir.path().join("typo.json"), r#"{"drag_mode": ["draft"]}"#).unwrap();
-        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
-        let registry = WorkflowRegistry::load(dir.path());
-        assert_eq!(registry.names(), ["noop"]);
-        assert_eq!(
-            registry.get("noop").unwrap().description.as_deref(),
-            Some("nothing")
-        );
-        let problems = registry.problems();
-        assert_eq!(problems.len(), 3);
-        let typo = problems
-            .iter()
-            .find(|p| p.file.ends_with("typo.json"))
-            .expect("named by file");
-        assert!(
-            typo.reason.contains("drag_mode: unknown key"),
-            "{}",
-            typo.reason
-        );
-    }
-
-    #[test]
-    fn a_reload_keeps_the_previous_valid_version_of_a_broken_file() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.json"), r#"{"description": "one"}"#).unwrap();
-        let registry = WorkflowRegistry::load(dir.path());
-        std::fs::write(dir.path().join("a.json"), r#"{"description": 5}"#).unwrap();
-        std::fs::write(dir.path().join("b.json"), r#"{}"#).unwrap();
-        registry.reload();
-        assert_eq!(registry.names(), ["a", "b"]);
-        assert_eq!(
-            registry.get("a").unwrap().description.as_deref(),
-            Some("one")
-        );
-        assert!(registry.problems()[0]
-            .reason
-            .contains("previous valid version"));
-        std::fs::remove_file(dir.path().join("a.json")).unwrap();
-        registry.reload();
-        assert_eq!(registry.names(), ["b"], "a removed file is unloaded");
-    }
-
-    #[test]
-    fn a_missing_directory_loads_nothing() {
-        let registry = WorkflowRegistry::load(Path::new("/nonexistent/sustainbot/workflows"));
-        assert!(registry.is_empty());
-    }
+    .map_err(|problems| problems.join("; "))
 }
+
+/// A file's text, refused past [`MAX_DEFINITION_BYTES`] (read at most one byte beyond, whatever
+/// the file's size when it was listed).
+fn read_bounded(path: &Path) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_DEFINITION_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_DEFINITION_BYTES {
+        return Err(format!(
+            "the file is larger than {MAX_DEFINITION_BYTES} bytes (1 MiB), the limit for a definition"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -338,6 +338,72 @@ async fn changed_files_are_picked_up_without_a_restart() {
         .expect_ok(200);
 }
 
+/// A YAML definition; `yes` is text in YAML 1.2.
+const GREET_YAML: &str = r#"description: Say a name
+drag_modes: [execute]
+parameters:
+  name: {type: string, enum: [yes, no], required: true}
+steps:
+  - id: say
+    command: [printf, '%s', "{{ parameters.name }}"]
+"#;
+
+#[tokio::test]
+async fn a_yaml_workflow_is_listed_runs_governed_and_survives_a_broken_edit() {
+    let app = TestApp::builder()
+        .workflow_file("greet.yaml", GREET_YAML)
+        .spawn()
+        .await;
+    let listed = app
+        .get("/workflows", Some(&app.jake()))
+        .await
+        .expect_ok(200);
+    assert_eq!(listed["workflows"], json!(["greet", "noop", "with-steps"]));
+    let body = app
+        .execute(
+            &request("greet", "execute", json!({"name": "yes"})),
+            &[("x-trace-id", "yaml-1".to_owned())],
+        )
+        .await
+        .expect_ok(200);
+    assert_eq!(body["steps"][0]["stdout"], "yes");
+    assert_eq!(app.audit_for("yaml-1").len(), 2, "started + outcome");
+
+    // An edit that is not valid YAML: the reload reports file and line, the old version stays.
+    std::fs::write(
+        app.workflows_dir.join("greet.yaml"),
+        GREET_YAML.replace("'%s', ", "'%s' "),
+    )
+    .unwrap();
+    let body = app
+        .post_raw(
+            "/workflows/reload",
+            Vec::new(),
+            &[("authorization", format!("Bearer {}", app.jake()))],
+        )
+        .await
+        .expect_ok(200);
+    assert_eq!(body["workflows"], json!(["greet", "noop", "with-steps"]));
+    let invalid = body["invalid"].as_array().unwrap();
+    assert_eq!(invalid.len(), 1, "{body}");
+    assert!(
+        invalid[0]["file"].as_str().unwrap().ends_with("greet.yaml"),
+        "{body}"
+    );
+    let reason = invalid[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("invalid YAML: ")
+            && reason.contains(" at line 7 column ")
+            && reason.ends_with("(the previous valid version stays loaded)"),
+        "{reason}"
+    );
+    let body = app
+        .execute(&request("greet", "execute", json!({"name": "no"})), &[])
+        .await
+        .expect_ok(200);
+    assert_eq!(body["steps"][0]["stdout"], "no", "the previous version ran");
+}
+
 #[tokio::test]
 async fn beyond_the_workers_and_the_queue_runs_are_refused_with_429() {
     let app = TestApp::builder()

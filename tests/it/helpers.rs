@@ -37,6 +37,8 @@ pub struct TestApp {
 pub struct TestAppBuilder {
     env: BTreeMap<String, String>,
     workflows: Vec<(String, Value)>,
+    /// Definition files written as they are: `(file name, text)`.
+    files: Vec<(String, String)>,
     dev: bool,
     scripts: Option<PathBuf>,
 }
@@ -98,6 +100,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Adds `workflows/<file_name>` with `text` as it is (a YAML definition, a broken file).
+    pub fn workflow_file(mut self, file_name: &str, text: &str) -> Self {
+        self.files.push((file_name.to_owned(), text.to_owned()));
+        self
+    }
+
     /// Copies these files into `workflows/scripts/` (permissions kept), for command steps.
     pub fn scripts_from(mut self, dir: &std::path::Path) -> Self {
         self.scripts = Some(dir.to_owned());
@@ -138,6 +146,9 @@ impl TestAppBuilder {
                 serde_json::to_vec_pretty(&definition).expect("workflow json"),
             )
             .expect("write workflow");
+        }
+        for (file_name, text) in &self.files {
+            std::fs::write(workflows.join(file_name), text).expect("write workflow file");
         }
 
         let mut vars = BTreeMap::new();
@@ -193,6 +204,7 @@ impl TestApp {
         TestAppBuilder {
             env: BTreeMap::new(),
             workflows: Vec::new(),
+            files: Vec::new(),
             dev: false,
             scripts: None,
         }

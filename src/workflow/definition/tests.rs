@@ -233,3 +233,115 @@ fn fill_templates_replaces_each_template_once() {
     );
     assert!(fill_templates("{{ nope }}", |_| Ok(String::new())).is_err());
 }
+
+/// [`DEPLOY`], written as YAML.
+const DEPLOY_YAML: &str = r#"
+description: Deploy a build to staging
+drag_modes: [execute]
+roles: [admin, devops]
+parameters:
+  environment: {type: string, enum: [staging], required: true}
+  version:
+    type: string
+    pattern: '^v[0-9]+\.[0-9]+\.[0-9]+$'
+    required: true
+  replicas: {type: integer, minimum: 1, maximum: 5, default: 2}
+timeout_seconds: 300
+approval: {required: true, approver_roles: [admin], expires_seconds: 3600}
+steps:
+  - {id: build, command: [./scripts/build.sh, "{{ parameters.version }}"], timeout_seconds: 120}
+  - id: ship
+    command: [./scripts/ship.sh, "{{ steps.build.output }}"]
+    env: {TARGET: "{{ parameters.environment }}"}
+  - id: health
+    http: {method: GET, url: "http://127.0.0.1:8080/health", expect_status: 200}
+  - id: notes
+    llm:
+      prompt: List the risks
+"#;
+
+fn yaml_problems(text: &str) -> Vec<String> {
+    Workflow::from_yaml("w", text).expect_err("invalid")
+}
+
+#[test]
+fn a_yaml_definition_equals_its_json_twin() {
+    let from_yaml = crate::workflow::yaml::to_json(DEPLOY_YAML).expect("valid YAML");
+    let from_json: Value = serde_json::from_str(DEPLOY).expect("valid JSON");
+    assert_eq!(from_yaml, from_json);
+    let yaml = Workflow::from_yaml("deploy-to-staging", DEPLOY_YAML).expect("valid");
+    let json = Workflow::from_json("deploy-to-staging", DEPLOY).expect("valid");
+    assert_eq!(format!("{yaml:?}"), format!("{json:?}"));
+}
+
+#[test]
+fn the_shipped_disk_report_yaml_is_the_json_it_replaced() {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/disk-report.yaml"),
+    )
+    .expect("shipped example");
+    let former = json!({
+        "description": "Grunt work: report disk usage of a directory (read-only).",
+        "drag_modes": ["grunt", "execute"],
+        "parameters": {"path": {"type": "string", "pattern": "^/[A-Za-z0-9_./-]*$", "default": "/tmp"}},
+        "steps": [{"id": "usage", "command": ["df", "-h", "{{ parameters.path }}"], "timeout_seconds": 10}]
+    });
+    assert_eq!(crate::workflow::yaml::to_json(&shipped), Ok(former));
+    assert!(Workflow::from_yaml("disk-report", &shipped).is_ok());
+}
+
+#[test]
+fn yes_and_no_stay_strings_in_yaml() {
+    let workflow = Workflow::from_yaml(
+        "w",
+        "parameters:\n  confirm: {type: string, enum: [yes, no], default: yes}\n",
+    )
+    .expect("valid");
+    let confirm = &workflow.parameters.as_ref().unwrap()["confirm"];
+    assert_eq!(confirm.allowed, Some(vec![json!("yes"), json!("no")]));
+    assert_eq!(confirm.default, Some(json!("yes")));
+    // Where a boolean is meant, `yes` is refused rather than read as true.
+    let all = yaml_problems("parameters:\n  v: {type: string, required: yes}\n");
+    assert_eq!(all, ["parameters.v.required: must be true or false"]);
+}
+
+#[test]
+fn a_yaml_tag_is_refused_with_its_position() {
+    let all =
+        yaml_problems("description: ok\nroles: [admin]\nsteps:\n  - command: [echo, !env HOME]\n");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(
+        all[0].starts_with("invalid YAML: YAML tags (!env) are not supported")
+            && all[0].ends_with("at line 4 column 21"),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn a_yaml_syntax_error_names_its_line_and_column() {
+    let all =
+        yaml_problems("description: ok\nsteps:\n  - id: a\n    command: [echo, hi\n  - id: b\n");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(all[0].starts_with("invalid YAML: "), "{all:?}");
+    assert!(all[0].contains(" at line 5 column "), "{all:?}");
+}
+
+#[test]
+fn yaml_definitions_get_the_same_validation_and_paths_as_json() {
+    let all = yaml_problems(
+        "drag_mode: [execute]\ntimeout_seconds: 0\nsteps:\n  - id: a\n    command: []\n",
+    );
+    assert_eq!(
+        all,
+        [
+            "drag_mode: unknown key (expected one of description, max_concurrent_runs, drag_modes, \
+             roles, parameters, timeout_seconds, approval, steps)",
+            "timeout_seconds: must be a positive whole number",
+            "steps[0].command: must be a non-empty array of strings (the program and its arguments; no shell)",
+        ]
+    );
+    assert_eq!(
+        yaml_problems("- a list\n"),
+        ["a workflow definition must be an object (a mapping of keys)"]
+    );
+}

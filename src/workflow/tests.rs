@@ -1,0 +1,187 @@
+//! The registry: which files are definitions, reloads, and what a bad file does.
+
+use super::*;
+
+#[test]
+fn names_allow_only_alphanumerics_hyphens_and_underscores() {
+    assert!(validate_name("deploy-to_staging2").is_ok());
+    for bad in ["", "../etc/passwd", "a/b", "a b", "a.json", "é", "a\0"] {
+        assert!(validate_name(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn loads_json_files_by_stem_and_reports_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("noop.json"),
+        r#"{"description": "nothing"}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.json"), "{").unwrap();
+    std::fs::write(dir.path().join("bad-steps.json"), r#"{"steps": 3}"#).unwrap();
+    std::fs::write(dir.path().join("typo.json"), r#"{"drag_mode": ["draft"]}"#).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+    let registry = WorkflowRegistry::load(dir.path());
+    assert_eq!(registry.names(), ["noop"]);
+    assert_eq!(
+        registry.get("noop").unwrap().description.as_deref(),
+        Some("nothing")
+    );
+    let problems = registry.problems();
+    assert_eq!(problems.len(), 3);
+    let typo = problems
+        .iter()
+        .find(|p| p.file.ends_with("typo.json"))
+        .expect("named by file");
+    assert!(
+        typo.reason.contains("drag_mode: unknown key"),
+        "{}",
+        typo.reason
+    );
+}
+
+#[test]
+fn a_reload_keeps_the_previous_valid_version_of_a_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.json"), r#"{"description": "one"}"#).unwrap();
+    let registry = WorkflowRegistry::load(dir.path());
+    std::fs::write(dir.path().join("a.json"), r#"{"description": 5}"#).unwrap();
+    std::fs::write(dir.path().join("b.json"), r#"{}"#).unwrap();
+    registry.reload();
+    assert_eq!(registry.names(), ["a", "b"]);
+    assert_eq!(
+        registry.get("a").unwrap().description.as_deref(),
+        Some("one")
+    );
+    assert!(registry.problems()[0]
+        .reason
+        .contains("previous valid version"));
+    std::fs::remove_file(dir.path().join("a.json")).unwrap();
+    registry.reload();
+    assert_eq!(registry.names(), ["b"], "a removed file is unloaded");
+}
+
+#[test]
+fn a_missing_directory_loads_nothing() {
+    let registry = WorkflowRegistry::load(Path::new("/nonexistent/sustainbot/workflows"));
+    assert!(registry.is_empty());
+}
+
+#[test]
+fn loads_yaml_and_yml_files_by_stem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), "description: from yaml\n").unwrap();
+    std::fs::write(
+        dir.path().join("b.yml"),
+        "steps:\n  - command: [echo, yes]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("c.YAML"), "description: not a definition\n").unwrap();
+    let registry = WorkflowRegistry::load(dir.path());
+    assert_eq!(registry.names(), ["a", "b"]);
+    assert!(registry.problems().is_empty(), "{:?}", registry.problems());
+    assert_eq!(
+        registry.get("a").unwrap().description.as_deref(),
+        Some("from yaml")
+    );
+    let StepKind::Command { argv, .. } = &registry.get("b").unwrap().steps[0].kind else {
+        panic!("command")
+    };
+    assert_eq!(argv[1], Arg::Literal("yes".into()));
+}
+
+#[test]
+fn a_name_defined_by_two_files_is_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("deploy.json"), r#"{"description": "json"}"#).unwrap();
+    std::fs::write(dir.path().join("deploy.yaml"), "description: yaml\n").unwrap();
+    std::fs::write(dir.path().join("other.yml"), "{}\n").unwrap();
+    let registry = WorkflowRegistry::load(dir.path());
+    assert_eq!(registry.names(), ["other"], "no guess between the two");
+    let problems = registry.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].file.ends_with("deploy.json"));
+    assert_eq!(
+        problems[0].reason,
+        "workflow 'deploy' is defined by more than one file (deploy.json, deploy.yaml); keep one"
+    );
+}
+
+#[test]
+fn a_second_file_for_a_loaded_name_keeps_the_loaded_version() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("deploy.json"), r#"{"description": "json"}"#).unwrap();
+    let registry = WorkflowRegistry::load(dir.path());
+    std::fs::write(dir.path().join("deploy.yml"), "description: yaml\n").unwrap();
+    assert!(registry.changed(), "a new .yml file is a change");
+    registry.reload();
+    assert_eq!(
+        registry.get("deploy").unwrap().description.as_deref(),
+        Some("json")
+    );
+    let reason = &registry.problems()[0].reason;
+    assert!(
+        reason.contains("deploy.json, deploy.yml") && reason.contains("previous valid version"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_broken_yaml_edit_keeps_the_previous_version_and_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.yaml");
+    std::fs::write(&file, "description: one\n").unwrap();
+    let registry = WorkflowRegistry::load(dir.path());
+    assert!(!registry.changed());
+    std::fs::write(&file, "description: two\nsteps: [\n").unwrap();
+    assert!(registry.changed(), "an edited .yaml file is a change");
+    registry.reload();
+    assert!(!registry.changed());
+    assert_eq!(
+        registry.get("a").unwrap().description.as_deref(),
+        Some("one")
+    );
+    let problems = registry.problems();
+    assert!(problems[0].file.ends_with("a.yaml"));
+    assert!(
+        problems[0].reason.starts_with("invalid YAML: ")
+            && problems[0].reason.contains(" at line 3 column ")
+            && problems[0]
+                .reason
+                .ends_with("(the previous valid version stays loaded)"),
+        "{}",
+        problems[0].reason
+    );
+}
+
+#[test]
+fn a_definition_file_over_1_mib_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let padding = " ".repeat(MAX_DEFINITION_BYTES as usize);
+    std::fs::write(dir.path().join("big.json"), format!("{{}}{padding}")).unwrap();
+    std::fs::write(dir.path().join("big2.yaml"), format!("{{}}{padding}")).unwrap();
+    std::fs::write(
+        dir.path().join("fits.json"),
+        format!("{{}}{}", &padding[2..]),
+    )
+    .unwrap();
+    let registry = WorkflowRegistry::load(dir.path());
+    assert_eq!(registry.names(), ["fits"]);
+    let problems = registry.problems();
+    assert_eq!(problems.len(), 2);
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.reason.contains("larger than 1048576 bytes (1 MiB)")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn the_shipped_workflows_all_load() {
+    let registry = WorkflowRegistry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"));
+    assert!(registry.problems().is_empty(), "{:?}", registry.problems());
+    assert!(registry.get("disk-report").is_some(), "the YAML example");
+    assert!(registry.get("deploy-to-staging").is_some());
+}
