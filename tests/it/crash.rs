@@ -649,27 +649,42 @@ async fn shutdown_cancels_runs_still_going_after_the_grace_period_and_records_it
     assert!(verify_path(&site.audit()).unwrap().is_valid());
 }
 
-#[tokio::test]
-async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_after_restart() {
-    let site = Site::new();
+/// Writes `workflows/guarded.json` (approval by an admin, expiring after `expires_seconds`).
+fn guarded_workflow(site: &Site, expires_seconds: u64) {
+    let definition = serde_json::json!({
+        "approval": {"required": true, "approver_roles": ["admin"], "expires_seconds": expires_seconds},
+        "steps": [{"id": "x", "command": ["true"]}],
+    });
     std::fs::write(
         site.path().join("workflows/guarded.json"),
-        r#"{"approval": {"required": true, "approver_roles": ["admin"]}, "steps": [{"id": "x", "command": ["true"]}]}"#,
+        definition.to_string(),
     )
     .unwrap();
-    let mut server = site.start_with(&[("SHUTDOWN_GRACE_SECONDS", "20")]);
+}
+
+/// Asks for a run of `guarded` as `trace_id`, which waits for approval (202); returns the request.
+async fn request_guarded(server: &Server, trace_id: &str) -> Value {
     let mut body: Value = serde_json::from_slice(&request_body()).unwrap();
     body["workflow_name"] = "guarded".into();
     let status = governed(
         &client(),
         &server.url,
         &token(),
-        "wait-1",
+        trace_id,
         serde_json::to_vec(&body).unwrap(),
     )
     .await
     .unwrap();
-    assert_eq!(status, 202);
+    assert_eq!(status, 202, "{}", server.stderr());
+    body
+}
+
+#[tokio::test]
+async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_after_restart() {
+    let site = Site::new();
+    guarded_workflow(&site, 3600);
+    let mut server = site.start_with(&[("SHUTDOWN_GRACE_SECONDS", "20")]);
+    let body = request_guarded(&server, "wait-1").await;
     let started = Instant::now();
     Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
@@ -765,24 +780,9 @@ async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_af
 #[tokio::test]
 async fn an_approval_request_that_expired_while_the_server_was_down_is_recorded_as_expired() {
     let site = Site::new();
-    std::fs::write(
-        site.path().join("workflows/guarded.json"),
-        r#"{"approval": {"required": true, "approver_roles": ["admin"], "expires_seconds": 1}, "steps": [{"id": "x", "command": ["true"]}]}"#,
-    )
-    .unwrap();
+    guarded_workflow(&site, 1);
     let mut server = site.start();
-    let mut body: Value = serde_json::from_slice(&request_body()).unwrap();
-    body["workflow_name"] = "guarded".into();
-    let status = governed(
-        &client(),
-        &server.url,
-        &token(),
-        "late-1",
-        serde_json::to_vec(&body).unwrap(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 202);
+    request_guarded(&server, "late-1").await;
     // Killed at once: no sweep ran before it died.
     server.kill();
     tokio::time::sleep(Duration::from_millis(1500)).await;
