@@ -364,6 +364,7 @@ fn verify_signed(path: &Path, key: &checkpoint::PublicKey) -> verify::Report {
         path,
         &verify::VerifyOptions {
             public_key: Some(key.clone()),
+            live: false,
         },
     )
     .unwrap()

@@ -44,6 +44,14 @@ pub struct Report {
     pub last_checkpoint_seq: Option<u64>,
     pub files: usize,
     pub problem: Option<Problem>,
+    /// With [`VerifyOptions::live`]: bytes after the active file's last complete line, left out
+    /// (a write in progress).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unfinished_tail_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Report {
@@ -57,6 +65,9 @@ impl Report {
 pub struct VerifyOptions {
     /// Check every checkpoint's signature against this key, and require at least one checkpoint.
     pub public_key: Option<PublicKey>,
+    /// The log is being written (the server verifying its own log): an unfinished last line of the
+    /// active file is a write in progress, left out and counted, not a torn line.
+    pub live: bool,
 }
 
 /// BODYs nested deeper than this are invalid (the server's own request parser stops at 128).
@@ -329,6 +340,7 @@ fn stitch(segments: Vec<(usize, Segment)>, files: &[PathBuf], key: Option<&Publi
         last_checkpoint_seq: None,
         files: files.len(),
         problem: None,
+        unfinished_tail_bytes: 0,
     };
     let anchors: Vec<(u64, String)> = segments
         .iter()
@@ -432,6 +444,7 @@ pub fn verify_log(path: &Path, options: &VerifyOptions) -> io::Result<Report> {
         PARALLEL_THRESHOLD,
         workers,
         options.public_key.as_ref(),
+        options.live,
     )
 }
 
@@ -442,11 +455,18 @@ fn verify_files(
     threshold: u64,
     workers: u64,
     key: Option<&PublicKey>,
+    live: bool,
 ) -> io::Result<Report> {
     let mut ranges = Vec::new();
+    let mut unfinished = 0;
     for (index, path) in files.iter().enumerate() {
         let mut file = File::open(path)?;
-        let len = file.metadata()?.len();
+        let mut len = file.metadata()?.len();
+        if live && index + 1 == files.len() {
+            let complete = complete_lines_end(&mut file, len)?;
+            unfinished = len - complete;
+            len = complete;
+        }
         let mut starts = vec![0u64];
         if len >= threshold && workers > 1 {
             for k in 1..workers {
@@ -495,7 +515,26 @@ fn verify_files(
     for (range, result) in ranges.iter().zip(results) {
         segments.push((range.file, result?));
     }
-    Ok(stitch(segments, files, key))
+    let mut report = stitch(segments, files, key);
+    report.unfinished_tail_bytes = unfinished;
+    Ok(report)
+}
+
+/// The offset just after the last `\n` in the first `len` bytes of `file` (0 when there is none).
+fn complete_lines_end(file: &mut File, len: u64) -> io::Result<u64> {
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(part)?;
+        if let Some(i) = part.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// The offset just after the first `\n` at or after `from`, if any.
@@ -532,8 +571,8 @@ mod tests {
     fn both(path: &Path) -> (Report, Report) {
         let files = [path.to_owned()];
         (
-            verify_files(&files, u64::MAX, 1, None).unwrap(),
-            verify_files(&files, 0, 5, None).unwrap(),
+            verify_files(&files, u64::MAX, 1, None, false).unwrap(),
+            verify_files(&files, 0, 5, None, false).unwrap(),
         )
     }
 
@@ -586,6 +625,38 @@ mod tests {
         let (one, many) = both(&path);
         assert_eq!(one.problem.as_ref().map(|p| p.line), Some(500));
         assert_eq!(one, many);
+    }
+
+    #[test]
+    fn a_live_log_leaves_out_a_line_being_written_and_counts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let lines = write_log(&path, 10);
+        let mut partial = lines.concat().into_bytes();
+        let half = lines[9].len() / 2;
+        partial.truncate(partial.len() - half);
+        std::fs::write(&path, &partial).unwrap();
+        let offline = verify_path(&path).unwrap();
+        assert!(offline
+            .problem
+            .as_ref()
+            .is_some_and(|p| p.message.starts_with("torn line")));
+        let live = VerifyOptions {
+            public_key: None,
+            live: true,
+        };
+        let report = verify_log(&path, &live).unwrap();
+        assert!(report.is_valid(), "{report:?}");
+        assert_eq!(report.head_seq, 9);
+        assert_eq!(report.unfinished_tail_bytes, (lines[9].len() - half) as u64);
+        // Complete lines only: nothing is left out.
+        std::fs::write(&path, lines.concat()).unwrap();
+        let whole = verify_log(&path, &live).unwrap();
+        assert_eq!((whole.head_seq, whole.unfinished_tail_bytes), (10, 0));
+        // A file with no complete line at all.
+        std::fs::write(&path, &lines[0].as_bytes()[..5]).unwrap();
+        let none = verify_log(&path, &live).unwrap();
+        assert_eq!((none.records, none.unfinished_tail_bytes), (0, 5));
     }
 
     #[test]

@@ -284,6 +284,18 @@ async fn verify_reports_a_valid_chain_and_its_head() {
     assert_eq!(body["checkpoints"], 0);
     assert_eq!(body["last_checkpoint_seq"], Value::Null);
     assert_eq!(body["problem"], Value::Null);
+    assert_eq!(body["unfinished_tail_bytes"], 0);
+
+    // A line still being written (no newline yet) is left out, not reported as torn.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&app.audit_path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, br#"{"aim":{"#).unwrap();
+    let body = read(&app, "/audit/verify").await;
+    assert_eq!(body["valid"], true, "{body}");
+    assert_eq!(body["head_seq"], 7);
+    assert_eq!(body["unfinished_tail_bytes"], 8);
 
     // An edited record: invalid, naming the file (not its directory) and the line.
     let text = std::fs::read_to_string(&app.audit_path).unwrap();

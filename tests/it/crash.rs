@@ -598,6 +598,7 @@ async fn graceful_shutdown_signs_a_final_checkpoint() {
         .unwrap();
     let options = sustainbot::audit::verify::VerifyOptions {
         public_key: Some(key),
+        live: false,
     };
     let report = sustainbot::audit::verify::verify_log(&site.audit(), &options).unwrap();
     assert!(report.is_valid(), "{report:?}");
