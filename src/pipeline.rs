@@ -50,6 +50,8 @@ pub enum GateError {
     ApprovalExpired(String),
     #[error("{0}")]
     NotPending(String),
+    #[error("Trace id '{0}' belongs to a run that is still queued, running or waiting for approval; use a new trace id")]
+    TraceInUse(String),
     #[error("Too many runs in progress and waiting; try again shortly")]
     TooManyRuns,
     #[error("The run was cancelled before it started")]
@@ -79,6 +81,7 @@ impl GateError {
             GateError::ApprovalRefused(_) => "APPROVAL_REFUSED",
             GateError::ApprovalExpired(_) => "APPROVAL_EXPIRED",
             GateError::NotPending(_) => "RUN_NOT_PENDING",
+            GateError::TraceInUse(_) => "TRACE_ID_IN_USE",
             GateError::AuditUnavailable(_) => "AUDIT_UNAVAILABLE",
         }
     }
@@ -355,6 +358,18 @@ impl Gate {
                 return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
             }
         };
+        // One live run per trace id: the id names the run in /runs, in approvals and on the record.
+        let live_already = self
+            .runs
+            .get(&trace_id)
+            .is_some_and(|run| run.status().is_active())
+            || lock(&self.approvals)
+                .get(&trace_id)
+                .is_some_and(|p| !p.expiry_recorded);
+        if live_already {
+            let refusal = GateError::TraceInUse(trace_id.clone());
+            return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
+        }
         // The record shows the parameters the run really uses (defaults filled in).
         let mut readable = readable;
         readable["parameters"] = Value::Object(parameters.clone());
@@ -705,21 +720,29 @@ impl Gate {
             None
         };
         let decision = match (&refusal, approve) {
-            (Some(_), _) if expired => "expired",
+            // The expiry itself is the server's finding, recorded once; a later attempt is refused.
+            (Some(_), _) if expired && !pending.expiry_recorded => "expired",
             (Some(_), _) => "refused",
             (None, true) => "approved",
             (None, false) => "denied",
         };
-        let recorded = self
-            .record_decision(
-                &pending,
-                decision,
-                approver,
+        let (actor, why) = if decision == "expired" {
+            let who = approver.actor.as_deref().unwrap_or(&approver.role);
+            (
+                Principal::server(),
+                Some(format!(
+                    "nobody decided before the request expired (found when {who} tried to decide)"
+                )),
+            )
+        } else {
+            (
+                approver.clone(),
                 reason
                     .clone()
                     .or_else(|| refusal.as_ref().map(ToString::to_string)),
             )
-            .await;
+        };
+        let recorded = self.record_decision(&pending, decision, &actor, why).await;
         if let Err(unavailable) = recorded {
             lock(&self.approvals).insert(trace_id.to_owned(), pending);
             return Err(unavailable);
@@ -850,23 +873,27 @@ impl Gate {
         .await
         .map_err(|e| GateError::AuditUnavailable(e.to_string()))?
         .map_err(|e| GateError::AuditUnavailable(format!("cannot read the audit log: {e}")))?;
-        // The last word on each trace, in log order.
-        let mut open: Vec<(String, Value)> = Vec::new();
+        // The last word on each trace: a request stays open until a decision other than `refused`.
+        let mut open: HashMap<String, (u64, Value)> = HashMap::new();
         for record in page.entries {
             let Some(trace_id) = record["trace_id"].as_str().map(str::to_owned) else {
                 continue;
             };
             match record["decision"].as_str() {
                 Some("requested") => {
-                    open.retain(|(id, _)| id != &trace_id);
-                    open.push((trace_id, record));
+                    let seq = record["seq"].as_u64().unwrap_or_default();
+                    open.insert(trace_id, (seq, record));
                 }
                 Some("refused") => {}
-                _ => open.retain(|(id, _)| id != &trace_id),
+                _ => {
+                    open.remove(&trace_id);
+                }
             }
         }
+        let mut open: Vec<(String, (u64, Value))> = open.into_iter().collect();
+        open.sort_by_key(|(_, (seq, _))| *seq);
         let mut restored = 0;
-        for (trace_id, record) in open {
+        for (trace_id, (_, record)) in open {
             let expires_at = record["expires_at"]
                 .as_str()
                 .and_then(|t| crate::audit::query::parse_timestamp(t).ok());
@@ -886,28 +913,25 @@ impl Gate {
                 })
                 .await
             {
+                Ok(prepared) if prepared.approval().is_none() => {
+                    // The workflow no longer asks for approval: a stale request does not run.
+                    let why = "the workflow no longer requires approval; request the run again";
+                    prepared
+                        .live
+                        .finish(RunStatus::Rejected, None, Some(why.to_owned()));
+                    self.close_restored(&record, &trace_id, expires_at, &mode, why)
+                        .await?;
+                    continue;
+                }
                 Ok(prepared) => prepared,
                 Err(GateError::AuditUnavailable(why)) => {
                     return Err(GateError::AuditUnavailable(why))
                 }
                 Err(refusal) => {
                     // The refusal is audited; close the request on the record too.
-                    let record = Record::Approval {
-                        trace_id: trace_id.clone(),
-                        workflow_name: record["workflow_name"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        decision: "withdrawn".to_owned(),
-                        actor: Principal::server(),
-                        requested_by: record["requested_by"].as_str().map(str::to_owned),
-                        reason: Some(format!(
-                            "after a restart the request no longer passes: {refusal}"
-                        )),
-                        expires_at: rfc3339(expires_at),
-                        request: None,
-                    };
-                    self.record(record, &mode).await?;
+                    let why = refusal.to_string();
+                    self.close_restored(&record, &trace_id, expires_at, &mode, &why)
+                        .await?;
                     continue;
                 }
             };
@@ -921,6 +945,33 @@ impl Gate {
         // Those whose time ran out while the server was down end now, on the record.
         self.expire_approvals().await;
         Ok(restored)
+    }
+
+    /// Closes a restored request that no longer passes, as `withdrawn` by the server.
+    async fn close_restored(
+        &self,
+        requested: &Value,
+        trace_id: &str,
+        expires_at: DateTime<Utc>,
+        mode: &str,
+        why: &str,
+    ) -> Result<(), GateError> {
+        let record = Record::Approval {
+            trace_id: trace_id.to_owned(),
+            workflow_name: requested["workflow_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            decision: "withdrawn".to_owned(),
+            actor: Principal::server(),
+            requested_by: requested["requested_by"].as_str().map(str::to_owned),
+            reason: Some(format!(
+                "after a restart the request no longer passes: {why}"
+            )),
+            expires_at: rfc3339(expires_at),
+            request: None,
+        };
+        self.record(record, mode).await
     }
 
     /// Records that `by` replaced or edited the output of `step` of run `trace_id`.

@@ -69,7 +69,9 @@ impl From<GateError> for ApiError {
     fn from(error: GateError) -> ApiError {
         let status = match &error {
             GateError::ActorMismatch(_) | GateError::ForbiddenRole { .. } => StatusCode::FORBIDDEN,
-            GateError::ApprovalRequired { .. } | GateError::NotPending(_) => StatusCode::CONFLICT,
+            GateError::ApprovalRequired { .. }
+            | GateError::NotPending(_)
+            | GateError::TraceInUse(_) => StatusCode::CONFLICT,
             GateError::ApprovalRefused(_) => StatusCode::FORBIDDEN,
             GateError::ApprovalExpired(_) => StatusCode::GONE,
             GateError::TooManyRuns => StatusCode::TOO_MANY_REQUESTS,

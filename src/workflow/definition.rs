@@ -540,10 +540,22 @@ fn parse_approval(value: &Value, p: &mut Problems) -> Option<Approval> {
         p.add("approval", "must be an object");
         return None;
     };
-    let required = spec
-        .get("required")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    for key in spec.keys() {
+        if !["required", "approver_roles", "expires_seconds"].contains(&key.as_str()) {
+            p.add(
+                &format!("approval.{key}"),
+                "unknown key (expected one of required, approver_roles, expires_seconds)",
+            );
+        }
+    }
+    let required = match spec.get("required") {
+        None => true,
+        Some(Value::Bool(required)) => *required,
+        Some(_) => {
+            p.add("approval.required", "must be true or false");
+            true
+        }
+    };
     let approver_roles = spec
         .get("approver_roles")
         .and_then(|v| string_list(v, "approval.approver_roles", p))

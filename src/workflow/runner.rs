@@ -113,6 +113,22 @@ impl Services {
         self.http.get_or_init(|| {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
+                // A redirect may not take a step's request to another origin: what a step reaches
+                // is what its definition names (templated values are encoded into the URL, and a
+                // redirect must not undo that).
+                .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                    let same_origin = attempt
+                        .previous()
+                        .first()
+                        .is_some_and(|first| first.origin() == attempt.url().origin());
+                    if !same_origin {
+                        attempt.error("redirect to another origin refused")
+                    } else if attempt.previous().len() > 5 {
+                        attempt.error("more than 5 redirects")
+                    } else {
+                        attempt.follow()
+                    }
+                }))
                 .user_agent(concat!("sustainbot/", env!("CARGO_PKG_VERSION")))
                 .build()
                 // Building fails only when the TLS back end cannot initialise; a default client

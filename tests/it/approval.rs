@@ -219,6 +219,33 @@ async fn a_request_nobody_decides_expires_by_itself_on_the_record() {
 }
 
 #[tokio::test]
+async fn a_trace_id_still_waiting_cannot_be_reused() {
+    let app = app(3600).await;
+    request_run(&app, "appr-7").await;
+    app.execute(
+        &governance_request("guarded"),
+        &[("x-trace-id", "appr-7".to_owned())],
+    )
+    .await
+    .expect(409, "TRACE_ID_IN_USE");
+    assert_eq!(status(&app, "appr-7").await["status"], "pending_approval");
+    let ana = app.token(ANA, "admin");
+    decide(&app, "appr-7", "deny", &ana, json!({"reason": "not now"}))
+        .await
+        .expect_ok(200);
+    let outcomes: Vec<String> = app
+        .audit_for("appr-7")
+        .iter()
+        .filter_map(|r| r["code"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["TRACE_ID_IN_USE"],
+        "the refusal is on the record"
+    );
+}
+
+#[tokio::test]
 async fn a_waiting_run_can_be_withdrawn() {
     let app = app(3600).await;
     request_run(&app, "appr-5").await;

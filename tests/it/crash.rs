@@ -795,3 +795,47 @@ async fn an_approval_request_that_expired_while_the_server_was_down_is_recorded_
     assert_eq!(expired["actor"]["role"], "system");
     assert!(verify_path(&site.audit()).unwrap().is_valid());
 }
+
+#[tokio::test]
+async fn a_waiting_request_whose_workflow_dropped_approval_is_withdrawn_at_restart_not_run() {
+    let site = Site::new();
+    guarded_workflow(&site, 3600);
+    let mut server = site.start();
+    request_guarded(&server, "stale-1").await;
+    server.kill();
+    // The policy changed while the server was down: no approval any more.
+    std::fs::write(
+        site.path().join("workflows/guarded.json"),
+        r#"{"steps": [{"id": "x", "command": ["true"]}]}"#,
+    )
+    .unwrap();
+    let server = site.start();
+    let trail: Vec<(String, String)> = records(&site.audit())
+        .iter()
+        .filter(|r| r["trace_id"] == "stale-1")
+        .map(|r| {
+            (
+                r["decision"]
+                    .as_str()
+                    .or(r["outcome"].as_str())
+                    .unwrap()
+                    .to_owned(),
+                r["actor"]["role"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            ("requested".to_owned(), "admin".to_owned()),
+            ("withdrawn".to_owned(), "system".to_owned())
+        ],
+        "{}",
+        server.stderr()
+    );
+    // Nothing runs, and a second restart writes nothing more.
+    drop(server);
+    let before = records(&site.audit()).len();
+    let server = site.start();
+    assert_eq!(records(&site.audit()).len(), before, "{}", server.stderr());
+}

@@ -602,3 +602,55 @@ async fn unknown_http_template_sources_are_load_errors_with_their_paths() {
         .await
         .expect(404, "WORKFLOW_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn an_http_step_follows_redirects_on_its_own_origin_only() {
+    let (elsewhere, reached) = echo_server().await;
+    let target = format!("{elsewhere}/secret");
+    let app = Router::new()
+        .route(
+            "/moved",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/here") }),
+        )
+        .route("/here", axum::routing::get(|| async { "same origin" }))
+        .route(
+            "/away",
+            axum::routing::get(move || {
+                let target = target.clone();
+                async move { axum::response::Redirect::temporary(&target) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = TestApp::builder()
+        .workflow(
+            "moved",
+            json!({"steps": [{"id": "get", "http": {"url": format!("{base}/moved")}}]}),
+        )
+        .workflow(
+            "away",
+            json!({"steps": [{"id": "get", "http": {"url": format!("{base}/away")}}]}),
+        )
+        .spawn()
+        .await;
+    let body = server
+        .execute(&request("moved", "execute", json!({})), &[])
+        .await
+        .expect_ok(200);
+    assert_eq!(body["steps"][0]["stdout"], "same origin");
+    let body = server
+        .execute(&request("away", "execute", json!({})), &[])
+        .await
+        .expect(500, "WORKFLOW_FAILED");
+    let error = body["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("redirect to another origin refused"),
+        "{body}"
+    );
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the other origin was never asked"
+    );
+}

@@ -345,3 +345,20 @@ fn yaml_definitions_get_the_same_validation_and_paths_as_json() {
         ["a workflow definition must be an object (a mapping of keys)"]
     );
 }
+
+#[test]
+fn an_approval_policy_is_read_strictly() {
+    let all = problems(
+        r#"{"approval": {"required": "no", "approver_roles": ["admin"], "expire_seconds": 60}}"#,
+    );
+    assert!(
+        all.iter()
+            .any(|p| p.starts_with("approval.required: must be true or false")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|p| p.starts_with("approval.expire_seconds: unknown key")),
+        "{all:?}"
+    );
+}
