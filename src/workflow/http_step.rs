@@ -327,8 +327,8 @@ impl HttpSpec {
     ///
     /// - URL: a leading `{{ server.url }}` is inserted as is (the server's own, trusted base URL);
     ///   every other value is percent-encoded (all but `A-Z a-z 0-9 - . _ ~`), so it cannot add a
-    ///   `/`, `?`, `#` or `@`, and a value of `.` or `..` (a relative path segment) is refused. The
-    ///   result is checked again as a whole.
+    ///   `/`, `?`, `#` or `@`; a path segment that ends up `.` or `..` (which a URL parser would
+    ///   resolve away) is refused. The result is checked again as a whole.
     /// - Header values: values are inserted as is, but one with a line break (header injection) or
     ///   another character a header cannot hold is refused.
     /// - Body: values are inserted as is in a text body, and in each string value of a JSON body
@@ -460,17 +460,16 @@ fn render_url(
     }
     let (base_text, rest_text) = text.split_at(url_base_end(text)?);
     let base = fill_templates(base_text, value)?;
-    let rest = fill_templates(rest_text, |arg| {
-        let filled = value(arg)?;
-        if filled == "." || filled == ".." {
-            return Err(format!(
-                "{arg} is '{filled}', which would be read as a relative path segment"
-            ));
-        }
-        Ok(percent_encode(&filled))
-    })?;
+    let rest = fill_templates(rest_text, |arg| Ok(percent_encode(&value(arg)?)))?;
     let url = format!("{base}{rest}");
     let shown = display_url(&url);
+    // A path segment of dots would be resolved away by the URL parser (`/a/../b` is `/b`): the
+    // path sent must be the path written.
+    if let Some(segment) = dot_segment(&url) {
+        return Err(format!(
+            "the path has a '{segment}' segment after templates, which would be read as a relative path ({shown})"
+        ));
+    }
     check_url(&url).map_err(|e| format!("{e} (after templates: {shown})"))?;
     // Belt and braces: whatever the values were, the origin and credentials are the base's.
     let inert = fill_templates(rest_text, |_| Ok(VALUE_PLACEHOLDER.to_owned()))?;
@@ -488,6 +487,18 @@ fn render_url(
         ));
     }
     Ok(url)
+}
+
+/// The first path segment of `url` that a URL parser reads as `.` or `..` (also percent-encoded).
+fn dot_segment(url: &str) -> Option<&str> {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path_start = after_scheme.find('/')?;
+    let path = &after_scheme[path_start..];
+    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    path.split('/').find(|segment| {
+        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
+        lower == "." || lower == ".."
+    })
 }
 
 /// Every byte but the unreserved ones (RFC 3986: `A-Z a-z 0-9 - . _ ~`) as `%XX`.
@@ -1547,11 +1558,27 @@ mod tests {
         for dots in [".", ".."] {
             let error = spec.render(values(dots, "")).unwrap_err();
             assert!(
-                error.starts_with("http.url: {{ parameters.name }} is '")
-                    && error.contains("relative path segment"),
+                error.starts_with("http.url: the path has a '")
+                    && error.contains("read as a relative path"),
                 "{error}"
             );
         }
+        // A value cannot spell an encoded dot: its `%` is encoded in turn.
+        assert_eq!(
+            spec.render(values("%2E", "")).unwrap().url,
+            "http://example.com/files/%252E/delete"
+        );
+        // Dots made of several values, or around an empty one, are caught the same way.
+        let spec =
+            templated("http://example.com/files/{{ parameters.name }}.{{ parameters.name }}/x");
+        let error = spec.render(values("", "")).unwrap_err();
+        assert!(error.contains("read as a relative path"), "{error}");
+        // Dots in the query are not a path: allowed.
+        let spec = templated("http://example.com/files?v={{ parameters.name }}");
+        assert_eq!(
+            spec.render(values("..", "")).unwrap().url,
+            "http://example.com/files?v=.."
+        );
         // A server URL that is not one (cannot happen with a real server) is caught, not sent.
         let spec = templated("{{ server.url }}/health");
         let error = spec.render(values("", "not a url")).unwrap_err();
