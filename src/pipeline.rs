@@ -268,6 +268,16 @@ impl Gate {
     /// Everything before a run may queue: parse, validate, bind the identity, check the workflow
     /// and its policy. Refusals are audited. The accepted run is registered as `queued`.
     pub async fn prepare(&self, request: RunRequest) -> Result<Prepared, GateError> {
+        self.prepare_counted(request, true).await
+    }
+
+    /// [`Gate::prepare`]; `count` says whether the request counts in `aim_requests_total` (not
+    /// when a restart re-checks a request counted when it came).
+    async fn prepare_counted(
+        &self,
+        request: RunRequest,
+        count: bool,
+    ) -> Result<Prepared, GateError> {
         let RunRequest {
             trace_id,
             principal,
@@ -290,16 +300,18 @@ impl Gate {
                     .await);
             }
         };
-        let known_name = self
-            .workflows
-            .get(&governed.workflow_name)
-            .map(|w| w.name.clone());
-        self.metrics.aim_requests.inc(&[
-            governed.drag_mode.as_str(),
-            // The token's role, not the declaration's free text: labels must stay a bounded set.
-            principal.role.as_str(),
-            known_name.as_deref().unwrap_or("unknown"),
-        ]);
+        if count {
+            let known_name = self
+                .workflows
+                .get(&governed.workflow_name)
+                .map(|w| w.name.clone());
+            self.metrics.aim_requests.inc(&[
+                governed.drag_mode.as_str(),
+                // The token's role, not the declaration's free text: labels must stay a bounded set.
+                principal.role.as_str(),
+                known_name.as_deref().unwrap_or("unknown"),
+            ]);
+        }
         if let Some(identity) = &principal.actor {
             if let Err(mismatch) = governed.aim.bind_identity(identity) {
                 return Err(self
@@ -906,11 +918,14 @@ impl Gate {
             };
             let mode = request["drag_mode"].as_str().unwrap_or_default().to_owned();
             let prepared = match self
-                .prepare(RunRequest {
-                    trace_id: trace_id.clone(),
-                    principal,
-                    body: Some(request),
-                })
+                .prepare_counted(
+                    RunRequest {
+                        trace_id: trace_id.clone(),
+                        principal,
+                        body: Some(request),
+                    },
+                    false,
+                )
                 .await
             {
                 Ok(prepared) if prepared.approval().is_none() => {

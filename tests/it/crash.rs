@@ -723,6 +723,21 @@ async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_af
         "{run}\n{}",
         server.stderr()
     );
+    // Restoring it is not a new request.
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("sustainbot_aim_requests_total{")),
+        "{metrics}"
+    );
     let ana = sustainbot::auth::JwtKeys::new(SECRET.as_bytes(), jsonwebtoken::Algorithm::HS256)
         .mint("ana@example.org", "admin", Some(600))
         .unwrap();
