@@ -362,3 +362,23 @@ fn an_approval_policy_is_read_strictly() {
         "{all:?}"
     );
 }
+
+#[test]
+fn a_key_repeated_in_a_json_definition_is_refused_not_last_wins() {
+    let all = problems(r#"{"roles": ["admin"], "steps": [], "roles": ["viewer"]}"#);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(
+        all[0].starts_with("invalid JSON: duplicate key 'roles' at line 1"),
+        "{all:?}"
+    );
+    // Nested objects too, and the same key in sibling objects is fine.
+    let all = problems(r#"{"parameters": {"v": {"type": "string", "type": "integer"}}}"#);
+    assert!(all[0].contains("duplicate key 'type'"), "{all:?}");
+    Workflow::from_json(
+        "w",
+        r#"{"parameters": {"a": {"type": "string"}, "b": {"type": "string"}}}"#,
+    )
+    .expect("valid");
+    // Trailing garbage is still an error.
+    assert!(problems(r#"{} {}"#)[0].starts_with("invalid JSON"));
+}
