@@ -459,7 +459,24 @@ impl Prepared {
                 .finish(RunStatus::Rejected, None, Some(unavailable.to_string()));
             return Err(unavailable);
         }
-        gate.park(pending);
+        if let Some(pending) = gate.park(pending) {
+            // Cancelled while its request was being recorded: withdrawn now, by whoever cancelled.
+            let by = pending
+                .prepared
+                .live
+                .canceller()
+                .unwrap_or_else(Principal::server);
+            let reason = "cancelled while waiting for approval".to_owned();
+            let recorded = gate
+                .record_decision(&pending, "withdrawn", &by, Some(reason))
+                .await;
+            pending.prepared.live.finish(
+                RunStatus::Cancelled,
+                None,
+                Some("Cancelled while waiting for approval".to_owned()),
+            );
+            recorded?;
+        }
         Ok(expires_at)
     }
 
@@ -682,10 +699,17 @@ impl Gate {
             .await
     }
 
-    fn park(&self, pending: Pending) {
+    /// Parks a run until a decision; gives it back when it was cancelled meanwhile. The check and
+    /// the insertion happen under the lock [`Gate::withdraw`] takes, so a cancel is never missed.
+    fn park(&self, pending: Pending) -> Option<Pending> {
+        let mut approvals = lock(&self.approvals);
+        if pending.prepared.live.cancelled_by().is_some() {
+            return Some(pending);
+        }
         pending.prepared.live.set_status(RunStatus::PendingApproval);
         let trace_id = pending.prepared.trace_id.clone();
-        lock(&self.approvals).insert(trace_id, pending);
+        approvals.insert(trace_id, pending);
+        None
     }
 
     /// A second human's decision on a run waiting for approval. Approved: the run is queued and
@@ -950,7 +974,8 @@ impl Gate {
                     continue;
                 }
             };
-            self.park(Pending {
+            // Nobody can have cancelled a run that exists only since this start-up.
+            let _ = self.park(Pending {
                 prepared,
                 expires_at,
                 expiry_recorded: false,

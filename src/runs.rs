@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
+use crate::auth::Principal;
 use crate::workflow::StepReport;
 
 /// Finished runs kept for `GET /runs` (the audit trail keeps everything).
@@ -56,6 +57,8 @@ struct State {
     outcome: Option<String>,
     error: Option<String>,
     cancelled_by: Option<String>,
+    /// Who asked, when a person did (over HTTP), for the record of a withdrawn approval request.
+    canceller: Option<Principal>,
 }
 
 /// One run, shared by the task that executes it and the endpoints that watch it.
@@ -186,14 +189,29 @@ impl Run {
 
     /// Asks the run to stop; `false` when it had already finished.
     pub fn cancel(&self, by: &str) -> bool {
+        self.cancel_with(by, None)
+    }
+
+    /// [`Run::cancel`] on a person's request.
+    pub fn cancel_as(&self, by: &str, principal: &Principal) -> bool {
+        self.cancel_with(by, Some(principal.clone()))
+    }
+
+    fn cancel_with(&self, by: &str, principal: Option<Principal>) -> bool {
         let mut state = self.state();
         if !state.status.is_active() {
             return false;
         }
         state.cancelled_by = Some(by.to_owned());
+        state.canceller = principal;
         drop(state);
         self.cancel.send_replace(true);
         true
+    }
+
+    /// The person who cancelled the run, if a person did.
+    pub fn canceller(&self) -> Option<Principal> {
+        self.state().canceller.clone()
     }
 
     /// Turns true when the run is asked to stop.
@@ -272,6 +290,7 @@ impl RunRegistry {
                 outcome: None,
                 error: None,
                 cancelled_by: None,
+                canceller: None,
             }),
             cancel,
             events: Mutex::new(None),

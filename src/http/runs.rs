@@ -141,7 +141,7 @@ async fn cancel(
         .actor
         .clone()
         .unwrap_or_else(|| principal.role.clone());
-    if !run.cancel(&by) {
+    if !run.cancel_as(&by, &principal) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "RUN_FINISHED",
@@ -149,13 +149,13 @@ async fn cancel(
         )
         .with_trace(&trace.0));
     }
-    if run.status() == crate::runs::RunStatus::PendingApproval {
-        state
-            .gate
-            .withdraw(&trace_id, &principal)
-            .await
-            .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
-    }
+    // A run waiting for approval is withdrawn on the record (nothing happens for other runs; one
+    // whose approval request is being parked right now is withdrawn by the parking instead).
+    state
+        .gate
+        .withdraw(&trace_id, &principal)
+        .await
+        .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
     tracing::info!(trace_id, by, "run cancellation requested");
     Ok(Json(
         json!({"trace_id": trace_id, "status": "cancelling", "cancelled_by": by}),

@@ -246,6 +246,43 @@ async fn a_trace_id_still_waiting_cannot_be_reused() {
 }
 
 #[tokio::test]
+async fn a_cancel_that_lands_while_the_request_is_being_recorded_still_withdraws_it() {
+    use sustainbot::auth::Principal;
+    use sustainbot::pipeline::RunRequest;
+    let app = app(3600).await;
+    let person = |email: &str| Principal {
+        actor: Some(email.to_owned()),
+        role: "admin".to_owned(),
+        user_id: None,
+    };
+    let gate = &app.state.gate;
+    let prepared = gate
+        .prepare(RunRequest {
+            trace_id: "appr-8".to_owned(),
+            principal: person(JAKE),
+            body: Some(governance_request("guarded")),
+        })
+        .await
+        .unwrap();
+    // The cancel arrives after the run is registered and before it is parked.
+    let live = gate.runs().get("appr-8").unwrap();
+    assert!(live.cancel_as(ANA, &person(ANA)));
+    prepared.hold_for_approval().await.unwrap();
+    assert_eq!(status(&app, "appr-8").await["status"], "cancelled");
+    assert_eq!(
+        decisions(&app, "appr-8"),
+        [
+            ("requested".to_owned(), JAKE.to_owned()),
+            ("withdrawn".to_owned(), ANA.to_owned())
+        ]
+    );
+    let ana = app.token(ANA, "admin");
+    decide(&app, "appr-8", "approve", &ana, json!({}))
+        .await
+        .expect(409, "RUN_NOT_PENDING");
+}
+
+#[tokio::test]
 async fn a_waiting_run_can_be_withdrawn() {
     let app = app(3600).await;
     request_run(&app, "appr-5").await;

@@ -29,6 +29,8 @@ pub struct TestApp {
     pub audit_path: PathBuf,
     pub workflows_dir: PathBuf,
     pub keys: JwtKeys,
+    /// The running server's state, for tests that drive the gate directly.
+    pub state: sustainbot::http::AppState,
     /// Holds the workflows and the audit log; removed when the test ends.
     _dir: TempDir,
 }
@@ -183,6 +185,7 @@ impl TestAppBuilder {
         let keys = JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_algorithm);
         let app = Application::build(config).await.expect("server starts");
         let address = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
         tokio::spawn(app.run_until(std::future::pending()));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -194,6 +197,7 @@ impl TestAppBuilder {
             audit_path,
             workflows_dir: workflows.clone(),
             keys,
+            state,
             _dir: dir,
         }
     }
