@@ -1,0 +1,368 @@
+//! Humans in charge: runs that wait for a second human's decision, their expiry, and their return
+//! after a restart (the `requested` records on the audit trail hold the whole request).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{lock, Gate, GateError, Prepared, RunRequest};
+use crate::audit::Record;
+use crate::auth::Principal;
+use crate::runs::RunStatus;
+
+/// A run parked until a second human decides.
+pub(super) struct Pending {
+    pub(super) prepared: Prepared,
+    pub(super) expires_at: DateTime<Utc>,
+    /// The expiry is on the record (by the sweep or a late decision); the entry stays a while so
+    /// that late deciders hear "expired" rather than "not pending".
+    pub(super) expiry_recorded: bool,
+}
+
+/// How long an expired request is remembered after its expiry was recorded.
+const EXPIRED_KEPT: chrono::Duration = chrono::Duration::hours(1);
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Gate {
+    /// Audits an approval decision about a parked run; `requested` carries the request itself.
+    pub(super) async fn record_decision(
+        &self,
+        pending: &Pending,
+        decision: &str,
+        actor: &Principal,
+        reason: Option<String>,
+    ) -> Result<(), GateError> {
+        let prepared = &pending.prepared;
+        let record = Record::Approval {
+            trace_id: prepared.trace_id.clone(),
+            workflow_name: prepared.definition.name.clone(),
+            decision: decision.to_owned(),
+            actor: actor.clone(),
+            requested_by: prepared.governed.aim.actor().email().map(str::to_owned),
+            reason,
+            expires_at: rfc3339(pending.expires_at),
+            request: (decision == "requested").then(|| prepared.readable.clone()),
+        };
+        self.record(record, prepared.governed.drag_mode.as_str())
+            .await
+    }
+
+    /// Parks a run until a decision; gives it back when it was cancelled meanwhile. The check and
+    /// the insertion happen under the lock [`Gate::withdraw`] takes, so a cancel is never missed.
+    pub(super) fn park(&self, pending: Pending) -> Option<Pending> {
+        let mut approvals = lock(&self.approvals);
+        if pending.prepared.live.cancelled_by().is_some() {
+            return Some(pending);
+        }
+        pending.prepared.live.set_status(RunStatus::PendingApproval);
+        let trace_id = pending.prepared.trace_id.clone();
+        approvals.insert(trace_id, pending);
+        None
+    }
+
+    /// A second human's decision on a run waiting for approval. Approved: the run is queued and
+    /// returned to be run. A refusal (not an approver, no named human, self-approval) leaves the run
+    /// waiting; an expired request ends it. Every decision and refusal is audited, the decider as actor.
+    pub async fn decide(
+        &self,
+        trace_id: &str,
+        approver: &Principal,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<Option<Prepared>, GateError> {
+        let pending = lock(&self.approvals).remove(trace_id);
+        let Some(mut pending) = pending else {
+            return Err(GateError::NotPending(format!(
+                "Run {trace_id} is not waiting for approval"
+            )));
+        };
+        let prepared = &pending.prepared;
+        let roles = prepared
+            .approval()
+            .map(|a| a.approver_roles.clone())
+            .unwrap_or_default();
+        let requester = prepared.governed.aim.actor().email();
+        let same_human = |other: Option<&str>| matches!((approver.actor.as_deref(), other), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
+        let expired = Utc::now() > pending.expires_at;
+        let refusal = if expired {
+            Some(GateError::ApprovalExpired(rfc3339(pending.expires_at)))
+        } else if !roles.iter().any(|r| r == &approver.role) {
+            Some(GateError::ApprovalRefused(format!(
+                "Role '{}' may not decide this run (approvers: {})",
+                approver.role,
+                roles.join(", ")
+            )))
+        } else if approver.actor.is_none() {
+            Some(GateError::ApprovalRefused(
+                "A decision needs a named human: the token has no actor".to_owned(),
+            ))
+        } else if same_human(requester) || same_human(prepared.principal.actor.as_deref()) {
+            Some(GateError::ApprovalRefused(
+                "Self-approval is refused: a different human must decide".to_owned(),
+            ))
+        } else {
+            None
+        };
+        let decision = match (&refusal, approve) {
+            // The expiry itself is the server's finding, recorded once; a later attempt is refused.
+            (Some(_), _) if expired && !pending.expiry_recorded => "expired",
+            (Some(_), _) => "refused",
+            (None, true) => "approved",
+            (None, false) => "denied",
+        };
+        let (actor, why) = if decision == "expired" {
+            let who = approver.actor.as_deref().unwrap_or(&approver.role);
+            (
+                Principal::server(),
+                Some(format!(
+                    "nobody decided before the request expired (found when {who} tried to decide)"
+                )),
+            )
+        } else {
+            (
+                approver.clone(),
+                reason
+                    .clone()
+                    .or_else(|| refusal.as_ref().map(ToString::to_string)),
+            )
+        };
+        let recorded = self.record_decision(&pending, decision, &actor, why).await;
+        if let Err(unavailable) = recorded {
+            lock(&self.approvals).insert(trace_id.to_owned(), pending);
+            return Err(unavailable);
+        }
+        match refusal {
+            Some(refusal) => {
+                if expired {
+                    pending.prepared.live.finish(
+                        RunStatus::Rejected,
+                        None,
+                        Some(refusal.to_string()),
+                    );
+                    pending.expiry_recorded = true;
+                }
+                lock(&self.approvals).insert(trace_id.to_owned(), pending);
+                Err(refusal)
+            }
+            None if approve => {
+                let mut prepared = pending.prepared;
+                prepared.live.set_status(RunStatus::Queued);
+                prepared.approved = true;
+                Ok(Some(prepared))
+            }
+            None => {
+                let why = format!(
+                    "Denied by {}: {}",
+                    approver.actor.as_deref().unwrap_or("?"),
+                    reason.unwrap_or_default()
+                );
+                pending
+                    .prepared
+                    .live
+                    .finish(RunStatus::Rejected, None, Some(why));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Ends a run that waits for approval without a decision (it was cancelled), on the record.
+    pub async fn withdraw(&self, trace_id: &str, by: &Principal) -> Result<(), GateError> {
+        let pending = lock(&self.approvals).remove(trace_id);
+        let Some(pending) = pending else {
+            return Ok(());
+        };
+        if pending.expiry_recorded {
+            return Ok(());
+        }
+        let reason = "cancelled while waiting for approval".to_owned();
+        if let Err(unavailable) = self
+            .record_decision(&pending, "withdrawn", by, Some(reason))
+            .await
+        {
+            lock(&self.approvals).insert(trace_id.to_owned(), pending);
+            return Err(unavailable);
+        }
+        pending.prepared.live.finish(
+            RunStatus::Cancelled,
+            None,
+            Some("Cancelled while waiting for approval".to_owned()),
+        );
+        Ok(())
+    }
+
+    /// Ends the approval requests whose time is up: each gets an `expired` record by the server
+    /// (role `system`) and its run turns `rejected`. Requests expired long ago are forgotten.
+    /// Returns how many expired now.
+    pub async fn expire_approvals(&self) -> usize {
+        let now = Utc::now();
+        let due: Vec<Pending> = {
+            let mut approvals = lock(&self.approvals);
+            approvals.retain(|_, p| !(p.expiry_recorded && now - p.expires_at > EXPIRED_KEPT));
+            let ids: Vec<String> = approvals
+                .iter()
+                .filter(|(_, p)| !p.expiry_recorded && now > p.expires_at)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| approvals.remove(id)).collect()
+        };
+        let mut expired = 0;
+        for mut pending in due {
+            let refusal = GateError::ApprovalExpired(rfc3339(pending.expires_at));
+            let reason = "nobody decided before the request expired".to_owned();
+            if self
+                .record_decision(&pending, "expired", &Principal::server(), Some(reason))
+                .await
+                .is_ok()
+            {
+                pending.expiry_recorded = true;
+                pending
+                    .prepared
+                    .live
+                    .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
+                expired += 1;
+            }
+            // Not recorded (audit unavailable): stays due for the next sweep.
+            self.park_as_is(pending);
+        }
+        expired
+    }
+
+    fn park_as_is(&self, pending: Pending) {
+        let trace_id = pending.prepared.trace_id.clone();
+        lock(&self.approvals).insert(trace_id, pending);
+    }
+
+    /// After a restart: parks again every approval request the audit trail shows as requested and
+    /// not yet decided, approved, denied, expired or withdrawn, checked again against the current
+    /// workflow definitions. A request that no longer passes is refused (audited) and withdrawn on
+    /// the record; one whose time ran out while the server was down is recorded as expired.
+    /// Returns how many wait again.
+    pub async fn restore_approvals(&self) -> Result<usize, GateError> {
+        let Some(audit) = &self.audit else {
+            return Ok(0);
+        };
+        let path = audit.status().path;
+        // A log that is not a regular file (a device, as in the failure tests) holds nothing to
+        // restore, and reading /dev/full would never end.
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file() || m.is_dir()) {
+            return Ok(0);
+        }
+        let filter = crate::audit::query::Filter {
+            kind: Some("approval".to_owned()),
+            ..Default::default()
+        };
+        let page = tokio::task::spawn_blocking(move || {
+            crate::audit::query::query(&path, &filter, usize::MAX)
+        })
+        .await
+        .map_err(|e| GateError::AuditUnavailable(e.to_string()))?
+        .map_err(|e| GateError::AuditUnavailable(format!("cannot read the audit log: {e}")))?;
+        // The last word on each trace: a request stays open until a decision other than `refused`.
+        let mut open: HashMap<String, (u64, Value)> = HashMap::new();
+        for record in page.entries {
+            let Some(trace_id) = record["trace_id"].as_str().map(str::to_owned) else {
+                continue;
+            };
+            match record["decision"].as_str() {
+                Some("requested") => {
+                    let seq = record["seq"].as_u64().unwrap_or_default();
+                    open.insert(trace_id, (seq, record));
+                }
+                Some("refused") => {}
+                _ => {
+                    open.remove(&trace_id);
+                }
+            }
+        }
+        let mut open: Vec<(String, (u64, Value))> = open.into_iter().collect();
+        open.sort_by_key(|(_, (seq, _))| *seq);
+        let mut restored = 0;
+        for (trace_id, (_, record)) in open {
+            let expires_at = record["expires_at"]
+                .as_str()
+                .and_then(|t| crate::audit::query::parse_timestamp(t).ok());
+            let principal = serde_json::from_value::<Principal>(record["actor"].clone());
+            let (Some(expires_at), Ok(principal), Some(request)) =
+                (expires_at, principal, record.get("request").cloned())
+            else {
+                tracing::warn!(trace_id, "approval request on the record cannot be restored (written by an older version)");
+                continue;
+            };
+            let mode = request["drag_mode"].as_str().unwrap_or_default().to_owned();
+            let prepared = match self
+                .prepare_counted(
+                    RunRequest {
+                        trace_id: trace_id.clone(),
+                        principal,
+                        body: Some(request),
+                    },
+                    false,
+                )
+                .await
+            {
+                Ok(prepared) if prepared.approval().is_none() => {
+                    // The workflow no longer asks for approval: a stale request does not run.
+                    let why = "the workflow no longer requires approval; request the run again";
+                    prepared
+                        .live
+                        .finish(RunStatus::Rejected, None, Some(why.to_owned()));
+                    self.close_restored(&record, &trace_id, expires_at, &mode, why)
+                        .await?;
+                    continue;
+                }
+                Ok(prepared) => prepared,
+                Err(GateError::AuditUnavailable(why)) => {
+                    return Err(GateError::AuditUnavailable(why))
+                }
+                Err(refusal) => {
+                    // The refusal is audited; close the request on the record too.
+                    let why = refusal.to_string();
+                    self.close_restored(&record, &trace_id, expires_at, &mode, &why)
+                        .await?;
+                    continue;
+                }
+            };
+            // Nobody can have cancelled a run that exists only since this start-up.
+            let _ = self.park(Pending {
+                prepared,
+                expires_at,
+                expiry_recorded: false,
+            });
+            restored += 1;
+        }
+        // Those whose time ran out while the server was down end now, on the record.
+        self.expire_approvals().await;
+        Ok(restored)
+    }
+
+    /// Closes a restored request that no longer passes, as `withdrawn` by the server.
+    async fn close_restored(
+        &self,
+        requested: &Value,
+        trace_id: &str,
+        expires_at: DateTime<Utc>,
+        mode: &str,
+        why: &str,
+    ) -> Result<(), GateError> {
+        let record = Record::Approval {
+            trace_id: trace_id.to_owned(),
+            workflow_name: requested["workflow_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            decision: "withdrawn".to_owned(),
+            actor: Principal::server(),
+            requested_by: requested["requested_by"].as_str().map(str::to_owned),
+            reason: Some(format!(
+                "after a restart the request no longer passes: {why}"
+            )),
+            expires_at: rfc3339(expires_at),
+            request: None,
+        };
+        self.record(record, mode).await
+    }
+}

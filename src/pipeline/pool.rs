@@ -1,0 +1,91 @@
+//! The worker pool: how many runs execute at once, per workflow, and how many may wait.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The worker pool: a global limit, a per-workflow limit, and a bounded number of waiting runs.
+pub(super) struct Pool {
+    workers: Arc<Semaphore>,
+    queue: usize,
+    waiting: AtomicUsize,
+    per_workflow: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// Held while a run executes.
+pub(super) struct Slot {
+    _worker: OwnedSemaphorePermit,
+    _workflow: Option<OwnedSemaphorePermit>,
+}
+
+impl Pool {
+    /// `workers` runs at once (at least one), and up to `queue` waiting.
+    pub(super) fn new(workers: usize, queue: usize) -> Pool {
+        Pool {
+            workers: Arc::new(Semaphore::new(workers.clamp(1, Semaphore::MAX_PERMITS))),
+            queue,
+            waiting: AtomicUsize::new(0),
+            per_workflow: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for a worker (and a slot of the workflow's own limit); `None` when the queue is full.
+    pub(super) async fn admit(&self, workflow: &str, limit: Option<u64>) -> Option<Slot> {
+        let per_workflow = limit.map(|limit| {
+            let permits = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .min(Semaphore::MAX_PERMITS);
+            let mut map = self
+                .per_workflow
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(
+                map.entry(workflow.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(permits))),
+            )
+        });
+        // Fast path: free capacity right now.
+        if let Ok(worker) = Arc::clone(&self.workers).try_acquire_owned() {
+            match &per_workflow {
+                None => {
+                    return Some(Slot {
+                        _worker: worker,
+                        _workflow: None,
+                    })
+                }
+                Some(own) => {
+                    if let Ok(own) = Arc::clone(own).try_acquire_owned() {
+                        return Some(Slot {
+                            _worker: worker,
+                            _workflow: Some(own),
+                        });
+                    }
+                }
+            }
+        }
+        // Otherwise wait, if there is room to wait. The guard leaves the queue however the wait
+        // ends (admitted, or the run was cancelled and this future dropped).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let waiting = Waiting(&self.waiting);
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
+            return None;
+        }
+        let own = match &per_workflow {
+            Some(own) => Arc::clone(own).acquire_owned().await.ok(),
+            None => None,
+        };
+        let worker = Arc::clone(&self.workers).acquire_owned().await.ok();
+        drop(waiting);
+        Some(Slot {
+            _worker: worker?,
+            _workflow: own,
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! What the gate writes on the audit trail about a run: the record of a run or a refusal, built
+//! from whatever of the request could be read, and the steps' summary.
+
+use serde_json::{Map, Value};
+
+use crate::audit::{Outcome, Record, RunRecord};
+use crate::auth::Principal;
+use crate::governance::GovernanceRequest;
+use crate::workflow::StepReport;
+
+/// The most of one refused member (`aim`, `parameters`) kept in its record; larger ones are
+/// recorded by size and hash.
+const REFUSAL_MEMBER_LIMIT: usize = 16 * 1024;
+
+/// The audit trail's view of the steps: what ran and how it ended, with hashes of the outputs
+/// (the outputs themselves go to the caller, not into the permanent record).
+pub(super) fn step_summaries(steps: &[StepReport]) -> Value {
+    if steps.is_empty() {
+        return Value::Null;
+    }
+    Value::Array(
+        steps
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "id": s.id, "kind": s.kind, "success": s.success, "exit_code": s.exit_code,
+                    "timed_out": s.timed_out, "duration_seconds": s.duration_seconds, "error": s.error,
+                    "stdout_sha256": crate::audit::format::sha256_tagged(s.stdout.as_bytes()),
+                    "stderr_sha256": crate::audit::format::sha256_tagged(s.stderr.as_bytes()),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `{}`, `[]` and `null` count as no body, as the original's `if not data` did.
+pub fn is_empty_body(body: &Value) -> bool {
+    match body {
+        Value::Null => true,
+        Value::Object(map) => map.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
+/// The parts of a valid request the audit record shows, as JSON.
+pub(super) fn record_view(request: &GovernanceRequest) -> Value {
+    let mut view = Map::new();
+    view.insert(
+        "workflow_name".into(),
+        Value::String(request.workflow_name.clone()),
+    );
+    view.insert(
+        "aim".into(),
+        serde_json::to_value(&request.aim).unwrap_or(Value::Null),
+    );
+    view.insert(
+        "drag_mode".into(),
+        Value::String(request.drag_mode.as_str().to_owned()),
+    );
+    view.insert(
+        "parameters".into(),
+        Value::Object(request.parameters.clone()),
+    );
+    Value::Object(view)
+}
+
+/// A run record holding whatever of `body` could be read.
+pub(super) fn run_record(
+    trace_id: &str,
+    principal: &Principal,
+    body: &Value,
+    outcome: Outcome,
+    error: Option<String>,
+    code: Option<&'static str>,
+    duration_seconds: Option<f64>,
+) -> Record {
+    // A refusal records whatever could be read, but never more than REFUSAL_MEMBER_LIMIT of it per
+    // member: an identified caller must not fill the audit disk with refused megabytes.
+    let bounded = |value: Value| -> Value {
+        if outcome != Outcome::Rejected {
+            return value;
+        }
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        if bytes.len() <= REFUSAL_MEMBER_LIMIT {
+            return value;
+        }
+        serde_json::json!({
+            "truncated": true,
+            "bytes": bytes.len(),
+            "sha256": crate::audit::format::sha256_tagged(&bytes),
+        })
+    };
+    let text = |key: &str| {
+        body.get(key)
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(256).collect::<String>())
+    };
+    Record::Run(RunRecord {
+        trace_id: trace_id.to_owned(),
+        aim: bounded(body.get("aim").cloned().unwrap_or(Value::Null)),
+        drag_mode: text("drag_mode"),
+        workflow_name: text("workflow_name"),
+        parameters: bounded(match body.get("parameters") {
+            Some(Value::Object(map)) => Value::Object(map.clone()),
+            _ => Value::Object(Map::new()),
+        }),
+        outcome,
+        error,
+        code,
+        duration_seconds,
+        principal: Some(principal.clone()),
+        steps: Value::Null,
+    })
+}

@@ -1,0 +1,264 @@
+//! A run that passed the gate's checks: it waits for approval when its workflow asks for one, then
+//! queues for a worker, writes its intent (durable before anything runs), runs, and writes its
+//! outcome.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::approvals::Pending;
+use super::records::{run_record, step_summaries};
+use super::{Gate, GateError, RunReport};
+use crate::audit::{Outcome, Record};
+use crate::auth::Principal;
+use crate::governance::GovernanceRequest;
+use crate::runs::{Run, RunStatus};
+use crate::workflow::Workflow;
+
+/// A governed request that passed every check, registered and waiting to run.
+pub struct Prepared {
+    pub(super) gate: Gate,
+    pub(super) trace_id: String,
+    pub(super) principal: Principal,
+    pub(super) governed: GovernanceRequest,
+    pub(super) definition: Arc<Workflow>,
+    pub(super) parameters: Map<String, Value>,
+    pub(super) readable: Value,
+    pub(super) governance_summary: String,
+    pub(super) live: Arc<Run>,
+    /// A second human approved it (for workflows that require approval).
+    pub(super) approved: bool,
+}
+
+impl Prepared {
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// The workflow's approval policy, when a second human must approve before the run.
+    pub fn approval(&self) -> Option<&crate::workflow::Approval> {
+        self.definition.approval.as_ref().filter(|a| a.required)
+    }
+
+    /// Records that the run waits for approval and parks it; a decision resumes or ends it.
+    /// Returns when the request expires.
+    pub async fn hold_for_approval(self) -> Result<DateTime<Utc>, GateError> {
+        let expires_seconds = self.approval().map_or(3600, |a| a.expires_seconds);
+        let expires_at = Utc::now()
+            + chrono::Duration::seconds(
+                i64::try_from(expires_seconds)
+                    .unwrap_or(i64::MAX / 2)
+                    .min(10 * 365 * 86_400),
+            );
+        let gate = self.gate.clone();
+        let pending = Pending {
+            prepared: self,
+            expires_at,
+            expiry_recorded: false,
+        };
+        let requester = pending.prepared.principal.clone();
+        if let Err(unavailable) = gate
+            .record_decision(&pending, "requested", &requester, None)
+            .await
+        {
+            pending
+                .prepared
+                .live
+                .finish(RunStatus::Rejected, None, Some(unavailable.to_string()));
+            return Err(unavailable);
+        }
+        if let Some(pending) = gate.park(pending) {
+            // Cancelled while its request was being recorded: withdrawn now, by whoever cancelled.
+            let by = pending
+                .prepared
+                .live
+                .canceller()
+                .unwrap_or_else(Principal::server);
+            let reason = "cancelled while waiting for approval".to_owned();
+            let recorded = gate
+                .record_decision(&pending, "withdrawn", &by, Some(reason))
+                .await;
+            pending.prepared.live.finish(
+                RunStatus::Cancelled,
+                None,
+                Some("Cancelled while waiting for approval".to_owned()),
+            );
+            recorded?;
+        }
+        Ok(expires_at)
+    }
+
+    /// Queues for a worker, writes the intent, runs, writes the outcome. A run that needs approval
+    /// and has none is refused here, whatever the entry point.
+    pub async fn run(self) -> Result<RunReport, GateError> {
+        if let Some(approval) = self.approval().filter(|_| !self.approved) {
+            let refusal = GateError::ApprovalRequired {
+                roles: approval.approver_roles.join(", "),
+            };
+            self.live
+                .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
+            return Err(self
+                .gate
+                .refuse(&self.trace_id, &self.principal, &self.readable, refusal)
+                .await);
+        }
+        let Prepared {
+            gate,
+            trace_id,
+            principal,
+            mut governed,
+            definition,
+            parameters,
+            readable,
+            governance_summary,
+            live,
+            approved: _,
+        } = self;
+        let this = &gate;
+        tracing::info!(trace_id, workflow = governed.workflow_name, actor = governed.aim.actor().name(), mode = %governed.drag_mode, "governed run queued");
+
+        // A worker, within the workflow's own limit; a full queue is refused (429). A run cancelled
+        // while it waits leaves the queue at once.
+        let mut cancellation = live.cancellation();
+        let admitted = tokio::select! {
+            slot = this.pool.admit(&definition.name, definition.max_concurrent_runs) => Some(slot),
+            _ = cancellation.wait_for(|cancelled| *cancelled) => None,
+        };
+        let slot = match admitted {
+            Some(Some(slot)) => Some(slot),
+            Some(None) => {
+                live.finish(
+                    RunStatus::Rejected,
+                    None,
+                    Some(GateError::TooManyRuns.to_string()),
+                );
+                return Err(this
+                    .refuse(&trace_id, &principal, &readable, GateError::TooManyRuns)
+                    .await);
+            }
+            None => None,
+        };
+        if slot.is_none() || live.cancelled_by().is_some() {
+            let error = "Cancelled while queued".to_owned();
+            let record = run_record(
+                &trace_id,
+                &principal,
+                &readable,
+                Outcome::Cancelled,
+                Some(error.clone()),
+                Some("CANCELLED"),
+                None,
+            );
+            let recorded = this.record(record, governed.drag_mode.as_str()).await;
+            live.finish(RunStatus::Cancelled, None, Some(error));
+            recorded?;
+            return Err(GateError::Cancelled);
+        }
+        // Durations count from admission: time in the queue is not the run's.
+        let started = Instant::now();
+
+        // Write-ahead: the intent is durable before anything runs.
+        let intent = run_record(
+            &trace_id,
+            &principal,
+            &readable,
+            Outcome::Started,
+            None,
+            None,
+            None,
+        );
+        if let Err(unavailable) = this.record(intent, governed.drag_mode.as_str()).await {
+            live.finish(RunStatus::Rejected, None, Some(unavailable.to_string()));
+            return Err(unavailable);
+        }
+        live.set_running();
+
+        let result = this
+            .runner
+            .run(
+                &definition,
+                &parameters,
+                &trace_id,
+                Some(governed.drag_mode),
+                Some(&live),
+            )
+            .await;
+        let duration = started.elapsed().as_secs_f64();
+        let mut failure_code = None;
+        let (outcome, message, error, steps) = match result {
+            Ok(output) => (Outcome::Success, Some(output.outcome), None, output.steps),
+            Err(failure) if failure.cancelled => {
+                (Outcome::Cancelled, None, Some(failure.error), failure.steps)
+            }
+            Err(failure) => {
+                failure_code = failure.code;
+                (Outcome::Failure, None, Some(failure.error), failure.steps)
+            }
+        };
+        for found in steps.iter().flat_map(|s| &s.violations) {
+            this.metrics
+                .prescriptive_language_detections
+                .inc(&[governed.drag_mode.as_str(), &found.phrase]);
+        }
+        let status = match outcome {
+            Outcome::Success => RunStatus::Succeeded,
+            Outcome::Cancelled => RunStatus::Cancelled,
+            _ => RunStatus::Failed,
+        };
+
+        let name = governed.workflow_name.as_str();
+        let mode = governed.drag_mode.as_str();
+        this.metrics
+            .workflow_executions
+            .inc(&[name, outcome.as_str()]);
+        this.metrics
+            .governed_workflow_duration
+            .observe(&[name, outcome.as_str(), mode], duration);
+        if outcome == Outcome::Failure {
+            this.metrics
+                .workflow_execution_errors
+                .inc(&[name, "run_failed"]);
+        }
+        let code = match outcome {
+            Outcome::Success => None,
+            Outcome::Cancelled => Some("CANCELLED"),
+            _ => Some(failure_code.unwrap_or("WORKFLOW_FAILED")),
+        };
+        let mut record = run_record(
+            &trace_id,
+            &principal,
+            &readable,
+            outcome,
+            error.clone(),
+            code,
+            Some(duration),
+        );
+        if let Record::Run(run) = &mut record {
+            run.steps = step_summaries(&steps);
+        }
+        // The live status turns final only once the outcome is on the record.
+        if this.record(record, mode).await.is_err() {
+            let unavailable = GateError::AuditUnavailable(format!(
+                "The run finished but its outcome could not be recorded (its start is on the record as trace {trace_id}); check the run before retrying"
+            ));
+            live.finish(RunStatus::Failed, message, Some(unavailable.to_string()));
+            return Err(unavailable);
+        }
+        live.finish(status, message.clone(), error.clone());
+        Ok(RunReport {
+            trace_id,
+            workflow_name: std::mem::take(&mut governed.workflow_name),
+            success: outcome == Outcome::Success,
+            outcome: message,
+            error,
+            audit_logged: this.audit.is_some(),
+            governance_summary,
+            duration_seconds: duration,
+            cancelled: outcome == Outcome::Cancelled,
+            code,
+            steps,
+        })
+    }
+}
