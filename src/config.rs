@@ -50,6 +50,8 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// Runs that may wait for a worker; beyond that, 429.
     pub run_queue: usize,
+    /// Runs that may wait for approval at once; beyond that, 429.
+    pub run_approvals_max: usize,
     pub workflows_dir: PathBuf,
     pub slack_signing_secret: Option<String>,
     pub slack_webhook_url: Option<String>,
@@ -234,6 +236,8 @@ impl Config {
             run_workers: usize::try_from(count("RUN_WORKERS", 32, &mut problems).max(1))
                 .unwrap_or(32),
             run_queue: usize::try_from(count("RUN_QUEUE", 256, &mut problems)).unwrap_or(256),
+            run_approvals_max: usize::try_from(count("RUN_APPROVALS_MAX", 10_000, &mut problems))
+                .unwrap_or(10_000),
             workflows_dir: var("WORKFLOWS_DIR")
                 .unwrap_or_else(|| "./workflows".into())
                 .into(),

@@ -134,6 +134,7 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         RunLimits {
             workers: config.run_workers,
             queue: config.run_queue,
+            waiting_for_approval: config.run_approvals_max,
         },
     );
     Ok(AppState::new(Shared {

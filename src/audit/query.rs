@@ -170,6 +170,21 @@ pub fn query_lines(path: &Path, filter: &Filter, limit: usize) -> io::Result<Raw
     Ok(RawPage { lines, next_cursor })
 }
 
+/// Calls `visit` with each matching record, in seq order, without keeping them: for a reader that
+/// folds the whole log (start-up reads the open approval requests this way).
+pub fn for_each(path: &Path, filter: &Filter, mut visit: impl FnMut(Value)) -> io::Result<()> {
+    let matcher = Matcher::new(filter);
+    scan(path, filter.after_seq.unwrap_or(0), |facts, line| {
+        if matcher.matches(facts) {
+            // The line parsed as a record just now, so it parses as a value too.
+            if let Ok(record) = serde_json::from_slice::<Value>(line) {
+                visit(record);
+            }
+        }
+        ControlFlow::Continue(())
+    })
+}
+
 fn collect<T>(
     path: &Path,
     filter: &Filter,

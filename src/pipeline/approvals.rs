@@ -51,6 +51,14 @@ impl Gate {
             .await
     }
 
+    /// Runs waiting for a decision now.
+    pub(super) fn waiting_for_approval(&self) -> usize {
+        lock(&self.approvals)
+            .values()
+            .filter(|p| !p.expiry_recorded)
+            .count()
+    }
+
     /// Parks a run until a decision; gives it back when it was cancelled meanwhile. The check and
     /// the insertion happen under the lock [`Gate::withdraw`] takes, so a cancel is never missed.
     pub(super) fn park(&self, pending: Pending) -> Option<Pending> {
@@ -255,29 +263,30 @@ impl Gate {
             kind: Some("approval".to_owned()),
             ..Default::default()
         };
-        let page = tokio::task::spawn_blocking(move || {
-            crate::audit::query::query(&path, &filter, usize::MAX)
+        // The last word on each trace, folded as the log is read: a request stays open until a
+        // decision other than `refused`. Only the open ones are kept in memory.
+        let open = tokio::task::spawn_blocking(move || {
+            let mut open: HashMap<String, (u64, Value)> = HashMap::new();
+            crate::audit::query::for_each(&path, &filter, |record| {
+                let Some(trace_id) = record["trace_id"].as_str().map(str::to_owned) else {
+                    return;
+                };
+                match record["decision"].as_str() {
+                    Some("requested") => {
+                        let seq = record["seq"].as_u64().unwrap_or_default();
+                        open.insert(trace_id, (seq, record));
+                    }
+                    Some("refused") => {}
+                    _ => {
+                        open.remove(&trace_id);
+                    }
+                }
+            })
+            .map(|()| open)
         })
         .await
         .map_err(|e| GateError::AuditUnavailable(e.to_string()))?
         .map_err(|e| GateError::AuditUnavailable(format!("cannot read the audit log: {e}")))?;
-        // The last word on each trace: a request stays open until a decision other than `refused`.
-        let mut open: HashMap<String, (u64, Value)> = HashMap::new();
-        for record in page.entries {
-            let Some(trace_id) = record["trace_id"].as_str().map(str::to_owned) else {
-                continue;
-            };
-            match record["decision"].as_str() {
-                Some("requested") => {
-                    let seq = record["seq"].as_u64().unwrap_or_default();
-                    open.insert(trace_id, (seq, record));
-                }
-                Some("refused") => {}
-                _ => {
-                    open.remove(&trace_id);
-                }
-            }
-        }
         let mut open: Vec<(String, (u64, Value))> = open.into_iter().collect();
         open.sort_by_key(|(_, (seq, _))| *seq);
         let mut restored = 0;

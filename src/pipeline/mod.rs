@@ -139,6 +139,8 @@ pub struct RunReport {
 pub struct RunLimits {
     pub workers: usize,
     pub queue: usize,
+    /// Runs that may wait for approval at once (they are held in memory until a decision).
+    pub waiting_for_approval: usize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,6 +159,8 @@ pub struct Gate {
     pool: Arc<Pool>,
     runs: Arc<RunRegistry>,
     approvals: Arc<Mutex<HashMap<String, Pending>>>,
+    /// Runs that may wait for approval at once.
+    approvals_max: usize,
 }
 
 impl Gate {
@@ -177,6 +181,7 @@ impl Gate {
             pool: Arc::new(pool),
             runs: Arc::new(RunRegistry::default()),
             approvals: Arc::new(Mutex::new(HashMap::new())),
+            approvals_max: limits.waiting_for_approval,
         }
     }
 

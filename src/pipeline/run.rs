@@ -45,6 +45,23 @@ impl Prepared {
     /// Records that the run waits for approval and parks it; a decision resumes or ends it.
     /// Returns when the request expires.
     pub async fn hold_for_approval(self) -> Result<DateTime<Utc>, GateError> {
+        // Waiting runs are held in memory (and come back after a restart): bounded like the queue.
+        if self.gate.waiting_for_approval() >= self.gate.approvals_max {
+            self.live.finish(
+                RunStatus::Rejected,
+                None,
+                Some(GateError::TooManyRuns.to_string()),
+            );
+            return Err(self
+                .gate
+                .refuse(
+                    &self.trace_id,
+                    &self.principal,
+                    &self.readable,
+                    GateError::TooManyRuns,
+                )
+                .await);
+        }
         let expires_seconds = self.approval().map_or(3600, |a| a.expires_seconds);
         let expires_at = Utc::now()
             + chrono::Duration::seconds(

@@ -283,6 +283,37 @@ async fn a_cancel_that_lands_while_the_request_is_being_recorded_still_withdraws
 }
 
 #[tokio::test]
+async fn runs_waiting_for_approval_are_bounded() {
+    let app = TestApp::builder()
+        .workflow(
+            "guarded",
+            json!({"approval": {"required": true, "approver_roles": ["admin"]},
+                   "steps": [{"id": "say", "command": ["echo", "approved work"]}]}),
+        )
+        .env("RUN_APPROVALS_MAX", "2")
+        .spawn()
+        .await;
+    request_run(&app, "wait-a").await;
+    request_run(&app, "wait-b").await;
+    let reply = app
+        .execute(
+            &governance_request("guarded"),
+            &[("x-trace-id", "wait-c".to_owned())],
+        )
+        .await;
+    assert!(reply.header("retry-after").is_some());
+    reply.expect(429, "TOO_MANY_RUNS");
+    assert_eq!(app.audit_for("wait-c")[0]["code"], "TOO_MANY_RUNS");
+    assert_eq!(status(&app, "wait-c").await["status"], "rejected");
+    // A decision frees a place.
+    let ana = app.token(ANA, "admin");
+    decide(&app, "wait-a", "deny", &ana, json!({"reason": "no"}))
+        .await
+        .expect_ok(200);
+    request_run(&app, "wait-d").await;
+}
+
+#[tokio::test]
 async fn a_waiting_run_can_be_withdrawn() {
     let app = app(3600).await;
     request_run(&app, "appr-5").await;
