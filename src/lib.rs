@@ -22,7 +22,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::audit::checkpoint::{KeyFileError, Signer};
-use crate::audit::{AuditError, AuditLog, AuditOptions};
+use crate::audit::{AuditError, AuditLog, AuditOptions, AuditStore};
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::governance::filter::{PhraseList, PhraseListError};
@@ -95,11 +95,11 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
 /// [`build_state`] for a server whose base URL is `server_url`.
 fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let audit = if config.governance_enabled {
-        Some(AuditLog::open_with(
+    let audit: Option<Arc<dyn AuditStore>> = if config.governance_enabled {
+        Some(Arc::new(AuditLog::open_with(
             &config.audit_log_path,
             audit_options(&config)?,
-        )?)
+        )?))
     } else {
         None
     };

@@ -11,6 +11,7 @@ mod jsonl;
 pub mod query;
 mod record;
 pub mod segments;
+mod store;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use format::PreEncoded;
 pub use jsonl::{encode, encode_generic, ChainHead, JsonlStore, StoreOptions, Written};
 pub use record::{Outcome, Receipt, Record, RunRecord};
+pub use store::AuditStore;
 
 /// Most records written in one batch.
 const MAX_BATCH: usize = 1024;
@@ -190,6 +192,11 @@ impl AuditLog {
 
     pub fn status(&self) -> SinkStatus {
         lock(&self.status).clone()
+    }
+
+    /// The active file's path (segments sit beside it).
+    pub fn path(&self) -> PathBuf {
+        lock(&self.status).path.clone()
     }
 }
 

@@ -172,7 +172,7 @@ pub fn query_lines(path: &Path, filter: &Filter, limit: usize) -> io::Result<Raw
 
 /// Calls `visit` with each matching record, in seq order, without keeping them: for a reader that
 /// folds the whole log (start-up reads the open approval requests this way).
-pub fn for_each(path: &Path, filter: &Filter, mut visit: impl FnMut(Value)) -> io::Result<()> {
+pub fn for_each(path: &Path, filter: &Filter, visit: &mut dyn FnMut(Value)) -> io::Result<()> {
     let matcher = Matcher::new(filter);
     scan(path, filter.after_seq.unwrap_or(0), |facts, line| {
         if matcher.matches(facts) {

@@ -3,7 +3,7 @@
 //! blocking pool, never on the async runtime.
 
 use std::io;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use super::{ApiError, AppState, AuthUser, TraceId};
-use crate::audit::query::{self, parse_timestamp, Filter};
-use crate::audit::verify::{verify_log, VerifyOptions};
+use crate::audit::query::{parse_timestamp, Filter};
+use crate::audit::verify::VerifyOptions;
+use crate::audit::AuditStore;
 use crate::auth::Principal;
 
 /// Entries per page when the caller does not say.
@@ -54,9 +55,9 @@ struct EntriesParams {
     cursor: Option<String>,
 }
 
-/// The log's path, once the caller may read it: 403 for other roles, 404 when governance (and
+/// The audit store, once the caller may read it: 403 for other roles, 404 when governance (and
 /// so the audit trail) is disabled.
-fn readable_log(state: &AppState, principal: &Principal) -> Result<PathBuf, ApiError> {
+fn readable_log(state: &AppState, principal: &Principal) -> Result<Arc<dyn AuditStore>, ApiError> {
     if !READER_ROLES.contains(&principal.role.as_str()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -64,14 +65,13 @@ fn readable_log(state: &AppState, principal: &Principal) -> Result<PathBuf, ApiE
             "Reading the audit trail requires the auditor or admin role",
         ));
     }
-    if state.gate.audit().is_none() {
-        return Err(ApiError::new(
+    state.gate.audit().cloned().ok_or_else(|| {
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "AUDIT_DISABLED",
             "Governance is disabled (GOVERNANCE_ENABLED=false): there is no audit trail",
-        ));
-    }
-    Ok(state.config.audit_log_path.clone())
+        )
+    })
 }
 
 /// Runs blocking log I/O on the blocking pool; a failure is logged and answered as 500.
@@ -162,7 +162,7 @@ async fn entries(
     params: Result<Query<EntriesParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let with_trace = |e: ApiError| e.with_trace(&trace.0);
-    let path = readable_log(&state, &principal).map_err(with_trace)?;
+    let store = readable_log(&state, &principal).map_err(with_trace)?;
     let Query(params) = params.map_err(|rejection| {
         with_trace(ApiError::validation(format!(
             "Invalid query string: {}",
@@ -170,7 +170,7 @@ async fn entries(
         )))
     })?;
     let (filter, limit) = parse_params(params).map_err(with_trace)?;
-    let page = blocking(move || query::query(&path, &filter, limit))
+    let page = blocking(move || store.query(&filter, limit))
         .await
         .map_err(with_trace)?;
     Ok(Json(json!({
@@ -190,7 +190,7 @@ async fn entries_of_trace(
     trace_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let with_trace = |e: ApiError| e.with_trace(&trace.0);
-    let path = readable_log(&state, &principal).map_err(with_trace)?;
+    let store = readable_log(&state, &principal).map_err(with_trace)?;
     let Path(trace_id) = trace_id.map_err(|rejection| {
         with_trace(ApiError::validation(format!(
             "Invalid trace id: {}",
@@ -201,7 +201,7 @@ async fn entries_of_trace(
         trace_id: Some(trace_id.clone()),
         ..Filter::default()
     };
-    let page = blocking(move || query::query(&path, &filter, MAX_LIMIT))
+    let page = blocking(move || store.query(&filter, MAX_LIMIT))
         .await
         .map_err(with_trace)?;
     if page.entries.is_empty() {
@@ -227,7 +227,7 @@ async fn verify(
     AuthUser(principal): AuthUser,
 ) -> Result<Json<Value>, ApiError> {
     let with_trace = |e: ApiError| e.with_trace(&trace.0);
-    let path = readable_log(&state, &principal).map_err(with_trace)?;
+    let store = readable_log(&state, &principal).map_err(with_trace)?;
     let _slot = VERIFYING
         .acquire()
         .await
@@ -237,13 +237,13 @@ async fn verify(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let active = name(&path);
+    let active = name(&store.status().path);
     // The log is being written: a line still being written is left out, not reported as torn.
     let live = VerifyOptions {
         public_key: None,
         live: true,
     };
-    let report = blocking(move || match verify_log(&path, &live) {
+    let report = blocking(move || match store.verify(&live) {
         Ok(report) => Ok(Some(report)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),

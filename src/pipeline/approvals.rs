@@ -2,6 +2,7 @@
 //! after a restart (the `requested` records on the audit trail hold the whole request).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -253,12 +254,13 @@ impl Gate {
         let Some(audit) = &self.audit else {
             return Ok(0);
         };
-        let path = audit.status().path;
         // A log that is not a regular file (a device, as in the failure tests) holds nothing to
         // restore, and reading /dev/full would never end.
+        let path = audit.status().path;
         if !std::fs::metadata(&path).is_ok_and(|m| m.is_file() || m.is_dir()) {
             return Ok(0);
         }
+        let audit = Arc::clone(audit);
         let filter = crate::audit::query::Filter {
             kind: Some("approval".to_owned()),
             ..Default::default()
@@ -267,22 +269,23 @@ impl Gate {
         // decision other than `refused`. Only the open ones are kept in memory.
         let open = tokio::task::spawn_blocking(move || {
             let mut open: HashMap<String, (u64, Value)> = HashMap::new();
-            crate::audit::query::for_each(&path, &filter, |record| {
-                let Some(trace_id) = record["trace_id"].as_str().map(str::to_owned) else {
-                    return;
-                };
-                match record["decision"].as_str() {
-                    Some("requested") => {
-                        let seq = record["seq"].as_u64().unwrap_or_default();
-                        open.insert(trace_id, (seq, record));
+            audit
+                .for_each(&filter, &mut |record: Value| {
+                    let Some(trace_id) = record["trace_id"].as_str().map(str::to_owned) else {
+                        return;
+                    };
+                    match record["decision"].as_str() {
+                        Some("requested") => {
+                            let seq = record["seq"].as_u64().unwrap_or_default();
+                            open.insert(trace_id, (seq, record));
+                        }
+                        Some("refused") => {}
+                        _ => {
+                            open.remove(&trace_id);
+                        }
                     }
-                    Some("refused") => {}
-                    _ => {
-                        open.remove(&trace_id);
-                    }
-                }
-            })
-            .map(|()| open)
+                })
+                .map(|()| open)
         })
         .await
         .map_err(|e| GateError::AuditUnavailable(e.to_string()))?

@@ -20,7 +20,7 @@ pub use records::is_empty_body;
 use records::{record_view, run_record};
 pub use run::Prepared;
 
-use crate::audit::{AuditLog, Outcome, Record};
+use crate::audit::{AuditStore, Outcome, Record};
 use crate::auth::Principal;
 use crate::governance::{summary, GovernanceRequest, IdentityMismatch, Rejection};
 use crate::metrics::{drag_mode_label, Metrics};
@@ -152,7 +152,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The gate. Cheap to clone.
 #[derive(Clone)]
 pub struct Gate {
-    audit: Option<AuditLog>,
+    audit: Option<Arc<dyn AuditStore>>,
     workflows: Arc<WorkflowRegistry>,
     runner: Runner,
     metrics: Arc<Metrics>,
@@ -166,7 +166,7 @@ pub struct Gate {
 impl Gate {
     /// `audit` is `None` when governance auditing is disabled (development only).
     pub fn new(
-        audit: Option<AuditLog>,
+        audit: Option<Arc<dyn AuditStore>>,
         workflows: Arc<WorkflowRegistry>,
         runner: Runner,
         metrics: Arc<Metrics>,
@@ -185,7 +185,7 @@ impl Gate {
         }
     }
 
-    pub fn audit(&self) -> Option<&AuditLog> {
+    pub fn audit(&self) -> Option<&Arc<dyn AuditStore>> {
         self.audit.as_ref()
     }
 

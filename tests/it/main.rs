@@ -18,5 +18,6 @@ mod ops;
 mod properties;
 mod runs;
 mod slack;
+mod store;
 mod validate;
 mod workflows;

@@ -1,0 +1,65 @@
+//! The audit trail as the rest of the server sees it, behind one trait: the gate appends through it,
+//! `/health` reads its status, the read API queries and verifies through it. [`AuditLog`] (a chained
+//! JSONL file with one writer process) is the implementation today; a store shared by several
+//! server instances (PostgreSQL) would be another, with the same record format and chain.
+
+use std::io;
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use super::query::{self, Filter, Page};
+use super::verify::{verify_log, Report, VerifyOptions};
+use super::{AuditError, AuditLog, Receipt, Record, SinkStatus};
+
+/// A durable, chained, append-only audit store.
+///
+/// `append` resolves only once the record is durable (per the store's fsync mode); every other
+/// method reads. The reading methods block (files, sockets): call them from a blocking thread.
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends `record` after every record appended before it; its seq and hash once durable.
+    fn append(&self, record: Record) -> BoxFuture<'_, Result<Receipt, AuditError>>;
+
+    /// Whether the store accepts records now, its head, and the last error.
+    fn status(&self) -> SinkStatus;
+
+    /// Takes no more records after those already appended (and signs a final checkpoint where the
+    /// store signs).
+    fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// The records matching `filter` with `seq > filter.after_seq`, in seq order, at most `limit`.
+    fn query(&self, filter: &Filter, limit: usize) -> io::Result<Page>;
+
+    /// Calls `visit` with every record matching `filter`, in seq order, keeping none of them.
+    fn for_each(&self, filter: &Filter, visit: &mut dyn FnMut(Value)) -> io::Result<()>;
+
+    /// Verifies the chain and checkpoints as they are now. `live`: the store is being written, so
+    /// a record still being written is left out rather than reported as torn.
+    fn verify(&self, options: &VerifyOptions) -> io::Result<Report>;
+}
+
+impl AuditStore for AuditLog {
+    fn append(&self, record: Record) -> BoxFuture<'_, Result<Receipt, AuditError>> {
+        Box::pin(AuditLog::append(self, record))
+    }
+
+    fn status(&self) -> SinkStatus {
+        AuditLog::status(self)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(AuditLog::close(self))
+    }
+
+    fn query(&self, filter: &Filter, limit: usize) -> io::Result<Page> {
+        query::query(&self.path(), filter, limit)
+    }
+
+    fn for_each(&self, filter: &Filter, visit: &mut dyn FnMut(Value)) -> io::Result<()> {
+        query::for_each(&self.path(), filter, visit)
+    }
+
+    fn verify(&self, options: &VerifyOptions) -> io::Result<Report> {
+        verify_log(&self.path(), options)
+    }
+}
