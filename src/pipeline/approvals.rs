@@ -254,12 +254,6 @@ impl Gate {
         let Some(audit) = &self.audit else {
             return Ok(0);
         };
-        // A log that is not a regular file (a device, as in the failure tests) holds nothing to
-        // restore, and reading /dev/full would never end.
-        let path = audit.status().path;
-        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file() || m.is_dir()) {
-            return Ok(0);
-        }
         let audit = Arc::clone(audit);
         let filter = crate::audit::query::Filter {
             kind: Some("approval".to_owned()),
