@@ -116,6 +116,9 @@ pub enum Arg {
     StepOutput(String),
     /// `{{ server.url }}`: this server's own base URL (`http://host:port`, no trailing slash).
     ServerUrl,
+    /// `{{ secrets.NAME }}`: the server's environment variable NAME, for `http` header values and
+    /// bodies only; redacted from everything the step returns.
+    Secret(String),
 }
 
 impl Arg {
@@ -130,6 +133,9 @@ impl Arg {
         {
             return Some(Arg::StepOutput(id.to_owned()));
         }
+        if let Some(name) = inner.strip_prefix("secrets.") {
+            return Some(Arg::Secret(name.to_owned()));
+        }
         (inner == "server.url").then_some(Arg::ServerUrl)
     }
 }
@@ -142,13 +148,17 @@ impl std::fmt::Display for Arg {
             Arg::Parameter(name) => write!(f, "{{{{ parameters.{name} }}}}"),
             Arg::StepOutput(id) => write!(f, "{{{{ steps.{id}.output }}}}"),
             Arg::ServerUrl => f.write_str("{{ server.url }}"),
+            Arg::Secret(name) => write!(f, "{{{{ secrets.{name} }}}}"),
         }
     }
 }
 
 /// How a load error names the template forms.
 const TEMPLATE_FORMS: &str =
-    "templates are {{ parameters.NAME }}, {{ steps.ID.output }} or {{ server.url }}";
+    "templates are {{ parameters.NAME }}, {{ steps.ID.output }}, {{ server.url }} or (in http header values and bodies) {{ secrets.NAME }}";
+
+/// Where a `{{ secrets.NAME }}` may not go, and why.
+const SECRET_ELSEWHERE: &str = "{{ secrets.NAME }} is only allowed in http header values and bodies (a command gets secrets through its `secrets` list, as environment variables; URLs are logged and prompts go to a model)";
 
 /// What a step does.
 #[derive(Debug, Clone, PartialEq)]
@@ -714,15 +724,22 @@ pub fn fill_templates(
     Ok(out)
 }
 
-/// A template must name a declared parameter (when the workflow declares them) or an earlier step.
+/// A template must name a declared parameter (when the workflow declares them) or an earlier step;
+/// a secret must be allowed where it is and named like an environment variable.
 fn check_source(
     arg: &Arg,
     path: &str,
     params: Option<&BTreeMap<String, ParamSpec>>,
     earlier: &HashSet<String>,
+    secrets_allowed: bool,
     p: &mut Problems,
 ) {
     match arg {
+        Arg::Secret(_) if !secrets_allowed => p.add(path, SECRET_ELSEWHERE),
+        Arg::Secret(name) if !env_name_like(name) => p.add(
+            path,
+            format!("'{name}' is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+        ),
         Arg::Parameter(name) if params.is_some_and(|params| !params.contains_key(name)) => {
             p.add(path, format!("unknown parameter '{name}'"));
         }
@@ -733,16 +750,25 @@ fn check_source(
     }
 }
 
+fn env_name_like(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn check_embedded_templates(
     text: &str,
     path: &str,
     params: Option<&BTreeMap<String, ParamSpec>>,
     earlier: &HashSet<String>,
+    secrets_allowed: bool,
     p: &mut Problems,
 ) {
     for (_, inner) in embedded_templates(text) {
         match Arg::from_template(inner) {
-            Some(arg) => check_source(&arg, path, params, earlier, p),
+            Some(arg) => check_source(&arg, path, params, earlier, secrets_allowed, p),
             None => p.add(path, format!("'{{{{ {inner} }}}}': {TEMPLATE_FORMS}")),
         }
     }
@@ -773,7 +799,7 @@ fn parse_arg(
     };
     match Arg::from_template(inner) {
         Some(arg) => {
-            check_source(&arg, path, params, earlier, p);
+            check_source(&arg, path, params, earlier, false, p);
             arg
         }
         None => {
@@ -846,7 +872,15 @@ fn parse_steps(
                 Ok(spec) => {
                     for (key, text) in spec.templated_texts() {
                         let text_path = format!("{path}.http.{key}");
-                        check_embedded_templates(text, &text_path, params, &earlier, p);
+                        let secrets_allowed = key != "url";
+                        check_embedded_templates(
+                            text,
+                            &text_path,
+                            params,
+                            &earlier,
+                            secrets_allowed,
+                            p,
+                        );
                     }
                     Some(StepKind::Http(spec))
                 }
@@ -864,6 +898,7 @@ fn parse_steps(
                         &format!("{path}.llm.prompt"),
                         params,
                         &earlier,
+                        false,
                         p,
                     );
                     Some(StepKind::Llm(spec))

@@ -255,6 +255,8 @@ impl Runner {
                 StepKind::Http(spec) => match spec.render(|arg| scope.resolve(arg)) {
                     Err(e) => StepReport::failed(step, started, e),
                     Ok(mut spec) => {
+                        // Every secret the request carries is redacted from what comes back.
+                        spec.redact = spec_secrets(&step.kind);
                         spec.max_body_bytes = MAX_OUTPUT_BYTES;
                         spec.timeout = spec.timeout.min(limit);
                         let request =
@@ -510,7 +512,29 @@ impl Scope<'_> {
                 .map(|r| r.stdout.trim_end_matches(['\n', '\r']).to_owned())
                 .ok_or_else(|| format!("step '{id}' has no output")),
             Arg::ServerUrl => Ok(self.server_url.to_owned()),
+            Arg::Secret(name) => secret(name),
         }
+    }
+}
+
+/// The values of the secrets an `http` step's templates name (those that are set).
+fn spec_secrets(kind: &StepKind) -> Vec<String> {
+    let StepKind::Http(spec) = kind else {
+        return Vec::new();
+    };
+    spec.secret_names()
+        .iter()
+        .filter_map(|name| secret(name).ok())
+        .collect()
+}
+
+/// A secret's value: the server's environment variable `name`, which must be set and not empty.
+fn secret(name: &str) -> Result<String, String> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Ok(value),
+        _ => Err(format!(
+            "secret {name} is not set in the server's environment"
+        )),
     }
 }
 

@@ -654,3 +654,43 @@ async fn an_http_step_follows_redirects_on_its_own_origin_only() {
         "the other origin was never asked"
     );
 }
+
+#[tokio::test]
+async fn an_http_step_sends_a_secret_from_the_environment_and_redacts_it_from_what_comes_back() {
+    // A name no other test uses: the variable is set for this whole test process.
+    let name = format!("SUSTAINBOT_TEST_SECRET_{}", std::process::id());
+    std::env::set_var(&name, "s3cr3t-value");
+    let (base, count) = echo_server().await;
+    let app = app_with(
+        "hook",
+        json!({"steps": [{"id": "post", "http": {"url": format!("{base}/hook"),
+                                                 "headers": {"X-Name": format!("{{{{ secrets.{name} }}}}")}}}]}),
+    )
+    .await;
+    let body = app
+        .execute(&request("hook", "execute", json!({})), &[])
+        .await
+        .expect_ok(200);
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    // The echo server answered with the header it got: the secret was sent, and is redacted.
+    assert_eq!(body["steps"][0]["stdout"], "/hook|[REDACTED]", "{body}");
+    assert!(!body.to_string().contains("s3cr3t-value"));
+    let trail = std::fs::read_to_string(&app.audit_path).unwrap();
+    assert!(
+        !trail.contains("s3cr3t-value"),
+        "not on the audit trail either"
+    );
+
+    // Not set: the step fails before sending, naming the variable but no value.
+    std::env::remove_var(&name);
+    let body = app
+        .execute(&request("hook", "execute", json!({})), &[])
+        .await
+        .expect(500, "WORKFLOW_FAILED");
+    let error = body["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("secret {name} is not set")),
+        "{body}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1, "nothing was sent");
+}

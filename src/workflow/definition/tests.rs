@@ -382,3 +382,44 @@ fn a_key_repeated_in_a_json_definition_is_refused_not_last_wins() {
     // Trailing garbage is still an error.
     assert!(problems(r#"{} {}"#)[0].starts_with("invalid JSON"));
 }
+
+#[test]
+fn secrets_go_only_into_http_header_values_and_bodies() {
+    Workflow::from_json(
+        "w",
+        r#"{"steps": [{"id": "h", "http": {"url": "https://example.org/hook",
+            "headers": {"Authorization": "Bearer {{ secrets.HOOK_TOKEN }}"},
+            "body": {"token": "{{ secrets.HOOK_TOKEN }}"}}}]}"#,
+    )
+    .expect("valid");
+    for (definition, path) in [
+        (
+            r#"{"steps": [{"id": "c", "command": ["curl", "{{ secrets.HOOK_TOKEN }}"]}]}"#,
+            "steps[0].command[1]",
+        ),
+        (
+            r#"{"steps": [{"id": "h", "http": {"url": "https://example.org/{{ secrets.HOOK_TOKEN }}"}}]}"#,
+            "steps[0].http.url",
+        ),
+        (
+            r#"{"steps": [{"id": "l", "llm": {"prompt": "use {{ secrets.HOOK_TOKEN }}"}}]}"#,
+            "steps[0].llm.prompt",
+        ),
+    ] {
+        let all = problems(definition);
+        assert!(
+            all.iter().any(|p| p.starts_with(&format!(
+                "{path}: {{{{ secrets.NAME }}}} is only allowed in http header values and bodies"
+            ))),
+            "{all:?}"
+        );
+    }
+    let all = problems(
+        r#"{"steps": [{"id": "h", "http": {"url": "https://example.org/", "headers": {"X": "{{ secrets.not-a-name }}"}}}]}"#,
+    );
+    assert!(
+        all.iter()
+            .any(|p| p.contains("'not-a-name' is not an environment variable name")),
+        "{all:?}"
+    );
+}

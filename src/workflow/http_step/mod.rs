@@ -31,7 +31,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::command::{redact, REDACTED};
-use super::definition::{fill_templates, Arg};
+use super::definition::{embedded_templates, fill_templates, Arg};
 
 use self::url::{check_url_text, render_url};
 
@@ -324,6 +324,21 @@ impl HttpSpec {
             None => {}
         }
         texts
+    }
+
+    /// The names of the secrets (`{{ secrets.NAME }}`) its header values and body use.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for (_, text) in self.templated_texts() {
+            for (_, inner) in embedded_templates(text) {
+                if let Some(Arg::Secret(name)) = Arg::from_template(inner) {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names
     }
 
     /// The request with its templates filled in by `value` (the runner's resolution of what a
