@@ -141,20 +141,22 @@ impl Gate {
         };
         let recorded = self.record_decision(&pending, decision, &actor, why).await;
         if let Err(unavailable) = recorded {
-            lock(&self.approvals).insert(trace_id.to_owned(), pending);
+            self.park_again(pending).await?;
             return Err(unavailable);
         }
         match refusal {
-            Some(refusal) => {
-                if expired {
-                    pending.prepared.live.finish(
-                        RunStatus::Rejected,
-                        None,
-                        Some(refusal.to_string()),
-                    );
-                    pending.expiry_recorded = true;
-                }
+            Some(refusal) if expired => {
+                pending
+                    .prepared
+                    .live
+                    .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
+                pending.expiry_recorded = true;
                 lock(&self.approvals).insert(trace_id.to_owned(), pending);
+                Err(refusal)
+            }
+            Some(refusal) => {
+                // Still waiting, unless it was cancelled while this decision was being recorded.
+                self.park_again(pending).await?;
                 Err(refusal)
             }
             None if approve => {
@@ -179,20 +181,35 @@ impl Gate {
     }
 
     /// Ends a run that waits for approval without a decision (it was cancelled), on the record.
+    /// Nothing to do for a run that is not waiting (or whose expiry is already on the record).
     pub async fn withdraw(&self, trace_id: &str, by: &Principal) -> Result<(), GateError> {
-        let pending = lock(&self.approvals).remove(trace_id);
-        let Some(pending) = pending else {
-            return Ok(());
+        let pending = {
+            let mut approvals = lock(&self.approvals);
+            match approvals.get(trace_id) {
+                Some(pending) if !pending.expiry_recorded => approvals.remove(trace_id),
+                _ => None,
+            }
         };
-        if pending.expiry_recorded {
-            return Ok(());
+        match pending {
+            Some(pending) => self.close_withdrawn(pending, by).await,
+            None => Ok(()),
         }
+    }
+
+    /// Records that a parked run was withdrawn and ends it; when the record cannot be written the
+    /// run waits on (still cancelled), so that nothing ends off the record.
+    pub(super) async fn close_withdrawn(
+        &self,
+        pending: Pending,
+        by: &Principal,
+    ) -> Result<(), GateError> {
         let reason = "cancelled while waiting for approval".to_owned();
         if let Err(unavailable) = self
             .record_decision(&pending, "withdrawn", by, Some(reason))
             .await
         {
-            lock(&self.approvals).insert(trace_id.to_owned(), pending);
+            let trace_id = pending.prepared.trace_id.clone();
+            lock(&self.approvals).insert(trace_id, pending);
             return Err(unavailable);
         }
         pending.prepared.live.finish(
@@ -201,6 +218,22 @@ impl Gate {
             Some("Cancelled while waiting for approval".to_owned()),
         );
         Ok(())
+    }
+
+    /// Parks a run again after a decision that did not end it; one cancelled meanwhile is
+    /// withdrawn instead (on the record, by whoever cancelled it).
+    async fn park_again(&self, pending: Pending) -> Result<(), GateError> {
+        match self.park(pending) {
+            None => Ok(()),
+            Some(cancelled) => {
+                let by = cancelled
+                    .prepared
+                    .live
+                    .canceller()
+                    .unwrap_or_else(Principal::server);
+                self.close_withdrawn(cancelled, &by).await
+            }
+        }
     }
 
     /// Ends the approval requests whose time is up: each gets an `expired` record by the server

@@ -93,16 +93,8 @@ impl Prepared {
                 .live
                 .canceller()
                 .unwrap_or_else(Principal::server);
-            let reason = "cancelled while waiting for approval".to_owned();
-            let recorded = gate
-                .record_decision(&pending, "withdrawn", &by, Some(reason))
-                .await;
-            pending.prepared.live.finish(
-                RunStatus::Cancelled,
-                None,
-                Some("Cancelled while waiting for approval".to_owned()),
-            );
-            recorded?;
+            gate.close_withdrawn(pending, &by).await?;
+            return Err(GateError::Cancelled);
         }
         Ok(expires_at)
     }

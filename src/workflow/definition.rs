@@ -740,6 +740,9 @@ fn check_source(
             path,
             format!("'{name}' is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
         ),
+        Arg::Secret(name) if server_secret(name).is_some() => {
+            p.add(path, server_secret(name).unwrap_or_default());
+        }
         Arg::Parameter(name) if params.is_some_and(|params| !params.contains_key(name)) => {
             p.add(path, format!("unknown parameter '{name}'"));
         }
@@ -748,6 +751,22 @@ fn check_source(
         }
         _ => {}
     }
+}
+
+/// The server's own secrets: no step may read them (a workflow could otherwise send the JWT
+/// secret anywhere).
+const SERVER_SECRETS: [&str; 4] = [
+    "JWT_SECRET",
+    "SLACK_SIGNING_SECRET",
+    "LLM_API_KEY",
+    "AUDIT_SIGNING_KEY",
+];
+
+/// Why a step may not read the environment variable `name`, if it may not.
+fn server_secret(name: &str) -> Option<String> {
+    SERVER_SECRETS
+        .contains(&name)
+        .then(|| format!("{name} is the server's own secret; no step may read it"))
 }
 
 fn env_name_like(name: &str) -> bool {
@@ -1000,6 +1019,11 @@ fn parse_command(
         None => Vec::new(),
         Some(v) => string_list(v, &format!("{path}.secrets"), p).unwrap_or_default(),
     };
+    for (i, name) in secrets.iter().enumerate() {
+        if let Some(why) = server_secret(name) {
+            p.add(&format!("{path}.secrets[{i}]"), why);
+        }
+    }
     Some(StepKind::Command { argv, env, secrets })
 }
 

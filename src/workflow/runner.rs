@@ -525,6 +525,7 @@ fn spec_secrets(kind: &StepKind) -> Vec<String> {
     spec.secret_names()
         .iter()
         .filter_map(|name| secret(name).ok())
+        .flat_map(|value| HttpSpec::redaction_forms(&value))
         .collect()
 }
 

@@ -267,7 +267,8 @@ async fn a_cancel_that_lands_while_the_request_is_being_recorded_still_withdraws
     // The cancel arrives after the run is registered and before it is parked.
     let live = gate.runs().get("appr-8").unwrap();
     assert!(live.cancel_as(ANA, &person(ANA)));
-    prepared.hold_for_approval().await.unwrap();
+    let cancelled = prepared.hold_for_approval().await.unwrap_err();
+    assert_eq!(cancelled.code(), "CANCELLED");
     assert_eq!(status(&app, "appr-8").await["status"], "cancelled");
     assert_eq!(
         decisions(&app, "appr-8"),

@@ -423,3 +423,18 @@ fn secrets_go_only_into_http_header_values_and_bodies() {
         "{all:?}"
     );
 }
+
+#[test]
+fn no_step_may_read_the_servers_own_secrets() {
+    for definition in [
+        r#"{"steps": [{"id": "c", "command": ["env"], "secrets": ["DEPLOY_TOKEN", "JWT_SECRET"]}]}"#,
+        r#"{"steps": [{"id": "h", "http": {"url": "https://example.org/", "headers": {"X": "{{ secrets.JWT_SECRET }}"}}}]}"#,
+    ] {
+        let all = problems(definition);
+        assert!(
+            all.iter()
+                .any(|p| p.contains("JWT_SECRET is the server's own secret")),
+            "{all:?}"
+        );
+    }
+}

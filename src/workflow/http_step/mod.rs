@@ -326,6 +326,26 @@ impl HttpSpec {
         texts
     }
 
+    /// The forms a secret's value may come back in, for redaction: as it is, JSON-escaped (how a
+    /// JSON body carries it, and how an echoing server may return it, also with `\/`), and
+    /// percent-encoded.
+    pub fn redaction_forms(secret: &str) -> Vec<String> {
+        let mut forms = vec![secret.to_owned()];
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let json = json
+            .strip_prefix('"')
+            .and_then(|j| j.strip_suffix('"'))
+            .unwrap_or(secret)
+            .to_owned();
+        let slashed = json.replace('/', "\\/");
+        for form in [json, slashed, self::url::percent_encode(secret)] {
+            if !forms.contains(&form) {
+                forms.push(form);
+            }
+        }
+        forms
+    }
+
     /// The names of the secrets (`{{ secrets.NAME }}`) its header values and body use.
     pub fn secret_names(&self) -> Vec<String> {
         let mut names = Vec::new();

@@ -594,3 +594,19 @@ fn backoff_doubles_up_to_the_cap() {
     assert_eq!(backoff_delay(b, 40), MAX_BACKOFF);
     assert_eq!(backoff_delay(Duration::ZERO, 5), Duration::ZERO);
 }
+
+#[test]
+fn a_secret_is_redacted_in_the_forms_it_may_come_back_in() {
+    let forms = HttpSpec::redaction_forms("p\"w/\\d é");
+    assert_eq!(
+        forms,
+        [
+            "p\"w/\\d é",
+            "p\\\"w/\\\\d é",
+            "p\\\"w\\/\\\\d é",
+            "p%22w%2F%5Cd%20%C3%A9"
+        ]
+    );
+    // A plain token has one form.
+    assert_eq!(HttpSpec::redaction_forms("abc123"), ["abc123"]);
+}

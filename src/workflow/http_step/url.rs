@@ -129,7 +129,7 @@ fn dot_segment(url: &str) -> Option<&str> {
 }
 
 /// Every byte but the unreserved ones (RFC 3986: `A-Z a-z 0-9 - . _ ~`) as `%XX`.
-fn percent_encode(text: &str) -> String {
+pub(super) fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
