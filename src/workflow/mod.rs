@@ -15,6 +15,17 @@ use std::sync::{Arc, RwLock};
 pub use definition::{Approval, Arg, ParamSpec, ParamType, Step, StepKind, Workflow};
 pub use runner::{RunFailure, RunOutput, Runner, Services, StepReport};
 
+/// Completes when a step's cancel channel turns true; never if there is no channel or its sender
+/// is dropped. Every step kind races its work against it.
+async fn until_cancelled(cancel: Option<&mut tokio::sync::watch::Receiver<bool>>) {
+    if let Some(rx) = cancel {
+        if rx.wait_for(|&cancelled| cancelled).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
 /// Why a workflow name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Invalid workflow name: {0}. Must contain only alphanumerics, hyphens, and underscores.")]

@@ -6,6 +6,7 @@ use std::pin::{pin, Pin};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use crate::workflow::until_cancelled;
 use tokio::process::Child;
 use tokio::sync::watch;
 
@@ -91,16 +92,6 @@ pub(super) async fn supervise<F: Future<Output = ()>>(
         Ending::TimedOut(_) => Ending::TimedOut(status),
         other => other,
     }
-}
-
-/// Completes when the channel turns true; never if there is no channel or its sender is dropped.
-async fn until_cancelled(cancel: Option<&mut watch::Receiver<bool>>) {
-    if let Some(rx) = cancel {
-        if rx.wait_for(|&cancelled| cancelled).await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending::<()>().await
 }
 
 /// Signals the child's process group; on drop (the future running the step was dropped) SIGKILLs it.

@@ -34,6 +34,7 @@ use super::command::{redact, REDACTED};
 use super::definition::{embedded_templates, fill_templates, Arg};
 
 use self::url::{check_url_text, render_url};
+use crate::workflow::until_cancelled;
 
 /// Per-attempt timeout when `timeout_seconds` is not given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -684,16 +685,6 @@ fn backoff_delay(backoff: Duration, retry: u32) -> Duration {
         .checked_shl(retry.saturating_sub(1))
         .unwrap_or(u32::MAX);
     backoff.saturating_mul(factor).min(MAX_BACKOFF)
-}
-
-/// Completes when the channel turns true; never if there is no channel or its sender is dropped.
-async fn until_cancelled(cancel: Option<&mut watch::Receiver<bool>>) {
-    if let Some(rx) = cancel {
-        if rx.wait_for(|&cancelled| cancelled).await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending::<()>().await
 }
 
 /// The error and its causes, `": "`-separated, without the URL reqwest adds (the caller shows its

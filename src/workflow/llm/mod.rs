@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use self::answer::{cap, exchange, Answer};
 use super::command::{redact, REDACTED};
 use super::http_step::display_url;
+use crate::workflow::until_cancelled;
 
 /// Bound on the whole request when `timeout_seconds` is not given (local models can be slow).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -296,16 +297,6 @@ pub async fn generate(
         }),
     };
     done(result, model)
-}
-
-/// Completes when the channel turns true; never if there is no channel or its sender is dropped.
-async fn until_cancelled(cancel: Option<&mut watch::Receiver<bool>>) {
-    if let Some(rx) = cancel {
-        if rx.wait_for(|&cancelled| cancelled).await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending::<()>().await
 }
 
 #[cfg(test)]
