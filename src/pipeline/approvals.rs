@@ -151,7 +151,7 @@ impl Gate {
                     .live
                     .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
                 pending.expiry_recorded = true;
-                lock(&self.approvals).insert(trace_id.to_owned(), pending);
+                self.park_as_is(pending);
                 Err(refusal)
             }
             Some(refusal) => {
@@ -208,8 +208,7 @@ impl Gate {
             .record_decision(&pending, "withdrawn", by, Some(reason))
             .await
         {
-            let trace_id = pending.prepared.trace_id.clone();
-            lock(&self.approvals).insert(trace_id, pending);
+            self.park_as_is(pending);
             return Err(unavailable);
         }
         pending.prepared.live.finish(
@@ -273,6 +272,8 @@ impl Gate {
         expired
     }
 
+    /// Puts an entry back as it is (no cancel check, status untouched): an expired request kept
+    /// for late deciders, or a request whose record could not be written.
     fn park_as_is(&self, pending: Pending) {
         let trace_id = pending.prepared.trace_id.clone();
         lock(&self.approvals).insert(trace_id, pending);
