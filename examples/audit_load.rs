@@ -34,6 +34,7 @@ fn record(i: u64) -> Record {
         duration_seconds: None,
         principal: None,
         steps: serde_json::Value::Null,
+        governed: None,
     })
 }
 

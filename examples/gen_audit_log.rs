@@ -35,6 +35,7 @@ fn main() {
             duration_seconds: (i % 2 == 1).then_some(0.0123),
             principal: None,
         steps: serde_json::Value::Null,
+        governed: None,
         }));
         if batch.len() == 10_000 {
             store.append_batch(&batch).expect("append");

@@ -13,6 +13,8 @@ pub mod metrics;
 pub mod pipeline;
 pub mod runs;
 pub mod slack;
+pub mod sync;
+pub mod trace;
 pub mod workflow;
 
 use std::future::Future;
@@ -95,14 +97,11 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
 /// [`build_state`] for a server whose base URL is `server_url`.
 fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let audit: Option<Arc<dyn AuditStore>> = if config.governance_enabled {
-        Some(Arc::new(AuditLog::open_with(
-            &config.audit_log_path,
-            audit_options(&config)?,
-        )?))
-    } else {
-        None
-    };
+    // The trail is always kept: with governance disabled, ungoverned runs are on it as such.
+    let audit: Arc<dyn AuditStore> = Arc::new(AuditLog::open_with(
+        &config.audit_log_path,
+        audit_options(&config)?,
+    )?);
     let phrases = match &config.prescriptive_phrases_path {
         Some(path) => PhraseList::from_file(path)?,
         None => PhraseList::default_forbidden(),
@@ -136,6 +135,7 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
             queue: config.run_queue,
             waiting_for_approval: config.run_approvals_max,
         },
+        !config.governance_enabled,
     );
     Ok(AppState::new(Shared {
         keys: JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_algorithm),
@@ -145,6 +145,9 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         phrases,
     }))
 }
+
+/// At shutdown, how long cancelled runs get to record `cancelled` once the grace period is over.
+const CANCEL_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A server bound to its address, ready to run. Tests build it on port 0 and read the real port.
 pub struct Application {
@@ -189,7 +192,6 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let audit = self.state.gate.audit().cloned();
         let gate = self.state.gate.clone();
         let grace = std::time::Duration::from_secs(self.state.config.shutdown_grace_seconds);
         tokio::spawn(watch_workflows(self.state.gate.clone()));
@@ -200,34 +202,10 @@ impl Application {
             .await;
         // Requests are answered; runs may still be going (asynchronous ones). They get `grace` to
         // finish, then are cancelled (their command steps killed) and recorded as `cancelled`.
-        drain_runs(&gate, grace).await;
+        gate.drain(grace, CANCEL_BOUND).await;
         // A final signed checkpoint, then the writer stops.
-        if let Some(audit) = audit {
-            audit.close().await;
-        }
+        gate.audit().close().await;
         served
-    }
-}
-
-/// Waits up to `grace` for active runs, then cancels the rest and waits (briefly) for their
-/// `cancelled` records.
-async fn drain_runs(gate: &Gate, grace: std::time::Duration) {
-    wait_until_idle(gate, grace).await;
-    let cancelled = gate.cancel_all("shutdown");
-    if cancelled > 0 {
-        tracing::warn!(
-            cancelled,
-            "shutdown: cancelled runs still going after the grace period"
-        );
-        wait_until_idle(gate, std::time::Duration::from_secs(10)).await;
-    }
-}
-
-/// Waits, at most `bound`, until no run is queued or running.
-async fn wait_until_idle(gate: &Gate, bound: std::time::Duration) {
-    let deadline = tokio::time::Instant::now() + bound;
-    while !gate.runs().working().is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

@@ -10,7 +10,8 @@ use sustainbot::audit::checkpoint::PublicKey;
 use sustainbot::audit::verify::{verify_log, VerifyOptions};
 use sustainbot::auth::{self, JwtKeys, Principal};
 use sustainbot::config::{Config, Overrides};
-use sustainbot::pipeline::RunRequest;
+use sustainbot::pipeline::{RequestBody, RunRequest, Submitted, Wait};
+use sustainbot::trace::TraceId;
 use sustainbot::{build_state, shutdown_signal, Application};
 
 #[derive(Parser)]
@@ -284,7 +285,6 @@ fn print_dev_banner(address: std::net::SocketAddr, token: &str, generated_secret
 }
 
 async fn run_once(config: Config, name: &str, request: Option<PathBuf>) -> ExitCode {
-    let governed = config.governance_enabled;
     let state = match build_state(config) {
         Ok(state) => state,
         Err(e) => {
@@ -299,59 +299,67 @@ async fn run_once(config: Config, name: &str, request: Option<PathBuf>) -> ExitC
             return ExitCode::FAILURE;
         }
     };
-    let result = match body {
+    // With a request file: a governed run of NAME. Without: the ungoverned path, which the gate
+    // refuses (on the record) unless governance is disabled.
+    let body = match body {
         Some(mut body) => {
             if let Value::Object(map) = &mut body {
                 map.insert("workflow_name".into(), Value::String(name.to_owned()));
             }
-            let request = RunRequest {
-                trace_id: uuid::Uuid::new_v4().to_string(),
-                principal: Principal::local_operator(),
-                body: Some(body),
-            };
-            match state.gate.execute(request).await {
-                Ok(report) => json!({
-                    "success": report.success, "trace_id": report.trace_id, "outcome": report.outcome,
-                    "error": report.error, "audit_logged": report.audit_logged,
-                    "governance_summary": report.governance_summary, "duration_seconds": report.duration_seconds,
-                }),
-                Err(e) => json!({"success": false, "error": e.to_string(), "code": e.code()}),
-            }
+            RequestBody::Governed(Ok(Some(body)))
         }
-        None if governed => json!({
-            "success": false,
-            "code": "GOVERNANCE_REQUIRED",
-            "error": "--run needs an AIM declaration: pass --request FILE with a governance request (actor, input, mission, drag_mode)",
-        }),
-        None => match state.gate.workflows().get(name) {
-            None => {
-                json!({"success": false, "code": "WORKFLOW_NOT_FOUND", "error": format!("Workflow not found: {name}")})
-            }
-            Some(definition) => match state
-                .gate
-                .runner()
-                .run(
-                    &definition,
-                    &serde_json::Map::new(),
-                    &uuid::Uuid::new_v4().to_string(),
-                    None,
-                    None,
-                )
-                .await
-            {
-                Ok(output) => json!({"success": true, "outcome": output.outcome}),
-                Err(failure) => json!({"success": false, "error": failure.error}),
-            },
+        None => RequestBody::Ungoverned {
+            workflow_name: name.to_owned(),
+            parameters: Ok(None),
         },
     };
-    if let Some(audit) = state.gate.audit() {
-        audit.close().await;
-    }
+    let request = RunRequest {
+        trace_id: TraceId::random().into_string(),
+        principal: Principal::local_operator(),
+        body,
+        // Nobody could decide it from here: a workflow that requires approval is refused.
+        approvable: false,
+    };
+    // SIGINT/SIGTERM drains the gate as the server's shutdown does: the run is cancelled (its
+    // command steps killed) and recorded as `cancelled`.
+    let submit = state.gate.submit(request, Wait::Outcome);
+    tokio::pin!(submit);
+    let submitted = tokio::select! {
+        submitted = &mut submit => submitted,
+        () = shutdown_signal() => {
+            let gate = state.gate.clone();
+            tokio::spawn(async move {
+                gate.drain(std::time::Duration::ZERO, std::time::Duration::from_secs(10)).await
+            });
+            submit.await
+        }
+    };
+    let (success, result) = match submitted {
+        Ok(Submitted::Finished(report)) => (report.success, serde_json::to_value(&report)),
+        Ok(_) => (
+            false,
+            Ok(json!({"success": false, "error": "the run did not finish"})),
+        ),
+        Err(e) => (
+            false,
+            Ok(json!({"success": false, "error": e.to_string(), "code": e.code()})),
+        ),
+    };
+    state
+        .gate
+        .drain(
+            std::time::Duration::ZERO,
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    state.gate.audit().close().await;
     println!(
         "{}",
-        serde_json::to_string_pretty(&result).unwrap_or_default()
+        result
+            .and_then(|r| serde_json::to_string_pretty(&r))
+            .unwrap_or_default()
     );
-    if result["success"] == json!(true) {
+    if success {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

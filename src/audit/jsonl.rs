@@ -471,6 +471,9 @@ pub fn encode(record: &Record) -> PreEncoded {
             encoded.member("drag_mode", &run.drag_mode);
             encoded.member("duration_seconds", &run.duration_seconds);
             encoded.member("error", &run.error);
+            if let Some(governed) = run.governed {
+                encoded.member("governed", &governed);
+            }
             encoded.member("kind", "run");
             encoded.member("outcome", &run.outcome);
             encoded.member("parameters", &run.parameters);

@@ -46,6 +46,10 @@ pub struct RunRecord {
     pub principal: Option<Principal>,
     /// For an outcome: what each step did (`null` otherwise).
     pub steps: Value,
+    /// `false` for a run of the ungoverned path (`GOVERNANCE_ENABLED=false`: no AIM declaration,
+    /// no DRAG mode); absent for a governed run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub governed: Option<bool>,
 }
 
 /// A record of any kind. The writer adds `seq`, `prev_hash`, `timestamp` and `integrity_hash`.

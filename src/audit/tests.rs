@@ -19,6 +19,7 @@ fn run(trace: &str, outcome: Outcome) -> Record {
         duration_seconds: Some(0.25),
         principal: None,
         steps: serde_json::Value::Null,
+        governed: None,
     })
 }
 
@@ -506,9 +507,14 @@ fn run_records_encode_directly_exactly_as_through_a_json_tree() {
             user_id: Some(json!(42)),
         }),
         steps: serde_json::Value::Null,
+        governed: None,
     });
     let sparse = run("t-2", Outcome::Started);
-    for record in [full, sparse] {
+    let mut ungoverned = run("t-3", Outcome::Success);
+    if let Record::Run(run) = &mut ungoverned {
+        run.governed = Some(false);
+    }
+    for record in [full, sparse, ungoverned] {
         let (mut direct, mut generic) = (Vec::new(), Vec::new());
         let h1 = encode(&record).seal(3, format::GENESIS_HASH, "T", &mut direct);
         let h2 = encode_generic(&record).seal(3, format::GENESIS_HASH, "T", &mut generic);

@@ -10,22 +10,20 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::{ApiError, AppState, AuthUser, TraceId};
+use super::{ApiError, AppState, AuthUser};
 use crate::audit::query::{parse_timestamp, Filter};
 use crate::audit::verify::VerifyOptions;
 use crate::audit::AuditStore;
-use crate::auth::Principal;
+use crate::auth::{may, Action, Principal};
 
 /// Entries per page when the caller does not say.
 pub const DEFAULT_LIMIT: usize = 100;
 /// The most entries one page holds.
 pub const MAX_LIMIT: usize = 1000;
-/// The roles that may read the audit trail.
-const READER_ROLES: [&str; 2] = ["auditor", "admin"];
 
 /// Verification reads the whole log on every core: one at a time, the others wait their turn.
 static VERIFYING: Semaphore = Semaphore::const_new(1);
@@ -55,23 +53,10 @@ struct EntriesParams {
     cursor: Option<String>,
 }
 
-/// The audit store, once the caller may read it: 403 for other roles, 404 when governance (and
-/// so the audit trail) is disabled.
+/// The audit store, once the caller may read it (403 for other roles).
 fn readable_log(state: &AppState, principal: &Principal) -> Result<Arc<dyn AuditStore>, ApiError> {
-    if !READER_ROLES.contains(&principal.role.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN_ROLE",
-            "Reading the audit trail requires the auditor or admin role",
-        ));
-    }
-    state.gate.audit().cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "AUDIT_DISABLED",
-            "Governance is disabled (GOVERNANCE_ENABLED=false): there is no audit trail",
-        )
-    })
+    may(principal, Action::ReadAudit).map_err(ApiError::forbidden)?;
+    Ok(Arc::clone(state.gate.audit()))
 }
 
 /// Runs blocking log I/O on the blocking pool; a failure is logged and answered as 500.
@@ -153,31 +138,36 @@ fn parse_params(params: EntriesParams) -> Result<(Filter, usize), ApiError> {
     Ok((filter, limit))
 }
 
+/// A page of records, exactly as written (each still carries its verifiable `integrity_hash`).
+#[derive(Serialize)]
+struct EntriesPage {
+    /// For `GET /audit/entries/{trace_id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
+    count: usize,
+    entries: Vec<Value>,
+    next_cursor: Option<u64>,
+}
+
 /// `GET /audit/entries?trace_id=&actor=&workflow=&outcome=&drag_mode=&kind=&since=&until=&limit=&cursor=`
 /// -> `{"entries": [...], "count": n, "next_cursor": seq | null}`.
 async fn entries(
     State(state): State<AppState>,
-    trace: TraceId,
     AuthUser(principal): AuthUser,
     params: Result<Query<EntriesParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let with_trace = |e: ApiError| e.with_trace(&trace.0);
-    let store = readable_log(&state, &principal).map_err(with_trace)?;
+) -> Result<Json<EntriesPage>, ApiError> {
+    let store = readable_log(&state, &principal)?;
     let Query(params) = params.map_err(|rejection| {
-        with_trace(ApiError::validation(format!(
-            "Invalid query string: {}",
-            rejection.body_text()
-        )))
+        ApiError::validation(format!("Invalid query string: {}", rejection.body_text()))
     })?;
-    let (filter, limit) = parse_params(params).map_err(with_trace)?;
-    let page = blocking(move || store.query(&filter, limit))
-        .await
-        .map_err(with_trace)?;
-    Ok(Json(json!({
-        "count": page.entries.len(),
-        "entries": page.entries,
-        "next_cursor": page.next_cursor,
-    })))
+    let (filter, limit) = parse_params(params)?;
+    let page = blocking(move || store.query(&filter, limit)).await?;
+    Ok(Json(EntriesPage {
+        trace_id: None,
+        count: page.entries.len(),
+        entries: page.entries,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// `GET /audit/entries/{trace_id}` -> `{"trace_id", "entries", "count", "next_cursor"}`: the
@@ -185,53 +175,44 @@ async fn entries(
 /// trace id reused beyond that continues at `/audit/entries?trace_id=..&cursor=<next_cursor>`.
 async fn entries_of_trace(
     State(state): State<AppState>,
-    trace: TraceId,
     AuthUser(principal): AuthUser,
     trace_id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let with_trace = |e: ApiError| e.with_trace(&trace.0);
-    let store = readable_log(&state, &principal).map_err(with_trace)?;
+) -> Result<Json<EntriesPage>, ApiError> {
+    let store = readable_log(&state, &principal)?;
     let Path(trace_id) = trace_id.map_err(|rejection| {
-        with_trace(ApiError::validation(format!(
-            "Invalid trace id: {}",
-            rejection.body_text()
-        )))
+        ApiError::validation(format!("Invalid trace id: {}", rejection.body_text()))
     })?;
     let filter = Filter {
         trace_id: Some(trace_id.clone()),
         ..Filter::default()
     };
-    let page = blocking(move || store.query(&filter, MAX_LIMIT))
-        .await
-        .map_err(with_trace)?;
+    let page = blocking(move || store.query(&filter, MAX_LIMIT)).await?;
     if page.entries.is_empty() {
-        return Err(with_trace(ApiError::new(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             format!("No audit records for trace id '{trace_id}'"),
-        )));
+        ));
     }
-    Ok(Json(json!({
-        "trace_id": trace_id,
-        "count": page.entries.len(),
-        "entries": page.entries,
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(Json(EntriesPage {
+        trace_id: Some(trace_id),
+        count: page.entries.len(),
+        entries: page.entries,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// `GET /audit/verify`: the hash chain and checkpoint structure of the whole log (signatures need
 /// the public key, which an auditor checks offline with `sustainbot audit verify --public-key`).
 async fn verify(
     State(state): State<AppState>,
-    trace: TraceId,
     AuthUser(principal): AuthUser,
-) -> Result<Json<Value>, ApiError> {
-    let with_trace = |e: ApiError| e.with_trace(&trace.0);
-    let store = readable_log(&state, &principal).map_err(with_trace)?;
+) -> Result<Json<Verdict>, ApiError> {
+    let store = readable_log(&state, &principal)?;
     let _slot = VERIFYING
         .acquire()
         .await
-        .map_err(|_| with_trace(ApiError::internal()))?;
+        .map_err(|_| ApiError::internal())?;
     let name = |p: &std::path::Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -248,42 +229,68 @@ async fn verify(
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     })
-    .await
-    .map_err(with_trace)?;
+    .await?;
     let Some(report) = report else {
         // The server created the file at start-up: its absence is a finding, not an empty log.
-        return Ok(Json(json!({
-            "valid": false,
-            "records": 0,
-            "files": 0,
-            "first_seq": null,
-            "head_seq": null,
-            "head_hash": null,
-            "checkpoints": 0,
-            "last_checkpoint_seq": null,
-            "problem": {"file": active, "line": 0, "message": "the audit log file does not exist"},
-        })));
+        return Ok(Json(Verdict {
+            valid: false,
+            records: 0,
+            files: 0,
+            first_seq: None,
+            head_seq: None,
+            head_hash: None,
+            checkpoints: 0,
+            last_checkpoint_seq: None,
+            unfinished_tail_bytes: None,
+            problem: Some(Problem {
+                file: active,
+                line: 0,
+                message: "the audit log file does not exist".to_owned(),
+            }),
+        }));
     };
     // Files are named, not located: the server's directories are none of the caller's business.
-    let problem = report.problem.as_ref().map(|p| {
-        json!({
-            "file": p.file.as_deref().map_or_else(|| active.clone(), name),
-            "line": p.line,
-            "message": p.message,
-        })
+    let problem = report.problem.as_ref().map(|p| Problem {
+        file: p.file.as_deref().map_or_else(|| active.clone(), name),
+        line: p.line,
+        message: p.message.clone(),
     });
-    Ok(Json(json!({
-        "valid": report.is_valid(),
-        "records": report.records,
-        "files": report.files,
-        "first_seq": report.first_seq,
-        "head_seq": report.head_seq,
-        "head_hash": report.head_hash,
-        "checkpoints": report.checkpoints,
-        "last_checkpoint_seq": report.last_checkpoint_seq,
-        "unfinished_tail_bytes": report.unfinished_tail_bytes,
-        "problem": problem,
-    })))
+    Ok(Json(Verdict {
+        valid: report.is_valid(),
+        records: report.records,
+        files: report.files,
+        first_seq: Some(report.first_seq),
+        head_seq: Some(report.head_seq),
+        head_hash: Some(report.head_hash),
+        checkpoints: report.checkpoints,
+        last_checkpoint_seq: report.last_checkpoint_seq,
+        unfinished_tail_bytes: Some(report.unfinished_tail_bytes),
+        problem,
+    }))
+}
+
+/// `GET /audit/verify`.
+#[derive(Serialize)]
+struct Verdict {
+    valid: bool,
+    records: u64,
+    files: usize,
+    first_seq: Option<u64>,
+    head_seq: Option<u64>,
+    head_hash: Option<String>,
+    checkpoints: u64,
+    last_checkpoint_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unfinished_tail_bytes: Option<u64>,
+    problem: Option<Problem>,
+}
+
+/// The first bad line, by file name.
+#[derive(Serialize)]
+struct Problem {
+    file: String,
+    line: u64,
+    message: String,
 }
 
 #[cfg(test)]

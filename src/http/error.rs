@@ -1,5 +1,6 @@
-//! The one error type of the HTTP edge: a status, a stable code, a human message, and on request-scoped
-//! paths the trace id. Internal causes are logged, never sent.
+//! The one error type of the HTTP edge: a status, a stable code, a human message, and the request's
+//! trace id (stamped by the trace-id middleware, so handlers never pass it). Internal causes are
+//! logged, never sent.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +50,10 @@ impl ApiError {
         )
     }
 
+    pub fn forbidden(forbidden: crate::auth::Forbidden) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN_ROLE", forbidden.0)
+    }
+
     pub fn with_trace(mut self, trace_id: &str) -> ApiError {
         self.trace_id = Some(trace_id.to_owned());
         self
@@ -94,7 +99,21 @@ impl From<GateError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// Without a trace id the error travels in the response's extensions to the trace-id
+    /// middleware, which stamps the request's id and renders it; with one it renders at once.
     fn into_response(self) -> Response {
+        if self.trace_id.is_some() {
+            return self.render();
+        }
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl ApiError {
+    /// The response as it goes out.
+    pub fn render(self) -> Response {
         let mut body = self.extra;
         body.insert("error".into(), Value::String(self.message));
         body.insert("code".into(), Value::String(self.code.to_owned()));

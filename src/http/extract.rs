@@ -2,33 +2,28 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{token_from_header, Principal};
+use crate::trace::TraceId;
 
-/// The request's trace id: the client's `X-Trace-ID` or a new UUID v4 (set by the edge middleware).
-#[derive(Debug, Clone)]
-pub struct TraceId(pub String);
-
+/// The request's trace id, set by the edge middleware.
 impl<S: Send + Sync> FromRequestParts<S> for TraceId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(trace_of(parts))
+        Ok(parts
+            .extensions
+            .get::<TraceId>()
+            .cloned()
+            .unwrap_or_else(TraceId::random))
     }
-}
-
-fn trace_of(parts: &Parts) -> TraceId {
-    parts
-        .extensions
-        .get::<TraceId>()
-        .cloned()
-        .unwrap_or_else(|| TraceId(uuid::Uuid::new_v4().to_string()))
 }
 
 /// The caller, proven by a JWT in the `Authorization` header.
@@ -44,7 +39,6 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let trace = trace_of(parts);
         let metrics = &state.metrics;
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             metrics.authentication_failures.inc(&["missing_token"]);
@@ -53,8 +47,7 @@ where
                 StatusCode::UNAUTHORIZED,
                 "AUTH_REQUIRED",
                 "Authorization header required",
-            )
-            .with_trace(&trace.0));
+            ));
         };
         let claims = value
             .to_str()
@@ -80,31 +73,57 @@ where
                     StatusCode::UNAUTHORIZED,
                     "INVALID_TOKEN",
                     "Invalid or expired token",
-                )
-                .with_trace(&trace.0))
+                ))
             }
         }
     }
 }
 
-/// Reads a JSON body. `Ok(None)` for an empty body; a body over the limit is 413, anything that is
-/// not JSON (including JSON nested deeper than the parser's limit) is 400.
-pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Option<Value>, ApiError> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                "Request body too large (max 1 MiB)",
-            )
-        } else {
-            ApiError::validation(format!("Request body could not be read: {rejection}"))
-        }
-    })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+/// A JSON body read with our error model: over the limit is 413 `PAYLOAD_TOO_LARGE`, anything
+/// that is not JSON (including JSON nested deeper than the parser's limit) is 400
+/// `VALIDATION_ERROR`. An empty body reads as `null` (so `JsonBody<Option<T>>` is `None`).
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(unreadable)?;
+        parse_json(&bytes).map(JsonBody)
     }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| ApiError::validation(format!("Request body is not valid JSON: {e}")))
+}
+
+/// Why a body could not be read: too large (413) or broken off (400).
+pub fn unreadable(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "Request body too large (max 1 MiB)",
+        )
+    } else {
+        ApiError::validation(format!("Request body could not be read: {rejection}"))
+    }
+}
+
+/// Reads `bytes` as JSON into `T`; white space alone reads as `null`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_value(Value::Null)
+            .map_err(|_| ApiError::validation("Request body required"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            ApiError::validation(format!("Invalid request body: {e}"))
+        } else {
+            ApiError::validation(format!("Request body is not valid JSON: {e}"))
+        }
+    })
 }

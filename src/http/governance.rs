@@ -1,16 +1,13 @@
 //! `POST /governance/validate` (pre-flight, no authentication, as the original) and
 //! `POST /governance/filter` (the prescriptive-language filter as a service).
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::extract::json_body;
-use super::{ApiError, AppState, TraceId};
+use super::{ApiError, AppState, JsonBody};
 use crate::governance::filter::check_output;
 use crate::governance::{summary, DragMode, GovernanceRequest, Violation, ViolationKind};
 use crate::pipeline::is_empty_body;
@@ -23,12 +20,11 @@ pub fn router() -> Router<AppState> {
 
 async fn validate(
     State(state): State<AppState>,
-    trace: TraceId,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody<Option<Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = match json_body(body).map_err(|e| e.with_trace(&trace.0))? {
+    let body = match body {
         Some(body) if !is_empty_body(&body) => body,
-        _ => return Err(ApiError::validation("Request body required").with_trace(&trace.0)),
+        _ => return Err(ApiError::validation("Request body required")),
     };
     match GovernanceRequest::parse(&body) {
         Ok(request) => Ok(Json(json!({
@@ -45,8 +41,7 @@ async fn validate(
                 rejection.headline(),
             )
             .with_errors(rejection.violations)
-            .with("valid", json!(false))
-            .with_trace(&trace.0))
+            .with("valid", json!(false)))
         }
     }
 }
@@ -55,14 +50,12 @@ async fn validate(
 /// with byte offsets into `text`. Grunt and execute output is not checked (`checked: false`).
 async fn filter(
     State(state): State<AppState>,
-    trace: TraceId,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody<Option<Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(Value::Object(body)) = json_body(body).map_err(|e| e.with_trace(&trace.0))? else {
+    let Some(Value::Object(body)) = body else {
         return Err(ApiError::validation(
             "Request body must be a JSON object with text and drag_mode",
-        )
-        .with_trace(&trace.0));
+        ));
     };
     let mut problems = Vec::new();
     let text = match body.get("text") {
@@ -91,9 +84,7 @@ async fn filter(
             "Invalid filter request: {}: {}",
             problems[0].field, problems[0].message
         );
-        return Err(ApiError::validation(headline)
-            .with_errors(problems)
-            .with_trace(&trace.0));
+        return Err(ApiError::validation(headline).with_errors(problems));
     };
     let violations = check_output(text, mode, &state.phrases);
     for found in &violations {

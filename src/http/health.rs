@@ -61,19 +61,14 @@ async fn status(State(state): State<AppState>) -> Response {
 fn health_body(state: &AppState) -> (bool, Value) {
     let config = &state.config;
     let workflows = state.gate.workflows();
-    let audit = match state.gate.audit() {
-        Some(log) => {
-            let sink = log.status();
-            // Unauthenticated: the file name, not the server's directory layout.
-            let file = sink
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned());
-            json!({"enabled": true, "healthy": sink.healthy, "file": file, "head_seq": sink.head_seq,
-                   "signing": sink.signing, "last_error": sink.last_error})
-        }
-        None => json!({"enabled": false, "healthy": true}),
-    };
+    let sink = state.gate.audit().status();
+    // Unauthenticated: the file name, not the server's directory layout.
+    let file = sink
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let audit = json!({"enabled": true, "healthy": sink.healthy, "file": file, "head_seq": sink.head_seq,
+                       "signing": sink.signing, "last_error": sink.last_error});
     let healthy = audit["healthy"].as_bool().unwrap_or(false);
     let body = json!({
         "status": if healthy { "healthy" } else { "degraded" },

@@ -16,23 +16,23 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
 
 pub use error::ApiError;
-pub use extract::{AuthUser, TraceId};
+pub use extract::{AuthUser, JsonBody};
 
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::governance::filter::PhraseList;
 use crate::metrics::Metrics;
 use crate::pipeline::Gate;
+use crate::trace::TraceId;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
-/// Longest client-supplied trace id accepted.
-const MAX_TRACE_ID: usize = 128;
 
 pub static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
 
@@ -83,49 +83,50 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 tracing::error!("a request handler panicked");
-                ApiError::internal().into_response()
+                ApiError::internal().render()
             },
         ))
         .with_state(state)
 }
 
-async fn not_found(trace: TraceId) -> ApiError {
-    ApiError::not_found().with_trace(&trace.0)
+async fn not_found() -> ApiError {
+    ApiError::not_found()
 }
 
-async fn method_not_allowed(trace: TraceId) -> ApiError {
+async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
         "Method not allowed for this endpoint",
     )
-    .with_trace(&trace.0)
 }
 
-/// Takes the client's `X-Trace-ID` (1 to 128 visible ASCII characters) or makes one, hands it to the
-/// handlers, and returns it as a response header.
+/// Takes the client's `X-Trace-ID` or makes one, hands it to the handlers, opens the request's
+/// span (every log line of the request carries the trace id), stamps the id on an error body, and
+/// returns it as a response header.
 async fn trace_id(mut request: Request, next: Next) -> Response {
     let trace = match request.headers().get(&X_TRACE_ID) {
-        None => uuid::Uuid::new_v4().to_string(),
-        Some(value) => match value.to_str() {
-            Ok(v)
-                if !v.is_empty()
-                    && v.len() <= MAX_TRACE_ID
-                    && v.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                v.to_owned()
-            }
-            _ => {
-                return ApiError::validation(format!(
-                    "X-Trace-ID must be 1 to {MAX_TRACE_ID} visible ASCII characters"
-                ))
-                .into_response()
+        None => TraceId::random(),
+        Some(value) => match value.to_str().map(TraceId::parse) {
+            Ok(Ok(trace)) => trace,
+            Ok(Err(invalid)) => return ApiError::validation(invalid.to_string()).render(),
+            Err(_) => {
+                return ApiError::validation(crate::trace::InvalidTraceId.to_string()).render()
             }
         },
     };
-    request.extensions_mut().insert(TraceId(trace.clone()));
-    let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&trace) {
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = tracing::field::Empty,
+        trace_id = %trace,
+    );
+    request.extensions_mut().insert(trace.clone());
+    let mut response = next.run(request).instrument(span).await;
+    if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+        response = error.with_trace(trace.as_str()).render();
+    }
+    if let Ok(value) = HeaderValue::from_str(trace.as_str()) {
         response.headers_mut().insert(X_TRACE_ID.clone(), value);
     }
     response
@@ -139,6 +140,7 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    tracing::Span::current().record("route", endpoint.as_str());
     metrics.active_requests.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let response = next.run(request).await;

@@ -1,19 +1,16 @@
 //! `GET /runs`, `GET /runs/{trace_id}`, `POST /runs/{trace_id}/cancel`: the live view of runs.
 //! Admins and auditors see every run; anyone else sees the runs they are the accountable human of.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::extract::json_body;
-use super::{ApiError, AppState, AuthUser, TraceId};
-use crate::auth::Principal;
+use super::{ApiError, AppState, AuthUser, JsonBody};
+use crate::auth::{may, Action, Principal};
 use crate::runs::{Run, RunEvent, RunFilter};
 
 pub fn router() -> Router<AppState> {
@@ -25,10 +22,6 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{trace_id}/approve", post(approve))
         .route("/runs/{trace_id}/deny", post(deny))
         .route("/runs/{trace_id}/override", post(override_output))
-}
-
-fn sees_everything(principal: &Principal) -> bool {
-    matches!(principal.role.as_str(), "admin" | "auditor")
 }
 
 /// Whether `principal` may see (and, for its own runs, cancel) `run`.
@@ -49,7 +42,6 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
-    trace: TraceId,
     AuthUser(principal): AuthUser,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -59,10 +51,7 @@ async fn list(
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                ApiError::validation("limit must be a whole number from 1 to 1000")
-                    .with_trace(&trace.0)
-            })?,
+            .ok_or_else(|| ApiError::validation("limit must be a whole number from 1 to 1000"))?,
     };
     const STATUSES: [&str; 7] = [
         "pending_approval",
@@ -77,10 +66,9 @@ async fn list(
         return Err(ApiError::validation(format!(
             "status '{status}' is not one of {}",
             STATUSES.join(", ")
-        ))
-        .with_trace(&trace.0));
+        )));
     }
-    let actor = if sees_everything(&principal) {
+    let actor = if may(&principal, Action::SeeAllRuns).is_ok() {
         query.actor
     } else {
         // Everyone else sees only their own runs.
@@ -99,150 +87,163 @@ fn visible(
     state: &AppState,
     principal: &Principal,
     trace_id: &str,
-    trace: &TraceId,
 ) -> Result<std::sync::Arc<Run>, ApiError> {
     state
         .gate
         .runs()
         .get(trace_id)
-        .filter(|run| sees_everything(principal) || owns(principal, run))
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("No run {trace_id} is known here (GET /audit/entries/{trace_id} has the permanent record)")).with_trace(&trace.0))
+        .filter(|run| {
+            may(
+                principal,
+                Action::SeeRun {
+                    own: owns(principal, run),
+                },
+            )
+            .is_ok()
+        })
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("No run {trace_id} is known here (GET /audit/entries/{trace_id} has the permanent record)")))
 }
 
 async fn show(
     State(state): State<AppState>,
-    trace: TraceId,
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        visible(&state, &principal, &trace_id, &trace)?.view(true),
-    ))
+    Ok(Json(visible(&state, &principal, &trace_id)?.view(true)))
+}
+
+/// `POST /runs/{trace_id}/cancel`.
+#[derive(Serialize)]
+struct Cancelling {
+    trace_id: String,
+    status: &'static str,
+    cancelled_by: String,
 }
 
 /// Stops a queued or running run: its accountable human or an admin. A running command step's
 /// whole process group is killed; the outcome is recorded as `cancelled`.
 async fn cancel(
     State(state): State<AppState>,
-    trace: TraceId,
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let run = visible(&state, &principal, &trace_id, &trace)?;
-    if !(principal.role == "admin" || owns(&principal, &run)) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN_ROLE",
-            "Only the run's accountable human or an admin may cancel it",
-        )
-        .with_trace(&trace.0));
-    }
+) -> Result<Json<Cancelling>, ApiError> {
+    let run = visible(&state, &principal, &trace_id)?;
+    may(
+        &principal,
+        Action::CancelRun {
+            own: owns(&principal, &run),
+        },
+    )
+    .map_err(ApiError::forbidden)?;
     let by = principal
         .actor
         .clone()
-        .unwrap_or_else(|| principal.role.clone());
+        .unwrap_or_else(|| principal.role.to_string());
     if !run.cancel_as(&by, &principal) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "RUN_FINISHED",
             format!("Run {trace_id} has already finished"),
-        )
-        .with_trace(&trace.0));
+        ));
     }
     // A run waiting for approval is withdrawn on the record (nothing happens for other runs; one
     // whose approval request is being parked right now is withdrawn by the parking instead).
-    state
-        .gate
-        .withdraw(&trace_id, &principal)
-        .await
-        .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
+    state.gate.withdraw(&trace_id, &principal).await?;
     tracing::info!(trace_id, by, "run cancellation requested");
-    Ok(Json(
-        json!({"trace_id": trace_id, "status": "cancelling", "cancelled_by": by}),
-    ))
+    Ok(Json(Cancelling {
+        trace_id,
+        status: "cancelling",
+        cancelled_by: by,
+    }))
 }
 
 /// The optional body of a decision.
-fn reason(
-    body: Result<Bytes, BytesRejection>,
-    trace: &TraceId,
-) -> Result<Option<String>, ApiError> {
-    match json_body(body).map_err(|e| e.with_trace(&trace.0))? {
+fn reason(body: Option<Value>) -> Result<Option<String>, ApiError> {
+    match body {
         None => Ok(None),
         Some(Value::Object(map)) => match map.get("reason") {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(text)) if !text.trim().is_empty() => {
                 Ok(Some(text.trim().to_owned()))
             }
-            Some(_) => {
-                Err(ApiError::validation("reason must be a non-empty string").with_trace(&trace.0))
-            }
+            Some(_) => Err(ApiError::validation("reason must be a non-empty string")),
         },
-        Some(_) => Err(ApiError::validation("body must be a JSON object").with_trace(&trace.0)),
+        Some(_) => Err(ApiError::validation("body must be a JSON object")),
     }
+}
+
+/// `POST /runs/{trace_id}/approve`.
+#[derive(Serialize)]
+struct Approved {
+    trace_id: String,
+    status: &'static str,
+    approved_by: Option<String>,
+    status_url: String,
+}
+
+/// `POST /runs/{trace_id}/deny`.
+#[derive(Serialize)]
+struct Denied {
+    trace_id: String,
+    status: &'static str,
+    denied_by: Option<String>,
 }
 
 /// A second human approves a run waiting for approval: it is queued and runs.
 async fn approve(
     State(state): State<AppState>,
-    trace: TraceId,
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let reason = reason(body, &trace)?;
-    let prepared = state
+    JsonBody(body): JsonBody<Option<Value>>,
+) -> Result<(StatusCode, Json<Approved>), ApiError> {
+    let reason = reason(body)?;
+    state
         .gate
         .decide(&trace_id, &principal, true, reason)
-        .await
-        .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
-    if let Some(prepared) = prepared {
-        tokio::spawn(async move {
-            let _ = prepared.run().await;
-        });
-    }
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(
-            json!({"trace_id": trace_id, "status": "queued", "approved_by": principal.actor, "status_url": format!("/runs/{trace_id}")}),
-        ),
+        Json(Approved {
+            status: "queued",
+            approved_by: principal.actor,
+            status_url: format!("/runs/{trace_id}"),
+            trace_id,
+        }),
     ))
 }
 
 /// A second human denies a run waiting for approval (a reason is required).
 async fn deny(
     State(state): State<AppState>,
-    trace: TraceId,
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Some(reason) = reason(body, &trace)? else {
-        return Err(
-            ApiError::validation("A denial needs a reason: {\"reason\": \"...\"}")
-                .with_trace(&trace.0),
-        );
+    JsonBody(body): JsonBody<Option<Value>>,
+) -> Result<Json<Denied>, ApiError> {
+    let Some(reason) = reason(body)? else {
+        return Err(ApiError::validation(
+            "A denial needs a reason: {\"reason\": \"...\"}",
+        ));
     };
     state
         .gate
         .decide(&trace_id, &principal, false, Some(reason))
-        .await
-        .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
-    Ok(Json(
-        json!({"trace_id": trace_id, "status": "rejected", "denied_by": principal.actor}),
-    ))
+        .await?;
+    Ok(Json(Denied {
+        trace_id,
+        status: "rejected",
+        denied_by: principal.actor,
+    }))
 }
 
 /// Server-sent events: `run` (the whole run so far), then `status`, `step_started` and
 /// `step_finished` (with the step's output) as they happen, until the run ends.
 async fn events(
     State(state): State<AppState>,
-    trace: TraceId,
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError>
 {
-    let run = visible(&state, &principal, &trace_id, &trace)?;
+    let run = visible(&state, &principal, &trace_id)?;
     // Subscribe before the snapshot, so nothing falls between them.
     let live = run.subscribe();
     let snapshot = Event::default()
@@ -283,61 +284,59 @@ struct OverrideBody {
     reason: Option<String>,
 }
 
+/// `POST /runs/{trace_id}/override`.
+#[derive(Serialize)]
+struct OverrideRecorded {
+    trace_id: String,
+    step: String,
+    recorded: bool,
+    audit_seq: u64,
+    before_sha256: String,
+    after_sha256: String,
+}
+
 /// Human override tracking: a person replaced or edited a step's (typically an AI's) output. The
 /// audit trail records who, which step, the SHA-256 of the output before and of the replacement, and
 /// why; the replacement itself stays with the caller.
 async fn override_output(
     State(state): State<AppState>,
-    trace: TraceId,
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let invalid = |message: &str| ApiError::validation(message).with_trace(&trace.0);
-    let body: OverrideBody = match json_body(body).map_err(|e| e.with_trace(&trace.0))? {
-        Some(value) => {
-            serde_json::from_value(value).map_err(|e| invalid(&format!("Invalid override: {e}")))?
-        }
-        None => {
-            return Err(invalid(
-                "Request body required: {\"step\", \"replacement\", \"reason\"}",
-            ))
-        }
+    JsonBody(body): JsonBody<Option<OverrideBody>>,
+) -> Result<Json<OverrideRecorded>, ApiError> {
+    let Some(body) = body else {
+        return Err(ApiError::validation(
+            "Request body required: {\"step\", \"replacement\", \"reason\"}",
+        ));
     };
     let (Some(step_id), Some(replacement), Some(reason)) = (
         body.step,
         body.replacement,
         body.reason.filter(|r| !r.trim().is_empty()),
     ) else {
-        return Err(invalid(
+        return Err(ApiError::validation(
             "step, replacement and a non-empty reason are required",
         ));
     };
-    if principal.actor.is_none() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN_ROLE",
-            "An override needs a named human: the token has no actor",
-        )
-        .with_trace(&trace.0));
-    }
-    let run = visible(&state, &principal, &trace_id, &trace)?;
+    may(&principal, Action::Override).map_err(ApiError::forbidden)?;
+    let run = visible(&state, &principal, &trace_id)?;
     let step = run.step(&step_id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             format!("Run {trace_id} has no finished step '{step_id}'"),
         )
-        .with_trace(&trace.0)
     })?;
     let receipt = state
         .gate
         .record_override(&run, &step, &principal, &replacement, &reason)
-        .await
-        .map_err(|e| ApiError::from(e).with_trace(&trace.0))?;
-    Ok(Json(json!({
-        "trace_id": trace_id, "step": step_id, "recorded": true, "audit_seq": receipt.seq,
-        "before_sha256": crate::audit::format::sha256_tagged(step.stdout.as_bytes()),
-        "after_sha256": crate::audit::format::sha256_tagged(replacement.as_bytes()),
-    })))
+        .await?;
+    Ok(Json(OverrideRecorded {
+        trace_id,
+        step: step_id,
+        recorded: true,
+        audit_seq: receipt.seq,
+        before_sha256: crate::audit::format::sha256_tagged(step.stdout.as_bytes()),
+        after_sha256: crate::audit::format::sha256_tagged(replacement.as_bytes()),
+    }))
 }

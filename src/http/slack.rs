@@ -10,8 +10,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::extract::json_body;
-use super::{ApiError, AppState, TraceId};
+use super::extract::{parse_json, unreadable};
+use super::{ApiError, AppState};
 use crate::slack;
 
 pub fn router() -> Router<AppState> {
@@ -20,22 +20,11 @@ pub fn router() -> Router<AppState> {
 
 async fn events(
     State(state): State<AppState>,
-    trace: TraceId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let with_trace = |e: ApiError| e.with_trace(&trace.0);
     let metrics = &state.metrics;
-    let bytes = match body {
-        Ok(bytes) => bytes,
-        Err(rejection) => {
-            return Err(with_trace(
-                json_body(Err(rejection))
-                    .err()
-                    .unwrap_or_else(ApiError::internal),
-            ))
-        }
-    };
+    let bytes = body.map_err(unreadable)?;
     match &state.config.slack_signing_secret {
         Some(secret) => {
             let header_text = |name: &str| {
@@ -54,11 +43,11 @@ async fn events(
             if let Err(e) = verdict {
                 metrics.slack_signature_verifications.inc(&["failure"]);
                 tracing::warn!(error = %e, "Slack request refused");
-                return Err(with_trace(ApiError::new(
+                return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "INVALID_SIGNATURE",
                     "Invalid signature",
-                )));
+                ));
             }
             metrics.slack_signature_verifications.inc(&["success"]);
         }
@@ -68,19 +57,20 @@ async fn events(
             );
         }
         None => {
-            return Err(with_trace(ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "SLACK_NOT_CONFIGURED",
                 "Slack is not configured: set SLACK_SIGNING_SECRET",
-            )))
+            ))
         }
     }
-    let event = match json_body(Ok(bytes)).map_err(with_trace)? {
+    // Slack signs the raw bytes: the body is read as JSON only once its signature holds.
+    let event = match parse_json::<Option<Value>>(&bytes)? {
         Some(Value::Object(event)) => event,
         _ => {
-            return Err(with_trace(ApiError::validation(
+            return Err(ApiError::validation(
                 "Slack event body must be a JSON object",
-            )))
+            ))
         }
     };
     // A fixed set of label values: the event type is client-controlled.

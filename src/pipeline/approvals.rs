@@ -7,9 +7,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{lock, Gate, GateError, Prepared, RunRequest};
+use super::{lock, Gate, GateError, Prepared, RequestBody, RunRequest};
 use crate::audit::Record;
 use crate::auth::Principal;
+use crate::auth::{may, Action};
 use crate::runs::RunStatus;
 
 /// A run parked until a second human decides.
@@ -43,13 +44,12 @@ impl Gate {
             workflow_name: prepared.definition.name.clone(),
             decision: decision.to_owned(),
             actor: actor.clone(),
-            requested_by: prepared.governed.aim.actor().email().map(str::to_owned),
+            requested_by: prepared.requester.clone(),
             reason,
             expires_at: rfc3339(pending.expires_at),
             request: (decision == "requested").then(|| prepared.readable.clone()),
         };
-        self.record(record, prepared.governed.drag_mode.as_str())
-            .await
+        self.record(record, prepared.mode_label()).await
     }
 
     /// Runs waiting for a decision now.
@@ -74,7 +74,7 @@ impl Gate {
     }
 
     /// A second human's decision on a run waiting for approval. Approved: the run is queued and
-    /// returned to be run. A refusal (not an approver, no named human, self-approval) leaves the run
+    /// runs in a task of the gate's. A refusal (not an approver, no named human, self-approval) leaves the run
     /// waiting; an expired request ends it. Every decision and refusal is audited, the decider as actor.
     pub async fn decide(
         &self,
@@ -82,7 +82,7 @@ impl Gate {
         approver: &Principal,
         approve: bool,
         reason: Option<String>,
-    ) -> Result<Option<Prepared>, GateError> {
+    ) -> Result<(), GateError> {
         let pending = lock(&self.approvals).remove(trace_id);
         let Some(mut pending) = pending else {
             return Err(GateError::NotPending(format!(
@@ -94,21 +94,18 @@ impl Gate {
             .approval()
             .map(|a| a.approver_roles.clone())
             .unwrap_or_default();
-        let requester = prepared.governed.aim.actor().email();
+        let requester = prepared.requester.as_deref();
         let same_human = |other: Option<&str>| matches!((approver.actor.as_deref(), other), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
         let expired = Utc::now() > pending.expires_at;
         let refusal = if expired {
             Some(GateError::ApprovalExpired(rfc3339(pending.expires_at)))
-        } else if !roles.iter().any(|r| r == &approver.role) {
-            Some(GateError::ApprovalRefused(format!(
-                "Role '{}' may not decide this run (approvers: {})",
-                approver.role,
-                roles.join(", ")
-            )))
-        } else if approver.actor.is_none() {
-            Some(GateError::ApprovalRefused(
-                "A decision needs a named human: the token has no actor".to_owned(),
-            ))
+        } else if let Err(forbidden) = may(
+            approver,
+            Action::Decide {
+                approver_roles: &roles,
+            },
+        ) {
+            Some(GateError::ApprovalRefused(forbidden.0))
         } else if same_human(requester) || same_human(prepared.principal.actor.as_deref()) {
             Some(GateError::ApprovalRefused(
                 "Self-approval is refused: a different human must decide".to_owned(),
@@ -124,7 +121,10 @@ impl Gate {
             (None, false) => "denied",
         };
         let (actor, why) = if decision == "expired" {
-            let who = approver.actor.as_deref().unwrap_or(&approver.role);
+            let who = approver
+                .actor
+                .clone()
+                .unwrap_or_else(|| approver.role.to_string());
             (
                 Principal::server(),
                 Some(format!(
@@ -163,7 +163,8 @@ impl Gate {
                 let mut prepared = pending.prepared;
                 prepared.live.set_status(RunStatus::Queued);
                 prepared.approved = true;
-                Ok(Some(prepared))
+                self.spawn_run(prepared);
+                Ok(())
             }
             None => {
                 let why = format!(
@@ -175,7 +176,7 @@ impl Gate {
                     .prepared
                     .live
                     .finish(RunStatus::Rejected, None, Some(why));
-                Ok(None)
+                Ok(())
             }
         }
     }
@@ -285,10 +286,7 @@ impl Gate {
     /// the record; one whose time ran out while the server was down is recorded as expired.
     /// Returns how many wait again.
     pub async fn restore_approvals(&self) -> Result<usize, GateError> {
-        let Some(audit) = &self.audit else {
-            return Ok(0);
-        };
-        let audit = Arc::clone(audit);
+        let audit = Arc::clone(&self.audit);
         let filter = crate::audit::query::Filter {
             kind: Some("approval".to_owned()),
             ..Default::default()
@@ -338,7 +336,8 @@ impl Gate {
                     RunRequest {
                         trace_id: trace_id.clone(),
                         principal,
-                        body: Some(request),
+                        body: RequestBody::Governed(Ok(Some(request))),
+                        approvable: true,
                     },
                     false,
                 )

@@ -65,6 +65,15 @@ pub(super) fn record_view(request: &GovernanceRequest) -> Value {
     Value::Object(view)
 }
 
+/// The record's view of an ungoverned run: its workflow and parameters, marked `governed: false`.
+pub(super) fn ungoverned_view(workflow_name: &str, parameters: Map<String, Value>) -> Value {
+    serde_json::json!({
+        "governed": false,
+        "parameters": parameters,
+        "workflow_name": workflow_name,
+    })
+}
+
 /// A run record holding whatever of `body` could be read.
 pub(super) fn run_record(
     trace_id: &str,
@@ -111,5 +120,6 @@ pub(super) fn run_record(
         duration_seconds,
         principal: Some(principal.clone()),
         steps: Value::Null,
+        governed: (body.get("governed") == Some(&Value::Bool(false))).then_some(false),
     })
 }

@@ -13,7 +13,7 @@ use super::records::{run_record, step_summaries};
 use super::{Gate, GateError, RunReport};
 use crate::audit::{Outcome, Record};
 use crate::auth::Principal;
-use crate::governance::GovernanceRequest;
+use crate::governance::DragMode;
 use crate::runs::{Run, RunStatus};
 use crate::workflow::Workflow;
 
@@ -22,7 +22,11 @@ pub struct Prepared {
     pub(super) gate: Gate,
     pub(super) trace_id: String,
     pub(super) principal: Principal,
-    pub(super) governed: GovernanceRequest,
+    /// `None` for a run of the ungoverned path.
+    pub(super) drag_mode: Option<DragMode>,
+    /// The accountable human's email: the AIM actor's (bound to the token), or the token's own
+    /// on the ungoverned path.
+    pub(super) requester: Option<String>,
     pub(super) definition: Arc<Workflow>,
     pub(super) parameters: Map<String, Value>,
     pub(super) readable: Value,
@@ -40,6 +44,17 @@ impl Prepared {
     /// The workflow's approval policy, when a second human must approve before the run.
     pub fn approval(&self) -> Option<&crate::workflow::Approval> {
         self.definition.approval.as_ref().filter(|a| a.required)
+    }
+
+    /// Whether the run can wait for a second human: its workflow asks for one and it is governed
+    /// (an ungoverned run is refused `APPROVAL_REQUIRED` instead).
+    pub(super) fn may_wait_for_approval(&self) -> bool {
+        self.drag_mode.is_some() && self.approval().is_some()
+    }
+
+    /// The DRAG mode as a metrics label.
+    pub(super) fn mode_label(&self) -> &'static str {
+        self.drag_mode.map_or("ungoverned", DragMode::as_str)
     }
 
     /// Records that the run waits for approval and parks it; a decision resumes or ends it.
@@ -101,7 +116,7 @@ impl Prepared {
 
     /// Queues for a worker, writes the intent, runs, writes the outcome. A run that needs approval
     /// and has none is refused here, whatever the entry point.
-    pub async fn run(self) -> Result<RunReport, GateError> {
+    pub(super) async fn run(self) -> Result<RunReport, GateError> {
         if let Some(approval) = self.approval().filter(|_| !self.approved) {
             let refusal = GateError::ApprovalRequired {
                 roles: approval.approver_roles.join(", "),
@@ -113,11 +128,13 @@ impl Prepared {
                 .refuse(&self.trace_id, &self.principal, &self.readable, refusal)
                 .await);
         }
+        let mode = self.mode_label();
         let Prepared {
             gate,
             trace_id,
             principal,
-            mut governed,
+            drag_mode,
+            requester,
             definition,
             parameters,
             readable,
@@ -126,7 +143,13 @@ impl Prepared {
             approved: _,
         } = self;
         let this = &gate;
-        tracing::info!(trace_id, workflow = governed.workflow_name, actor = governed.aim.actor().name(), mode = %governed.drag_mode, "governed run queued");
+        tracing::info!(
+            trace_id,
+            workflow = definition.name,
+            actor = requester,
+            mode,
+            "run queued"
+        );
 
         // A worker, within the workflow's own limit; a full queue is refused (429). A run cancelled
         // while it waits leaves the queue at once.
@@ -160,7 +183,7 @@ impl Prepared {
                 Some("CANCELLED"),
                 None,
             );
-            let recorded = this.record(record, governed.drag_mode.as_str()).await;
+            let recorded = this.record(record, mode).await;
             live.finish(RunStatus::Cancelled, None, Some(error));
             recorded?;
             return Err(GateError::Cancelled);
@@ -178,7 +201,7 @@ impl Prepared {
             None,
             None,
         );
-        if let Err(unavailable) = this.record(intent, governed.drag_mode.as_str()).await {
+        if let Err(unavailable) = this.record(intent, mode).await {
             live.finish(RunStatus::Rejected, None, Some(unavailable.to_string()));
             return Err(unavailable);
         }
@@ -186,13 +209,7 @@ impl Prepared {
 
         let result = this
             .runner
-            .run(
-                &definition,
-                &parameters,
-                &trace_id,
-                Some(governed.drag_mode),
-                Some(&live),
-            )
+            .run(&definition, &parameters, &trace_id, drag_mode, Some(&live))
             .await;
         let duration = started.elapsed().as_secs_f64();
         let mut failure_code = None;
@@ -209,7 +226,7 @@ impl Prepared {
         for found in steps.iter().flat_map(|s| &s.violations) {
             this.metrics
                 .prescriptive_language_detections
-                .inc(&[governed.drag_mode.as_str(), &found.phrase]);
+                .inc(&[mode, &found.phrase]);
         }
         let status = match outcome {
             Outcome::Success => RunStatus::Succeeded,
@@ -217,8 +234,7 @@ impl Prepared {
             _ => RunStatus::Failed,
         };
 
-        let name = governed.workflow_name.as_str();
-        let mode = governed.drag_mode.as_str();
+        let name = definition.name.as_str();
         this.metrics
             .workflow_executions
             .inc(&[name, outcome.as_str()]);
@@ -258,11 +274,11 @@ impl Prepared {
         live.finish(status, message.clone(), error.clone());
         Ok(RunReport {
             trace_id,
-            workflow_name: std::mem::take(&mut governed.workflow_name),
+            workflow_name: definition.name.clone(),
             success: outcome == Outcome::Success,
             outcome: message,
             error,
-            audit_logged: this.audit.is_some(),
+            audit_logged: true,
             governance_summary,
             duration_seconds: duration,
             cancelled: outcome == Outcome::Cancelled,

@@ -4,6 +4,7 @@ pub mod command;
 mod definition;
 pub mod http_step;
 pub mod llm;
+mod name;
 mod runner;
 mod yaml;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use definition::{Approval, Arg, ParamSpec, ParamType, Step, StepKind, Workflow};
+pub use name::{InvalidName, WorkflowName};
 pub use runner::{RunFailure, RunOutput, Runner, Services, StepReport};
 
 /// Completes when a step's cancel channel turns true; never if there is no channel or its sender
@@ -24,24 +26,6 @@ async fn until_cancelled(cancel: Option<&mut tokio::sync::watch::Receiver<bool>>
         }
     }
     std::future::pending::<()>().await
-}
-
-/// Why a workflow name is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Invalid workflow name: {0}. Must contain only alphanumerics, hyphens, and underscores.")]
-pub struct InvalidName(pub String);
-
-/// Checks a workflow name: `[A-Za-z0-9_-]+`, so it can never name a path outside the directory.
-pub fn validate_name(name: &str) -> Result<(), InvalidName> {
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(InvalidName(name.to_owned()))
-    }
 }
 
 /// The largest definition file read, in bytes (1 MiB, as a request body); a larger one is refused.
@@ -258,7 +242,7 @@ fn read_dir(dir: &Path) -> (BTreeMap<String, Arc<Workflow>>, Vec<LoadProblem>) {
 
 /// Reads and validates one definition file; on failure, every problem in one line.
 fn load_file(name: &str, path: &Path, format: Format) -> Result<Workflow, String> {
-    validate_name(name).map_err(|e| e.to_string())?;
+    WorkflowName::parse(name).map_err(|e| e.to_string())?;
     let text = read_bounded(path)?;
     match format {
         Format::Json => Workflow::from_json(name, &text),

@@ -248,11 +248,11 @@ async fn a_trace_id_still_waiting_cannot_be_reused() {
 #[tokio::test]
 async fn a_cancel_that_lands_while_the_request_is_being_recorded_still_withdraws_it() {
     use sustainbot::auth::Principal;
-    use sustainbot::pipeline::RunRequest;
+    use sustainbot::pipeline::{RequestBody, RunRequest};
     let app = app(3600).await;
     let person = |email: &str| Principal {
         actor: Some(email.to_owned()),
-        role: "admin".to_owned(),
+        role: "admin".into(),
         user_id: None,
     };
     let gate = &app.state.gate;
@@ -260,7 +260,8 @@ async fn a_cancel_that_lands_while_the_request_is_being_recorded_still_withdraws
         .prepare(RunRequest {
             trace_id: "appr-8".to_owned(),
             principal: person(JAKE),
-            body: Some(governance_request("guarded")),
+            body: RequestBody::Governed(Ok(Some(governance_request("guarded")))),
+            approvable: true,
         })
         .await
         .unwrap();

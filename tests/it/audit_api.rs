@@ -343,16 +343,25 @@ async fn bad_parameters_are_400_naming_them() {
 }
 
 #[tokio::test]
-async fn with_governance_disabled_there_is_no_trail_to_read() {
+async fn with_governance_disabled_the_trail_is_still_kept_and_read_by_auditors_only() {
     let app = TestApp::builder().governance(false).spawn().await;
+    app.post_raw(
+        "/workflows/noop/execute",
+        b"{}".to_vec(),
+        &[
+            ("x-trace-id", "t-1".to_owned()),
+            ("authorization", format!("Bearer {}", app.jake())),
+        ],
+    )
+    .await
+    .expect_ok(200);
     for path in ["/audit/entries", "/audit/entries/t-1", "/audit/verify"] {
-        app.get(path, Some(&auditor(&app)))
-            .await
-            .expect(404, "AUDIT_DISABLED");
+        app.get(path, Some(&auditor(&app))).await.expect_ok(200);
         app.get(path, Some(&app.token("someone@example.org", "user")))
             .await
             .expect(403, "FORBIDDEN_ROLE");
     }
+    assert_eq!(read(&app, "/audit/entries/t-1").await["count"], 2);
 }
 
 /// The binary with a clean environment (no inherited `AUDIT_LOG_PATH` or `.env`).
@@ -400,6 +409,7 @@ fn record(i: u64) -> Record {
         duration_seconds: Some(0.5),
         principal: None,
         steps: serde_json::Value::Null,
+        governed: None,
     })
 }
 

@@ -321,19 +321,28 @@ async fn failing_workflow_is_500_success_false_audited_as_failure() {
 }
 
 #[tokio::test]
-async fn governance_disabled_runs_without_audit_entries() {
+async fn governance_disabled_still_validates_and_audits_governed_runs() {
     let app = TestApp::builder().governance(false).spawn().await;
     let body = app
         .execute(&governance_request("noop"), &[])
         .await
         .expect_ok(200);
     assert_eq!(body["success"], true);
-    assert_eq!(body["audit_logged"], false);
+    assert_eq!(body["audit_logged"], true);
     // Validation stays on.
     app.execute(&short_name_request("noop"), &[])
         .await
         .expect(400, "GOVERNANCE_VALIDATION_FAILED");
-    assert!(app.audit_lines().is_empty(), "{:?}", app.audit_lines());
+    let outcomes: Vec<String> = app
+        .audit_lines()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(outcomes, ["started", "success", "rejected"]);
+    assert!(app
+        .audit_lines()
+        .iter()
+        .all(|r| r.get("governed").is_none()));
 }
 
 #[tokio::test]

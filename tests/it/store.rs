@@ -12,7 +12,7 @@ use sustainbot::audit::{AuditError, AuditStore, Receipt, Record, SinkStatus};
 use sustainbot::auth::Principal;
 use sustainbot::governance::filter::PhraseList;
 use sustainbot::metrics::Metrics;
-use sustainbot::pipeline::{Gate, GateError, RunLimits, RunRequest};
+use sustainbot::pipeline::{Gate, GateError, RequestBody, RunLimits, RunRequest, Submitted, Wait};
 use sustainbot::workflow::llm::LlmEndpoint;
 use sustainbot::workflow::{Runner, Services, WorkflowRegistry};
 
@@ -76,7 +76,7 @@ fn gate(store: Arc<Memory>, workflows: &std::path::Path) -> Gate {
         server_url: "http://127.0.0.1:9".to_owned(),
     };
     Gate::new(
-        Some(store),
+        store,
         Arc::new(WorkflowRegistry::load(workflows)),
         Runner::new(workflows.to_owned(), services),
         Arc::new(Metrics::default()),
@@ -85,6 +85,7 @@ fn gate(store: Arc<Memory>, workflows: &std::path::Path) -> Gate {
             queue: 4,
             waiting_for_approval: 4,
         },
+        false,
     )
 }
 
@@ -102,16 +103,19 @@ async fn the_gate_records_through_any_audit_store_and_fails_closed_when_it_canno
     let gate = gate(Arc::clone(&store), dir.path());
     let principal = Principal {
         actor: Some(JAKE.to_owned()),
-        role: "admin".to_owned(),
+        role: "admin".into(),
         user_id: None,
     };
     let request = |trace: &str| RunRequest {
         trace_id: trace.to_owned(),
         principal: principal.clone(),
-        body: Some(governance_request("touch")),
+        body: RequestBody::Governed(Ok(Some(governance_request("touch")))),
+        approvable: false,
     };
 
-    let report = gate.execute(request("mem-1")).await.unwrap();
+    let Ok(Submitted::Finished(report)) = gate.submit(request("mem-1"), Wait::Outcome).await else {
+        panic!("the run finishes");
+    };
     assert!(report.success);
     assert!(marker.exists());
     let outcomes: Vec<Value> = store
@@ -126,7 +130,10 @@ async fn the_gate_records_through_any_audit_store_and_fails_closed_when_it_canno
     // The store is down: nothing runs without its record.
     std::fs::remove_file(&marker).unwrap();
     store.down.store(true, Ordering::SeqCst);
-    let refused = gate.execute(request("mem-2")).await.unwrap_err();
+    let refused = gate
+        .submit(request("mem-2"), Wait::Outcome)
+        .await
+        .unwrap_err();
     assert!(
         matches!(refused, GateError::AuditUnavailable(_)),
         "{refused:?}"

@@ -65,19 +65,142 @@ async fn ungoverned_execute_without_token_is_401() {
 }
 
 #[tokio::test]
-async fn ungoverned_execute_with_governance_disabled_runs() {
+async fn ungoverned_execute_with_governance_disabled_runs_on_the_record_as_ungoverned() {
     let app = TestApp::builder().governance(false).spawn().await;
-    let body = app
-        .post_json(
+    let reply = app
+        .post_raw(
             "/workflows/noop/execute",
-            &json!({"environment": "dev"}),
-            Some(&app.jake()),
+            br#"{"environment": "dev"}"#.to_vec(),
+            &[
+                ("x-trace-id", "ungov-1".to_owned()),
+                ("authorization", format!("Bearer {}", app.jake())),
+            ],
         )
-        .await
-        .expect_ok(200);
+        .await;
+    let body = reply.expect_ok(200);
     assert_eq!(body["success"], true, "{body}");
     assert_eq!(body["workflow"], "noop");
-    assert!(app.audit_lines().is_empty());
+    // As the contract has it: a run that happened without governance is on the trail as such.
+    let records = app.audit_for("ungov-1");
+    let outcomes: Vec<&str> = records
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["started", "success"]);
+    for record in &records {
+        assert_eq!(record["governed"], false, "{record}");
+        assert_eq!(record["aim"], json!(null), "{record}");
+        assert_eq!(record["parameters"]["environment"], "dev", "{record}");
+        assert_eq!(record["principal"]["actor"], JAKE, "{record}");
+    }
+    // And in the live view, like any other run.
+    let run = app
+        .get("/runs/ungov-1", Some(&app.jake()))
+        .await
+        .expect_ok(200);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(app.verify_audit().is_valid());
+}
+
+#[tokio::test]
+async fn ungoverned_runs_get_the_parameter_schema_and_roles_of_their_workflow() {
+    let app = TestApp::builder()
+        .governance(false)
+        .workflow(
+            "typed",
+            json!({"parameters": {"version": {"type": "string", "required": true}},
+                   "roles": ["deployer"], "steps": []}),
+        )
+        .spawn()
+        .await;
+    let deployer = app.token(JAKE, "deployer");
+    let body = app
+        .post_json("/workflows/typed/execute", &json!({}), Some(&deployer))
+        .await
+        .expect(400, "INVALID_PARAMETERS");
+    assert!(body["errors"][0]["field"]
+        .as_str()
+        .unwrap()
+        .contains("version"));
+    app.post_json(
+        "/workflows/typed/execute",
+        &json!({"version": "v1"}),
+        Some(&app.jake()),
+    )
+    .await
+    .expect(403, "FORBIDDEN_ROLE");
+    app.post_json(
+        "/workflows/typed/execute",
+        &json!({"version": "v1"}),
+        Some(&deployer),
+    )
+    .await
+    .expect_ok(200);
+    let codes: Vec<String> = app
+        .audit_lines()
+        .iter()
+        .filter(|r| r["outcome"] == "rejected")
+        .map(|r| r["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes, ["INVALID_PARAMETERS", "FORBIDDEN_ROLE"]);
+}
+
+#[tokio::test]
+async fn an_ungoverned_run_is_cancelled_and_recorded_when_shutdown_drains_the_gate() {
+    let app = TestApp::builder()
+        .governance(false)
+        .workflow(
+            "slow",
+            json!({"steps": [{"id": "wait", "command": ["sleep", "30"]}]}),
+        )
+        .spawn()
+        .await;
+    let client = app.client.clone();
+    let url = app.url("/workflows/slow/execute");
+    let token = app.jake();
+    let running = tokio::spawn(async move {
+        client
+            .post(url)
+            .bearer_auth(token)
+            .header("x-trace-id", "ungov-slow")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app
+        .state
+        .gate
+        .runs()
+        .get("ungov-slow")
+        .is_none_or(|run| run.status().as_str() != "running")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let started = std::time::Instant::now();
+    let cancelled = app
+        .state
+        .gate
+        .drain(
+            std::time::Duration::ZERO,
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(cancelled, 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(running.await.unwrap().as_u16(), 500);
+    let outcomes: Vec<String> = app
+        .audit_for("ungov-slow")
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(outcomes, ["started", "cancelled"]);
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@ fn run(trace: &str, outcome: Outcome, actor: &str, workflow: &str) -> Record {
             role: "admin".into(),
         }),
         steps: serde_json::Value::Null,
+        governed: None,
     })
 }
 

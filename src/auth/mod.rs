@@ -1,4 +1,10 @@
-//! JWT identities: who is calling, proven by an HMAC-signed token.
+//! Who is calling (a JWT proves it) and what they may do ([`may`]).
+
+mod policy;
+mod role;
+
+pub use policy::{may, Action, Forbidden};
+pub use role::Role;
 
 use std::collections::HashSet;
 
@@ -36,7 +42,7 @@ pub struct Claims {
 pub struct Principal {
     // Fields in key order: the audit trail encodes this struct directly as canonical JSON.
     pub actor: Option<String>,
-    pub role: String,
+    pub role: Role,
     pub user_id: Option<Value>,
 }
 
@@ -47,7 +53,7 @@ impl Principal {
         Principal {
             user_id: user,
             actor: None,
-            role: "cli".to_owned(),
+            role: Role::Cli,
         }
     }
 
@@ -55,7 +61,7 @@ impl Principal {
     pub fn server() -> Principal {
         Principal {
             actor: None,
-            role: "system".to_owned(),
+            role: Role::System,
             user_id: None,
         }
     }
@@ -66,7 +72,7 @@ impl From<Claims> for Principal {
         Principal {
             user_id: claims.user_id,
             actor: claims.actor.filter(|a| !a.trim().is_empty()),
-            role: claims.role.unwrap_or_else(|| "user".to_owned()),
+            role: claims.role.map_or(Role::User, Role::from),
         }
     }
 }
@@ -204,7 +210,7 @@ mod tests {
             .expect("mint");
         let principal = Principal::from(keys.verify(&token).expect("verify"));
         assert_eq!(principal.actor.as_deref(), Some("jake@example.org"));
-        assert_eq!(principal.role, "admin");
+        assert_eq!(principal.role, Role::Admin);
     }
 
     #[test]

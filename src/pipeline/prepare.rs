@@ -1,0 +1,278 @@
+//! Everything before a run may queue: read the request, validate it, bind the identity, check the
+//! workflow and its policy. Every refusal is on the record.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::records::{record_view, ungoverned_view};
+use super::run::Prepared;
+use super::{lock, Gate, GateError, RequestBody, RunRequest, Unreadable};
+use crate::auth::{may, Action, Principal};
+use crate::governance::{summary, DragMode, GovernanceRequest};
+use crate::workflow::{Workflow, WorkflowName};
+
+/// What the ungoverned path tells in place of a governance summary.
+const UNGOVERNED_SUMMARY: &str =
+    "Ungoverned run (GOVERNANCE_ENABLED=false): no AIM declaration, no DRAG mode";
+
+/// A request that passed the checks of its kind, before the workflow's policy.
+struct Checked {
+    definition: Arc<Workflow>,
+    /// The record's view of the request (the declaration as bound, or the ungoverned run's name).
+    readable: Value,
+    parameters: Option<Map<String, Value>>,
+    drag_mode: Option<DragMode>,
+    requester: Option<String>,
+    governance_summary: String,
+}
+
+impl Gate {
+    /// Checks a request and registers the accepted run as `queued`. Entry points use
+    /// [`Gate::submit`]; this step alone is public for tests that must act between the checks and
+    /// the parking ([`Prepared::hold_for_approval`]).
+    pub async fn prepare(&self, request: RunRequest) -> Result<Prepared, GateError> {
+        self.prepare_counted(request, true).await
+    }
+
+    /// [`Gate::prepare`]; `count` says whether the request counts in `aim_requests_total` (not
+    /// when a restart re-checks a request counted when it came).
+    pub(super) async fn prepare_counted(
+        &self,
+        request: RunRequest,
+        count: bool,
+    ) -> Result<Prepared, GateError> {
+        let RunRequest {
+            trace_id,
+            principal,
+            body,
+            approvable: _,
+        } = request;
+        let checked = match body {
+            RequestBody::Governed(body) => {
+                self.check_governed(&trace_id, &principal, body, count)
+                    .await?
+            }
+            RequestBody::Ungoverned {
+                workflow_name,
+                parameters,
+            } => {
+                self.check_ungoverned(&trace_id, &principal, workflow_name, parameters)
+                    .await?
+            }
+        };
+        self.check_policy(trace_id, principal, checked).await
+    }
+
+    /// A governance request: parsed, validated, the actor bound to the token, the workflow known.
+    async fn check_governed(
+        &self,
+        trace_id: &str,
+        principal: &Principal,
+        body: Result<Option<Value>, Unreadable>,
+        count: bool,
+    ) -> Result<Checked, GateError> {
+        let body = match body {
+            Ok(Some(body)) if !super::is_empty_body(&body) => body,
+            Err(Unreadable { code, message }) => {
+                let unreadable = GateError::Unreadable { code, message };
+                return Err(self
+                    .refuse(trace_id, principal, &Value::Null, unreadable)
+                    .await);
+            }
+            Ok(_) => {
+                return Err(self
+                    .refuse(trace_id, principal, &Value::Null, GateError::BodyRequired)
+                    .await)
+            }
+        };
+        let mut governed = match GovernanceRequest::parse(&body) {
+            Ok(governed) => governed,
+            Err(rejection) => {
+                self.metrics.validation_failure(&rejection, &body);
+                let invalid = GateError::Invalid(rejection);
+                return Err(self.refuse(trace_id, principal, &body, invalid).await);
+            }
+        };
+        if count {
+            let known_name = self
+                .workflows
+                .get(&governed.workflow_name)
+                .map(|w| w.name.clone());
+            self.metrics.aim_requests.inc(&[
+                governed.drag_mode.as_str(),
+                // The token's role, not the declaration's free text: labels must stay a bounded set.
+                principal.role.as_str(),
+                known_name.as_deref().unwrap_or("unknown"),
+            ]);
+        }
+        if let Some(identity) = &principal.actor {
+            if let Err(mismatch) = governed.aim.bind_identity(identity) {
+                let refusal = GateError::ActorMismatch(mismatch);
+                return Err(self.refuse(trace_id, principal, &body, refusal).await);
+            }
+        }
+        // From here on the record carries the declaration as bound (email filled in from the token).
+        let readable = record_view(&governed);
+        let definition = self
+            .known_workflow(trace_id, principal, &readable, &governed.workflow_name)
+            .await?;
+        Ok(Checked {
+            definition,
+            readable,
+            parameters: Some(std::mem::take(&mut governed.parameters)),
+            drag_mode: Some(governed.drag_mode),
+            requester: governed.aim.actor().email().map(str::to_owned),
+            governance_summary: summary(&governed),
+        })
+    }
+
+    /// The ungoverned path: open only while governance is disabled; the body is the parameters.
+    async fn check_ungoverned(
+        &self,
+        trace_id: &str,
+        principal: &Principal,
+        workflow_name: String,
+        parameters: Result<Option<Value>, Unreadable>,
+    ) -> Result<Checked, GateError> {
+        if !self.ungoverned_allowed {
+            let readable = serde_json::json!({ "workflow_name": workflow_name });
+            let refusal = GateError::GovernanceRequired;
+            return Err(self.refuse(trace_id, principal, &readable, refusal).await);
+        }
+        let readable = ungoverned_view(&workflow_name, Map::new());
+        let parameters = match parameters {
+            Ok(None) => Map::new(),
+            Ok(Some(Value::Object(map))) => map,
+            Err(Unreadable { code, message }) => {
+                let refusal = GateError::Unreadable { code, message };
+                return Err(self.refuse(trace_id, principal, &readable, refusal).await);
+            }
+            Ok(Some(_)) => {
+                let refusal = GateError::Unreadable {
+                    code: "VALIDATION_ERROR",
+                    message: "Request body must be a JSON object".to_owned(),
+                };
+                return Err(self.refuse(trace_id, principal, &readable, refusal).await);
+            }
+        };
+        let definition = self
+            .known_workflow(trace_id, principal, &readable, &workflow_name)
+            .await?;
+        Ok(Checked {
+            definition,
+            readable: ungoverned_view(&workflow_name, parameters.clone()),
+            parameters: Some(parameters),
+            drag_mode: None,
+            requester: principal.actor.clone(),
+            governance_summary: UNGOVERNED_SUMMARY.to_owned(),
+        })
+    }
+
+    /// The named workflow, when the name is valid and it is loaded.
+    async fn known_workflow(
+        &self,
+        trace_id: &str,
+        principal: &Principal,
+        readable: &Value,
+        name: &str,
+    ) -> Result<Arc<Workflow>, GateError> {
+        let name = match WorkflowName::parse(name) {
+            Ok(name) => name,
+            Err(invalid) => {
+                let refusal = GateError::InvalidName(invalid);
+                return Err(self.refuse(trace_id, principal, readable, refusal).await);
+            }
+        };
+        match self.workflows.get(name.as_str()) {
+            Some(definition) => Ok(definition),
+            None => {
+                let missing = GateError::WorkflowNotFound(name.into_string());
+                Err(self.refuse(trace_id, principal, readable, missing).await)
+            }
+        }
+    }
+
+    /// The workflow's own policy (DRAG modes, roles, parameters), one live run per trace id; then
+    /// the run is registered.
+    async fn check_policy(
+        &self,
+        trace_id: String,
+        principal: Principal,
+        checked: Checked,
+    ) -> Result<Prepared, GateError> {
+        let Checked {
+            definition,
+            mut readable,
+            parameters,
+            drag_mode,
+            requester,
+            governance_summary,
+        } = checked;
+        if let Some(allowed) = &definition.drag_modes {
+            if !drag_mode.is_some_and(|mode| allowed.contains(&mode)) {
+                let refusal = GateError::DragModeNotAllowed {
+                    mode: drag_mode
+                        .map_or("none (ungoverned)", DragMode::as_str)
+                        .to_owned(),
+                    allowed: allowed
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
+            }
+        }
+        if let Err(refusal) = may(
+            &principal,
+            Action::Run {
+                allowed_roles: definition.roles.as_deref(),
+            },
+        ) {
+            return Err(self
+                .refuse(&trace_id, &principal, &readable, refusal.into())
+                .await);
+        }
+        let parameters = match definition.check_parameters(&parameters.unwrap_or_default()) {
+            Ok(parameters) => parameters,
+            Err(problems) => {
+                let refusal = GateError::InvalidParameters(problems);
+                return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
+            }
+        };
+        // One live run per trace id: the id names the run in /runs, in approvals and on the record.
+        let live_already = self
+            .runs
+            .get(&trace_id)
+            .is_some_and(|run| run.status().is_active())
+            || lock(&self.approvals)
+                .get(&trace_id)
+                .is_some_and(|p| !p.expiry_recorded);
+        if live_already {
+            let refusal = GateError::TraceInUse(trace_id.clone());
+            return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
+        }
+        // The record shows the parameters the run really uses (defaults filled in).
+        readable["parameters"] = Value::Object(parameters.clone());
+        let live = self.runs.register(
+            &trace_id,
+            &definition.name,
+            drag_mode.map_or("ungoverned", DragMode::as_str),
+            requester.clone(),
+        );
+        Ok(Prepared {
+            gate: self.clone(),
+            trace_id,
+            principal,
+            drag_mode,
+            requester,
+            definition,
+            parameters,
+            readable,
+            governance_summary,
+            live,
+            approved: false,
+        })
+    }
+}
