@@ -54,17 +54,17 @@ pub enum StartError {
 
 /// The audit writer's options from the configuration (reads the signing key).
 pub fn audit_options(config: &Config) -> Result<AuditOptions, StartError> {
-    let signer = match &config.audit_signing_key {
+    let signer = match &config.audit.signing_key {
         Some(path) => Some(Signer::from_file(path)?),
         None => None,
     };
-    let mut options = AuditOptions::new(config.audit_fsync);
-    options.store.segment_max_bytes = config.audit_segment_max_bytes;
-    options.store.rotate_daily = config.audit_rotate_daily;
-    options.store.retention_days = config.audit_retention_days;
-    options.store.checkpoint_every = config.audit_checkpoint_every;
+    let mut options = AuditOptions::new(config.audit.fsync);
+    options.store.segment_max_bytes = config.audit.segment_max_bytes;
+    options.store.rotate_daily = config.audit.rotate_daily;
+    options.store.retention_days = config.audit.retention_days;
+    options.store.checkpoint_every = config.audit.checkpoint_every;
     options.store.signer = signer;
-    options.maintenance_interval = std::time::Duration::from_secs(config.audit_checkpoint_seconds);
+    options.maintenance_interval = std::time::Duration::from_secs(config.audit.checkpoint_seconds);
     Ok(options)
 }
 
@@ -81,9 +81,9 @@ fn server_url(address: SocketAddr) -> String {
 
 /// `{{ server.url }}` from the configured host and port (a host name is kept as it is).
 fn configured_server_url(config: &Config) -> String {
-    match config.host.parse::<IpAddr>() {
-        Ok(ip) => server_url(SocketAddr::new(ip, config.port)),
-        Err(_) => format!("http://{}:{}", config.host, config.port),
+    match config.server.host.parse::<IpAddr>() {
+        Ok(ip) => server_url(SocketAddr::new(ip, config.server.port)),
+        Err(_) => format!("http://{}:{}", config.server.host, config.server.port),
     }
 }
 
@@ -99,46 +99,53 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
     let metrics = Arc::new(Metrics::new());
     // The trail is always kept: with governance disabled, ungoverned runs are on it as such.
     let audit: Arc<dyn AuditStore> = Arc::new(AuditLog::open_with(
-        &config.audit_log_path,
+        &config.audit.log_path,
         audit_options(&config)?,
     )?);
-    let phrases = match &config.prescriptive_phrases_path {
+    let phrases = match &config.server.prescriptive_phrases_path {
         Some(path) => PhraseList::from_file(path)?,
         None => PhraseList::default_forbidden(),
     };
-    let workflows = Arc::new(WorkflowRegistry::load(&config.workflows_dir));
+    let workflows = Arc::new(WorkflowRegistry::load(&config.runs.workflows_dir));
     let phrases = Arc::new(phrases);
-    let mut llm = LlmEndpoint::ollama(&config.llm_host, config.llm_port, &config.llm_model);
-    if config.llm_api_openai {
+    let mut llm = LlmEndpoint::ollama(&config.llm.host, config.llm.port, &config.llm.model);
+    if config.llm.api_openai {
         llm.api = Api::OpenAi;
     }
-    llm.api_key = config.llm_api_key.clone();
+    llm.api_key = config
+        .llm
+        .api_key
+        .as_ref()
+        .map(|key| key.expose().to_owned());
     let services = Services {
         http: Default::default(),
         llm,
         phrases: Arc::clone(&phrases),
-        openclaw_url: config.openclaw_url.clone(),
+        openclaw_url: config.runs.openclaw_url.clone(),
         server_url,
     };
-    tracing::info!(count = workflows.len(), dir = %config.workflows_dir.display(), "workflows loaded");
+    tracing::info!(count = workflows.len(), dir = %config.runs.workflows_dir.display(), "workflows loaded");
     let gate = Gate::new(
         audit,
         workflows,
         Runner::new(
-            std::fs::canonicalize(&config.workflows_dir)
-                .unwrap_or_else(|_| config.workflows_dir.clone()),
+            std::fs::canonicalize(&config.runs.workflows_dir)
+                .unwrap_or_else(|_| config.runs.workflows_dir.clone()),
             services,
         ),
         Arc::clone(&metrics),
         RunLimits {
-            workers: config.run_workers,
-            queue: config.run_queue,
-            waiting_for_approval: config.run_approvals_max,
+            workers: config.runs.workers,
+            queue: config.runs.queue,
+            waiting_for_approval: config.runs.approvals_max,
         },
-        !config.governance_enabled,
+        !config.server.governance_enabled,
     );
     Ok(AppState::new(Shared {
-        keys: JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_algorithm),
+        keys: JwtKeys::new(
+            config.auth.jwt_secret.expose().as_bytes(),
+            config.auth.jwt_algorithm,
+        ),
         config: Arc::new(config),
         gate,
         metrics,
@@ -157,13 +164,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Application, StartError> {
-        let address = format!("{}:{}", config.host, config.port);
+        let address = format!("{}:{}", config.server.host, config.server.port);
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| StartError::Bind { address, source })?;
         // The actual port: a server asked for port 0 calls itself where it really listens.
         let bound = listener.local_addr().map_err(|source| StartError::Bind {
-            address: format!("{}:{}", config.host, config.port),
+            address: format!("{}:{}", config.server.host, config.server.port),
             source,
         })?;
         let state = build_state_at(config, server_url(bound))?;
@@ -193,7 +200,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let gate = self.state.gate.clone();
-        let grace = std::time::Duration::from_secs(self.state.config.shutdown_grace_seconds);
+        let grace = std::time::Duration::from_secs(self.state.config.server.shutdown_grace_seconds);
         tokio::spawn(watch_workflows(self.state.gate.clone()));
         tokio::spawn(expire_approvals(self.state.gate.clone()));
         let app = http::router(self.state);

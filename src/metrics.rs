@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use crate::governance::{DragMode, Rejection};
+use crate::sync::lock;
 
 type Labels = Vec<String>;
 
@@ -38,10 +39,7 @@ impl CounterFamily {
     /// Adds one to the series `labels` (given in the order of the family's label names).
     pub fn inc(&self, labels: &[&str]) {
         debug_assert_eq!(labels.len(), self.label_names.len());
-        let mut values = self
-            .values
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut values = lock(&self.values);
         match values.iter_mut().find(|(k, _)| same(k, labels)) {
             Some((_, v)) => *v += 1,
             None => values.push((owned(labels), 1)),
@@ -50,10 +48,7 @@ impl CounterFamily {
 
     /// The value of one series (0 when it was never touched).
     pub fn get(&self, labels: &[&str]) -> u64 {
-        let values = self
-            .values
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let values = lock(&self.values);
         values
             .iter()
             .find(|(k, _)| same(k, labels))
@@ -66,10 +61,7 @@ impl CounterFamily {
             "# HELP {} {}\n# TYPE {} counter",
             self.name, self.help, self.name
         );
-        let mut values = self
-            .values
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut values = lock(&self.values);
         values.sort_by(|a, b| a.0.cmp(&b.0));
         for (labels, value) in values.iter() {
             let _ = writeln!(
@@ -116,10 +108,7 @@ impl HistogramFamily {
     }
 
     pub fn observe(&self, labels: &[&str], value: f64) {
-        let mut values = self
-            .values
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut values = lock(&self.values);
         let index = match values.iter().position(|(k, _)| same(k, labels)) {
             Some(index) => index,
             None => {
@@ -147,10 +136,7 @@ impl HistogramFamily {
             "# HELP {} {}\n# TYPE {} histogram",
             self.name, self.help, self.name
         );
-        let mut values = self
-            .values
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut values = lock(&self.values);
         values.sort_by(|a, b| a.0.cmp(&b.0));
         for (labels, series) in values.iter() {
             for (bound, count) in self.buckets.iter().zip(&series.counts) {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::sync::lock;
 use tokio::sync::{mpsc, oneshot};
 
 pub use format::PreEncoded;
@@ -200,12 +201,6 @@ impl AuditLog {
     }
 }
 
-fn lock(status: &Mutex<SinkStatus>) -> std::sync::MutexGuard<'_, SinkStatus> {
-    status
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Records the outcome of a write or sync in the sink status.
 fn note(
     status: &Mutex<SinkStatus>,
@@ -268,9 +263,7 @@ struct Pipeline {
 
 impl Pipeline {
     fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 
     fn wait<'a>(

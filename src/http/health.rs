@@ -34,8 +34,8 @@ async fn health(State(state): State<AppState>) -> Response {
 async fn status(State(state): State<AppState>) -> Response {
     let (healthy, mut body) = health_body(&state);
     let config = &state.config;
-    let llm = format!("{}:{}", config.llm_host, config.llm_port);
-    let openclaw = openclaw_address(&config.openclaw_url);
+    let llm = format!("{}:{}", config.llm.host, config.llm.port);
+    let openclaw = openclaw_address(&config.runs.openclaw_url);
     let (llm_up, openclaw_up) = tokio::join!(reachable(&llm), async {
         match &openclaw {
             Some(address) => reachable(address).await,
@@ -44,9 +44,9 @@ async fn status(State(state): State<AppState>) -> Response {
     });
     body["components"]["llm"]["healthy"] = json!(llm_up);
     body["components"]["openclaw"] =
-        json!({"endpoint": without_credentials(&config.openclaw_url), "healthy": openclaw_up});
+        json!({"endpoint": without_credentials(&config.runs.openclaw_url), "healthy": openclaw_up});
     body["governance"] = json!({
-        "enabled": config.governance_enabled,
+        "enabled": config.server.governance_enabled,
         "drag_modes": ["draft", "research", "grunt", "execute"],
         "prescriptive_phrases": state.phrases.len(),
     });
@@ -80,11 +80,11 @@ fn health_body(state: &AppState) -> (bool, Value) {
                 "healthy": workflows.problems().is_empty(),
                 "count": workflows.len(),
                 "invalid": workflows.problems(),
-                "endpoint": without_credentials(&config.openclaw_url),
+                "endpoint": without_credentials(&config.runs.openclaw_url),
             },
             "llm": {
-                "model": config.llm_model,
-                "endpoint": format!("http://{}:{}", config.llm_host, config.llm_port),
+                "model": config.llm.model,
+                "endpoint": format!("http://{}:{}", config.llm.host, config.llm.port),
             },
         },
     });
@@ -131,7 +131,7 @@ fn openclaw_address(url: &str) -> Option<String> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    if !state.config.prometheus_enabled {
+    if !state.config.server.prometheus_enabled {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",

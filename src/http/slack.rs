@@ -25,7 +25,7 @@ async fn events(
 ) -> Result<Response, ApiError> {
     let metrics = &state.metrics;
     let bytes = body.map_err(unreadable)?;
-    match &state.config.slack_signing_secret {
+    match &state.config.slack.signing_secret {
         Some(secret) => {
             let header_text = |name: &str| {
                 headers
@@ -34,7 +34,7 @@ async fn events(
                     .unwrap_or("")
             };
             let verdict = slack::verify(
-                secret,
+                secret.expose(),
                 header_text("x-slack-request-timestamp"),
                 header_text("x-slack-signature"),
                 &bytes,
@@ -51,7 +51,7 @@ async fn events(
             }
             metrics.slack_signature_verifications.inc(&["success"]);
         }
-        None if state.config.dev => {
+        None if state.config.server.dev => {
             tracing::warn!(
                 "dev mode: accepting an unsigned Slack request (SLACK_SIGNING_SECRET is not set)"
             );

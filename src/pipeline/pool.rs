@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The worker pool: a global limit, a per-workflow limit, and a bounded number of waiting runs.
@@ -37,10 +38,7 @@ impl Pool {
             let permits = usize::try_from(limit)
                 .unwrap_or(usize::MAX)
                 .min(Semaphore::MAX_PERMITS);
-            let mut map = self
-                .per_workflow
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut map = lock(&self.per_workflow);
             Arc::clone(
                 map.entry(workflow.to_owned())
                     .or_insert_with(|| Arc::new(Semaphore::new(permits))),

@@ -182,7 +182,10 @@ impl TestAppBuilder {
             },
         )
         .expect("test configuration is valid");
-        let keys = JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_algorithm);
+        let keys = JwtKeys::new(
+            config.auth.jwt_secret.expose().as_bytes(),
+            config.auth.jwt_algorithm,
+        );
         let app = Application::build(config).await.expect("server starts");
         let address = format!("http://{}", app.local_addr());
         let state = app.state().clone();

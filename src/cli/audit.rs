@@ -1,0 +1,223 @@
+//! `sustainbot audit ...`: verify a log, make a signing key, print its last records, export what
+//! matches. These need only the audit section of the configuration (no `JWT_SECRET`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+use sustainbot::audit::checkpoint::PublicKey;
+use sustainbot::audit::verify::{verify_log, VerifyOptions};
+use sustainbot::config::AuditConfig;
+
+use super::{Env, ExportArgs};
+
+pub fn keygen(dir: &std::path::Path) -> ExitCode {
+    match sustainbot::audit::checkpoint::keygen(dir) {
+        Ok((private, public)) => {
+            println!(
+                "private key: {} (keep it secret; set AUDIT_SIGNING_KEY to it)",
+                private.display()
+            );
+            println!(
+                "public key:  {} (for auditors: audit verify --public-key)",
+                public.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sustainbot audit keygen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The audit log a command reads: the argument, else `AUDIT_LOG_PATH`, else the default.
+fn audit_path(env: &Env, path: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    if let Some(path) = path {
+        return Ok(path);
+    }
+    env.section(|reader| AuditConfig::read(reader, false))
+        .map(|audit| audit.log_path)
+        .map_err(|e| {
+            eprintln!("sustainbot audit: {e}");
+            ExitCode::from(2)
+        })
+}
+
+pub fn verify(
+    env: &Env,
+    path: Option<PathBuf>,
+    public_key: Option<PathBuf>,
+    as_json: bool,
+) -> ExitCode {
+    let path = match audit_path(env, path) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    let mut options = VerifyOptions::default();
+    if let Some(key_path) = public_key {
+        match PublicKey::from_file(&key_path) {
+            Ok(key) => options.public_key = Some(key),
+            Err(e) => {
+                eprintln!("sustainbot audit verify: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let signed = options.public_key.is_some();
+    let report = match verify_log(&path, &options) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!(
+                "sustainbot audit verify: cannot read {}: {e}",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if as_json {
+        println!(
+            "{}",
+            json!({"path": path, "valid": report.is_valid(), "report": report})
+        );
+    } else if let Some(problem) = &report.problem {
+        let file = problem.file.as_deref().unwrap_or(&path);
+        println!(
+            "FAILED {}: line {}: {}",
+            file.display(),
+            problem.line,
+            problem.message
+        );
+        println!("  {} records verified before it", report.records);
+    } else {
+        println!(
+            "OK {}: {} records in {} file(s), seq {}..{}, head hash {}",
+            path.display(),
+            report.records,
+            report.files,
+            report.first_seq,
+            report.head_seq,
+            report.head_hash
+        );
+        match (signed, report.last_checkpoint_seq) {
+            (true, Some(covered)) => println!(
+                "  signed: {} checkpoint(s) verify; records through seq {covered} are proven by the key, {} after it are chain-checked only",
+                report.checkpoints,
+                report.head_seq.saturating_sub(covered)
+            ),
+            (false, _) if report.checkpoints > 0 => println!(
+                "  {} checkpoint(s) present; pass --public-key to check their signatures",
+                report.checkpoints
+            ),
+            _ => {}
+        }
+    }
+    if report.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes audit lines to standard output; a closed pipe (`| head`) ends the output quietly.
+fn print_lines<'a>(
+    out: &mut impl std::io::Write,
+    lines: impl IntoIterator<Item = &'a Vec<u8>>,
+) -> std::io::Result<()> {
+    for line in lines {
+        out.write_all(line)?;
+    }
+    Ok(())
+}
+
+/// The exit code for an output error: success when the reader went away, else a message.
+fn output_failed(command: &str, e: &std::io::Error) -> ExitCode {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("sustainbot audit {command}: cannot write the output: {e}");
+        ExitCode::FAILURE
+    }
+}
+
+pub fn tail(env: &Env, path: Option<PathBuf>, n: usize) -> ExitCode {
+    let path = match audit_path(env, path) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    let lines = match sustainbot::audit::query::tail_lines(&path, n) {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!("sustainbot audit tail: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match print_lines(&mut out, &lines).and_then(|()| std::io::Write::flush(&mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => output_failed("tail", &e),
+    }
+}
+
+pub fn export(env: &Env, args: ExportArgs) -> ExitCode {
+    use sustainbot::audit::query::{parse_timestamp, query_lines, Filter};
+    /// Records read per page: memory stays bounded however large the log.
+    const PAGE: usize = 1000;
+    let time = |name: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(parse_timestamp)
+            .transpose()
+            .map_err(|e| format!("--{name}: {e}"))
+    };
+    let (since, until) = match (time("since", &args.since), time("until", &args.until)) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("sustainbot audit export: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let path = match audit_path(env, args.path) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    let mut filter = Filter {
+        trace_id: args.trace_id,
+        actor: args.actor,
+        workflow: args.workflow,
+        outcome: args.outcome,
+        drag_mode: args.drag_mode,
+        kind: args.kind,
+        since,
+        until,
+        after_seq: None,
+    };
+    if let Err(e) = filter.check() {
+        eprintln!("sustainbot audit export: {e}");
+        return ExitCode::from(2);
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    loop {
+        let page = match query_lines(&path, &filter, PAGE) {
+            Ok(page) => page,
+            Err(e) => {
+                eprintln!(
+                    "sustainbot audit export: cannot read {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        };
+        if let Err(e) = print_lines(&mut out, &page.lines) {
+            return output_failed("export", &e);
+        }
+        match page.next_cursor {
+            Some(cursor) => filter.after_seq = Some(cursor),
+            None => break,
+        }
+    }
+    match std::io::Write::flush(&mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => output_failed("export", &e),
+    }
+}

@@ -1,0 +1,188 @@
+//! The `sustainbot` command line: serve (the default), run one workflow, mint a token, read and
+//! verify an audit log. Every command reads its configuration from one snapshot of the
+//! environment, and only the sections it needs.
+
+mod audit;
+mod logging;
+mod serve;
+mod token;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use sustainbot::config::{section, ConfigError, LoggingConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "sustainbot",
+    version,
+    about = "Governed workflow-automation server",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on [env: SUSTAINBOT_HOST, default 0.0.0.0]
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to listen on [env: SUSTAINBOT_PORT, default 5000]
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Development mode: a throwaway JWT secret and a printed demo token. Never in production.
+    #[arg(long)]
+    pub dev: bool,
+    /// Run one workflow through the governance gate and exit (0 success, 1 failure).
+    #[arg(long, value_name = "NAME")]
+    pub run: Option<String>,
+    /// With --run: the governance request (AIM + DRAG mode) as a JSON file, or - for standard input.
+    #[arg(long, value_name = "FILE", requires = "run")]
+    pub request: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(ServeArgs),
+    /// Mint a JWT with JWT_SECRET (and JWT_ALGORITHM).
+    Token {
+        /// The human the token speaks for (an email); becomes the `actor` claim.
+        #[arg(long)]
+        actor: String,
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Lifetime in seconds; 0 for a token without expiry.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+    /// Audit-trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Verify a log's hash chain (all its segments), and with --public-key every checkpoint
+    /// signature; exits non-zero naming the first bad line.
+    Verify {
+        /// The log's active file or its directory [default: AUDIT_LOG_PATH or ./logs/audit.jsonl]
+        path: Option<PathBuf>,
+        /// The public key (`sustainbot audit keygen`) that must have signed the checkpoints.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a new Ed25519 key pair for signed checkpoints: DIR/audit-signing.key (private, 0600) and
+    /// DIR/audit-signing.pub.
+    Keygen {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the last N records of a log (all its segments), oldest first, one JSON line each,
+    /// exactly as written.
+    Tail {
+        /// The log's active file or its directory [default: AUDIT_LOG_PATH or ./logs/audit.jsonl]
+        path: Option<PathBuf>,
+        /// How many records.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
+        n: usize,
+    },
+    /// Print every record that matches, in seq order, one JSON line each, exactly as written (so
+    /// each line still carries its own verifiable integrity_hash).
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The log's active file or its directory [default: AUDIT_LOG_PATH or ./logs/audit.jsonl]
+    pub path: Option<PathBuf>,
+    /// Only this trace id.
+    #[arg(long)]
+    pub trace_id: Option<String>,
+    /// Only records whose aim.actor.email, aim.actor.name or principal.actor is this (any case).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this workflow_name.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Only this outcome: started, success, failure, rejected, cancelled.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Only this DRAG mode: draft, research, grunt, execute.
+    #[arg(long)]
+    pub drag_mode: Option<String>,
+    /// Only this kind of record: run, recovery, checkpoint, retention.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only records stamped at or after this RFC 3339 time (e.g. 2026-01-31T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only records stamped before this RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+// Request handling allocates many small short-lived objects (JSON values, strings); mimalloc keeps
+// that cheaper than the system allocator under concurrency (see BENCHMARKS.md).
+
+/// The environment, read once at start: every section of the configuration comes from it.
+pub struct Env(HashMap<String, String>);
+
+impl Env {
+    /// The process environment now (`.env` already applied); variables that are not Unicode are
+    /// left out (none of ours can be).
+    pub fn capture() -> Env {
+        Env(std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect())
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    /// Reads one section of the configuration.
+    pub fn section<T>(
+        &self,
+        read: impl FnOnce(&mut sustainbot::config::Reader<'_>) -> T,
+    ) -> Result<T, ConfigError> {
+        section(&|name| self.get(name), read)
+    }
+}
+
+/// Runs the command line.
+pub fn run(cli: Cli, env: &Env) -> ExitCode {
+    match env.section(LoggingConfig::read) {
+        Ok(config) => logging::init(&config),
+        Err(e) => {
+            eprintln!("sustainbot: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match cli.command {
+        None => serve::serve_or_run(cli.serve, env),
+        Some(Command::Serve(args)) => serve::serve_or_run(args, env),
+        Some(Command::Token { actor, role, ttl }) => token::token(env, &actor, &role, ttl),
+        Some(Command::Audit { command }) => match command {
+            AuditCommand::Verify {
+                path,
+                public_key,
+                json,
+            } => audit::verify(env, path, public_key, json),
+            AuditCommand::Keygen { out } => audit::keygen(&out),
+            AuditCommand::Tail { path, n } => audit::tail(env, path, n),
+            AuditCommand::Export(args) => audit::export(env, args),
+        },
+    }
+}

@@ -1,0 +1,30 @@
+//! `sustainbot token`: mints a JWT with the configured `JWT_SECRET` and `JWT_ALGORITHM`.
+
+use std::process::ExitCode;
+
+use sustainbot::auth::JwtKeys;
+use sustainbot::config::AuthConfig;
+
+use super::Env;
+
+pub fn token(env: &Env, actor: &str, role: &str, ttl: u64) -> ExitCode {
+    // Never dev mode here: a token minted with a throwaway secret would verify nowhere.
+    let auth = match env.section(|reader| AuthConfig::read(reader, false)) {
+        Ok(auth) => auth,
+        Err(e) => {
+            eprintln!("sustainbot token: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let keys = JwtKeys::new(auth.jwt_secret.expose().as_bytes(), auth.jwt_algorithm);
+    match keys.mint(actor, role, (ttl > 0).then_some(ttl)) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sustainbot token: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

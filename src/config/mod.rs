@@ -1,0 +1,448 @@
+//! Typed configuration, in sections, read once from one snapshot of the environment (after `.env`)
+//! and the command line, and validated as a whole so one start reports every mistake. `serve` reads
+//! every section; each subcommand reads only the sections it needs (an auditor verifying a log
+//! needs no `JWT_SECRET`).
+
+mod secret;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use jsonwebtoken::Algorithm;
+
+pub use secret::Secret;
+
+use crate::audit::FsyncMode;
+use crate::auth;
+
+/// What the command line may override; everything else comes from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Development mode: a throwaway JWT secret when none (or a weak one) is set, and Slack requests
+    /// accepted unsigned when no signing secret is set. Never for production.
+    pub dev: bool,
+}
+
+/// The validated configuration of a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub audit: AuditConfig,
+    pub runs: RunsConfig,
+    pub llm: LlmConfig,
+    pub logging: LoggingConfig,
+    pub slack: SlackConfig,
+    /// What reading the configuration found worth a warning; logged once logging is up (the
+    /// configuration is read before it, since it says how to log).
+    pub warnings: Vec<String>,
+}
+
+/// Where and how the server listens and governs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub dev: bool,
+    /// `false` opens the ungoverned path (development only).
+    pub governance_enabled: bool,
+    /// `GET /metrics` answers.
+    pub prometheus_enabled: bool,
+    /// At shutdown, how long running work may finish before it is cancelled.
+    pub shutdown_grace_seconds: u64,
+    /// The prescriptive-language phrases, one per line (the built-in list when `None`).
+    pub prescriptive_phrases_path: Option<PathBuf>,
+    /// `DATABASE_URL`: read and kept secret; the audit trail stays in `AUDIT_LOG_PATH` until the
+    /// PostgreSQL store lands.
+    pub database_url: Option<Secret>,
+}
+
+/// How tokens are checked (and, for `sustainbot token`, minted).
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub jwt_secret: Secret,
+    /// True when dev mode made the secret for this process.
+    pub jwt_secret_generated: bool,
+    pub jwt_algorithm: Algorithm,
+}
+
+/// The audit trail's file, durability, checkpoints, rotation and retention.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub log_path: PathBuf,
+    pub fsync: FsyncMode,
+    /// Private key file for signed checkpoints (`sustainbot audit keygen`); unsigned when `None`.
+    pub signing_key: Option<PathBuf>,
+    /// A checkpoint every this many records (0: only on the timer and at shutdown).
+    pub checkpoint_every: u64,
+    /// A checkpoint (when anything is new) and a retention pass this often, in seconds.
+    pub checkpoint_seconds: u64,
+    /// Rotate the active audit file at this size in bytes (0: never by size).
+    pub segment_max_bytes: u64,
+    /// Rotate the active audit file when the UTC day changes.
+    pub rotate_daily: bool,
+    /// Remove whole segments older than this many days (0: keep forever).
+    pub retention_days: u32,
+}
+
+/// The workflows and the limits of their runs.
+#[derive(Debug, Clone)]
+pub struct RunsConfig {
+    pub workflows_dir: PathBuf,
+    /// Runs that may execute at once.
+    pub workers: usize,
+    /// Runs that may wait for a worker; beyond that, 429.
+    pub queue: usize,
+    /// Runs that may wait for approval at once; beyond that, 429.
+    pub approvals_max: usize,
+    /// Where `openclaw` steps are sent.
+    pub openclaw_url: String,
+}
+
+/// The model `llm` steps ask.
+#[derive(Debug, Clone)]
+pub struct LlmConfig {
+    pub model: String,
+    pub host: String,
+    pub port: u16,
+    /// `LLM_API=openai`: an OpenAI-compatible server at `LLM_HOST` (default: Ollama).
+    pub api_openai: bool,
+    /// Bearer key for an OpenAI-compatible server.
+    pub api_key: Option<Secret>,
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    /// One JSON object per line instead of readable text.
+    pub json: bool,
+    /// JSON lines to this file (appended) instead of standard error.
+    pub json_log_path: Option<PathBuf>,
+}
+
+/// Slack's credentials.
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub signing_secret: Option<Secret>,
+    /// For notifications (kept secret: the URL is the credential).
+    pub webhook_url: Option<Secret>,
+}
+
+/// Everything wrong with the configuration, one problem per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for problem in &self.0 {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads variables through one lookup and gathers every problem and warning.
+pub struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Reader<'a> {
+        Reader {
+            lookup,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A variable's value, trimmed; `None` when unset or blank.
+    fn text(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A secret's value exactly as set (its spaces are part of it); `None` when unset or empty.
+    fn secret(&self, name: &str) -> Option<Secret> {
+        (self.lookup)(name)
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+    }
+
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        match self.text(name) {
+            None => default,
+            Some(v) => parse_bool(&v).unwrap_or_else(|| {
+                self.problems
+                    .push(format!("{name} must be true or false, not '{v}'"));
+                default
+            }),
+        }
+    }
+
+    fn count(&mut self, name: &str, default: u64) -> u64 {
+        match self.text(name) {
+            None => default,
+            Some(v) => v.parse::<u64>().unwrap_or_else(|_| {
+                self.problems
+                    .push(format!("{name} must be a whole number, not '{v}'"));
+                default
+            }),
+        }
+    }
+
+    fn size(&mut self, name: &str, default: usize) -> usize {
+        usize::try_from(self.count(name, default as u64)).unwrap_or(default)
+    }
+
+    fn port(&mut self, name: &str, default: u16) -> u16 {
+        match self.text(name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                self.problems
+                    .push(format!("{name} must be a port number (0-65535), not '{v}'"));
+                default
+            }),
+        }
+    }
+
+    fn path(&self, name: &str, default: &str) -> PathBuf {
+        self.text(name).unwrap_or_else(|| default.to_owned()).into()
+    }
+
+    /// What was read, or every problem found.
+    pub fn finish<T>(self, value: T) -> Result<(T, Vec<String>), ConfigError> {
+        if self.problems.is_empty() {
+            Ok((value, self.warnings))
+        } else {
+            Err(ConfigError(self.problems))
+        }
+    }
+}
+
+impl Config {
+    /// Reads every section from the process environment (call `dotenvy::dotenv()` first to
+    /// honour `.env`).
+    pub fn from_env(overrides: Overrides) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok(), overrides)
+    }
+
+    /// Reads every section through any variable lookup (tests pass a map).
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        overrides: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut reader = Reader::new(&lookup);
+        let dev = overrides.dev;
+        let config = Config {
+            server: ServerConfig::read(&mut reader, overrides),
+            auth: AuthConfig::read(&mut reader, dev),
+            audit: AuditConfig::read(&mut reader, dev),
+            runs: RunsConfig::read(&mut reader),
+            llm: LlmConfig::read(&mut reader),
+            logging: LoggingConfig::read(&mut reader),
+            slack: SlackConfig::read(&mut reader),
+            warnings: Vec::new(),
+        };
+        let (mut config, warnings) = reader.finish(config)?;
+        config.warnings = warnings;
+        Ok(config)
+    }
+}
+
+/// Reads one section through `lookup` (for the subcommands that need only it).
+pub fn section<T>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    read: impl FnOnce(&mut Reader<'_>) -> T,
+) -> Result<T, ConfigError> {
+    let mut reader = Reader::new(lookup);
+    let value = read(&mut reader);
+    reader.finish(value).map(|(value, _)| value)
+}
+
+impl ServerConfig {
+    pub fn read(reader: &mut Reader<'_>, overrides: Overrides) -> ServerConfig {
+        let governance_enabled = reader.flag("GOVERNANCE_ENABLED", true);
+        if !governance_enabled && !overrides.dev {
+            reader.warnings.push(
+                "GOVERNANCE_ENABLED=false: the ungoverned path is open (development only)".into(),
+            );
+        }
+        let database_url = reader.secret("DATABASE_URL");
+        if database_url.is_some() {
+            reader.warnings.push(
+                "DATABASE_URL is set, but this version keeps the audit trail in AUDIT_LOG_PATH"
+                    .into(),
+            );
+        }
+        ServerConfig {
+            host: overrides
+                .host
+                .or_else(|| reader.text("SUSTAINBOT_HOST"))
+                .unwrap_or_else(|| "0.0.0.0".into()),
+            port: match overrides.port {
+                Some(port) => port,
+                None => reader.port("SUSTAINBOT_PORT", 5000),
+            },
+            dev: overrides.dev,
+            governance_enabled,
+            prometheus_enabled: reader.flag("PROMETHEUS_ENABLED", true),
+            shutdown_grace_seconds: reader.count("SHUTDOWN_GRACE_SECONDS", 30),
+            prescriptive_phrases_path: reader.text("PRESCRIPTIVE_PHRASES_PATH").map(PathBuf::from),
+            database_url,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Outside dev mode a missing, placeholder or short `JWT_SECRET` is a problem; in dev mode it
+    /// is replaced by a throwaway secret for this process.
+    pub fn read(reader: &mut Reader<'_>, dev: bool) -> AuthConfig {
+        let algorithm = reader
+            .text("JWT_ALGORITHM")
+            .unwrap_or_else(|| "HS256".into());
+        let jwt_algorithm = auth::parse_algorithm(&algorithm).unwrap_or_else(|e| {
+            reader.problems.push(e.to_string());
+            Algorithm::HS256
+        });
+        let raw = reader.secret("JWT_SECRET");
+        let (jwt_secret, jwt_secret_generated) = match auth::check_secret(
+            raw.as_ref().map(Secret::expose),
+        ) {
+            Ok(secret) => (Secret::new(secret), false),
+            Err(e) if dev => {
+                if raw.is_some() {
+                    reader.warnings.push(format!(
+                            "dev mode: ignoring the configured JWT_SECRET ({e}); using a throwaway secret"
+                        ));
+                }
+                (Secret::new(random_secret()), true)
+            }
+            Err(e) => {
+                reader.problems.push(e.to_string());
+                (Secret::new(String::new()), false)
+            }
+        };
+        AuthConfig {
+            jwt_secret,
+            jwt_secret_generated,
+            jwt_algorithm,
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn read(reader: &mut Reader<'_>, dev: bool) -> AuditConfig {
+        let fsync = match reader.text("AUDIT_FSYNC").map(|v| v.parse::<FsyncMode>()) {
+            None => FsyncMode::Always,
+            Some(Ok(mode)) => mode,
+            Some(Err(e)) => {
+                reader.problems.push(e);
+                FsyncMode::Always
+            }
+        };
+        if fsync == FsyncMode::Never && !dev {
+            reader.warnings.push(
+                "AUDIT_FSYNC=never: acknowledged audit records can be lost on power failure".into(),
+            );
+        }
+        AuditConfig {
+            log_path: reader.path("AUDIT_LOG_PATH", "./logs/audit.jsonl"),
+            fsync,
+            signing_key: reader.text("AUDIT_SIGNING_KEY").map(PathBuf::from),
+            checkpoint_every: reader.count("AUDIT_CHECKPOINT_EVERY", 1000),
+            checkpoint_seconds: reader.count("AUDIT_CHECKPOINT_SECONDS", 60).max(1),
+            segment_max_bytes: reader.count("AUDIT_SEGMENT_MAX_BYTES", 64 * 1024 * 1024),
+            rotate_daily: reader.flag("AUDIT_ROTATE_DAILY", true),
+            retention_days: u32::try_from(reader.count("AUDIT_RETENTION_DAYS", 90))
+                .unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl RunsConfig {
+    pub fn read(reader: &mut Reader<'_>) -> RunsConfig {
+        RunsConfig {
+            workflows_dir: reader.path("WORKFLOWS_DIR", "./workflows"),
+            workers: reader.size("RUN_WORKERS", 32).max(1),
+            queue: reader.size("RUN_QUEUE", 256),
+            approvals_max: reader.size("RUN_APPROVALS_MAX", 10_000),
+            openclaw_url: reader
+                .text("OPENCLAW_URL")
+                .unwrap_or_else(|| "http://localhost:8080".into()),
+        }
+    }
+}
+
+impl LlmConfig {
+    pub fn read(reader: &mut Reader<'_>) -> LlmConfig {
+        let api_openai = match reader.text("LLM_API").map(|v| v.to_ascii_lowercase()) {
+            None => false,
+            Some(api) if api == "ollama" => false,
+            Some(api) if api == "openai" => true,
+            Some(other) => {
+                reader
+                    .problems
+                    .push(format!("LLM_API must be ollama or openai, not '{other}'"));
+                false
+            }
+        };
+        LlmConfig {
+            model: reader.text("LLM_MODEL").unwrap_or_else(|| "llama2".into()),
+            host: reader
+                .text("LLM_HOST")
+                .unwrap_or_else(|| "localhost".into()),
+            port: reader.port("LLM_PORT", 11434),
+            api_openai,
+            api_key: reader.secret("LLM_API_KEY"),
+        }
+    }
+}
+
+impl LoggingConfig {
+    pub fn read(reader: &mut Reader<'_>) -> LoggingConfig {
+        LoggingConfig {
+            json: reader.flag("JSON_LOGGING_ENABLED", false),
+            json_log_path: reader.text("JSON_LOG_PATH").map(PathBuf::from),
+        }
+    }
+}
+
+impl SlackConfig {
+    pub fn read(reader: &mut Reader<'_>) -> SlackConfig {
+        SlackConfig {
+            signing_secret: reader.secret("SLACK_SIGNING_SECRET"),
+            webhook_url: reader.secret("SLACK_WEBHOOK_URL"),
+        }
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// 32 random bytes, hex-encoded: a secret for this process only.
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Without an OS random source, fall back to two v4 UUIDs (themselves random).
+        let a = uuid::Uuid::new_v4();
+        let b = uuid::Uuid::new_v4();
+        bytes[..16].copy_from_slice(a.as_bytes());
+        bytes[16..].copy_from_slice(b.as_bytes());
+    }
+    hex::encode(bytes)
+}

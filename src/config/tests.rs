@@ -1,0 +1,150 @@
+//! Reading the configuration: defaults, refusals, overrides, secrets.
+
+use std::collections::HashMap;
+
+use super::*;
+
+const GOOD: &str = "0123456789abcdef0123456789abcdef";
+
+fn load(vars: &[(&str, &str)], overrides: Overrides) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Config::from_lookup(|name| map.get(name).cloned(), overrides)
+}
+
+#[test]
+fn defaults_match_the_contract() {
+    let config = load(&[("JWT_SECRET", GOOD)], Overrides::default()).unwrap();
+    assert_eq!(config.server.host, "0.0.0.0");
+    assert_eq!(config.server.port, 5000);
+    assert_eq!(config.auth.jwt_algorithm, Algorithm::HS256);
+    assert!(config.server.governance_enabled);
+    assert_eq!(config.audit.log_path, PathBuf::from("./logs/audit.jsonl"));
+    assert_eq!(config.runs.workflows_dir, PathBuf::from("./workflows"));
+    assert_eq!(
+        (
+            config.llm.model.as_str(),
+            config.llm.host.as_str(),
+            config.llm.port
+        ),
+        ("llama2", "localhost", 11434)
+    );
+    assert_eq!(config.audit.fsync, FsyncMode::Always);
+}
+
+#[test]
+fn refuses_to_start_without_a_strong_secret_outside_dev_mode() {
+    for vars in [
+        vec![],
+        vec![("JWT_SECRET", "dev-secret-key-change-in-production")],
+        vec![(
+            "JWT_SECRET",
+            "your-256-bit-secret-key-here-change-in-production",
+        )],
+        vec![("JWT_SECRET", "too-short")],
+    ] {
+        let err = load(&vars, Overrides::default()).expect_err("must refuse");
+        assert!(err.to_string().contains("JWT_SECRET"), "{err}");
+    }
+}
+
+#[test]
+fn dev_mode_makes_a_throwaway_secret() {
+    let config = load(
+        &[],
+        Overrides {
+            dev: true,
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert!(config.auth.jwt_secret_generated);
+    assert_eq!(config.auth.jwt_secret.expose().len(), 64);
+    let again = load(
+        &[],
+        Overrides {
+            dev: true,
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert_ne!(config.auth.jwt_secret, again.auth.jwt_secret);
+}
+
+#[test]
+fn reports_every_bad_variable_at_once() {
+    let err = load(
+        &[
+            ("JWT_SECRET", GOOD),
+            ("SUSTAINBOT_PORT", "http"),
+            ("GOVERNANCE_ENABLED", "maybe"),
+            ("JWT_ALGORITHM", "RS256"),
+        ],
+        Overrides::default(),
+    )
+    .expect_err("invalid");
+    assert_eq!(err.0.len(), 3, "{err}");
+}
+
+#[test]
+fn flags_override_the_environment() {
+    let config = load(
+        &[
+            ("JWT_SECRET", GOOD),
+            ("SUSTAINBOT_PORT", "7000"),
+            ("SUSTAINBOT_HOST", "127.0.0.1"),
+        ],
+        Overrides {
+            host: Some("::1".into()),
+            port: Some(0),
+            dev: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (config.server.host.as_str(), config.server.port),
+        ("::1", 0)
+    );
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let config = load(
+        &[
+            ("JWT_SECRET", GOOD),
+            ("DATABASE_URL", "postgres://u:pw@h/db"),
+        ],
+        Overrides::default(),
+    )
+    .unwrap();
+    let text = format!("{config:?}");
+    assert!(!text.contains(GOOD) && !text.contains("pw@"), "{text}");
+}
+
+#[test]
+fn a_subcommand_reads_only_the_sections_it_needs() {
+    // No JWT_SECRET: serving is refused, but reading the audit section is fine.
+    let lookup = |name: &str| (name == "AUDIT_LOG_PATH").then(|| "/tmp/a.jsonl".to_owned());
+    assert!(Config::from_lookup(lookup, Overrides::default()).is_err());
+    let audit = section(&lookup, |r| AuditConfig::read(r, false)).unwrap();
+    assert_eq!(audit.log_path, PathBuf::from("/tmp/a.jsonl"));
+    let refused = section(&lookup, |r| AuthConfig::read(r, false)).unwrap_err();
+    assert!(refused.to_string().contains("JWT_SECRET"), "{refused}");
+}
+
+#[test]
+fn warnings_wait_for_logging() {
+    let config = load(
+        &[
+            ("JWT_SECRET", GOOD),
+            ("AUDIT_FSYNC", "never"),
+            ("DATABASE_URL", "postgres://u:pw@h/db"),
+        ],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+    assert!(config.warnings.iter().all(|w| !w.contains("pw@")));
+}
