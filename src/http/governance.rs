@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{ApiError, AppState, JsonBody};
 use crate::governance::filter::check_output;
@@ -18,21 +19,39 @@ pub fn router() -> Router<AppState> {
         .route("/governance/filter", post(filter))
 }
 
+/// `POST /governance/validate` for a valid request.
+#[derive(Serialize)]
+struct Validated {
+    valid: bool,
+    summary: String,
+    drag_mode: DragMode,
+    actor: String,
+}
+
+/// `POST /governance/filter`.
+#[derive(Serialize)]
+struct Filtered {
+    valid: bool,
+    checked: bool,
+    drag_mode: DragMode,
+    violations: Vec<crate::governance::filter::Violation>,
+}
+
 async fn validate(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Option<Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Validated>, ApiError> {
     let body = match body {
         Some(body) if !is_empty_body(&body) => body,
         _ => return Err(ApiError::validation("Request body required")),
     };
     match GovernanceRequest::parse(&body) {
-        Ok(request) => Ok(Json(json!({
-            "valid": true,
-            "summary": summary(&request),
-            "drag_mode": request.drag_mode,
-            "actor": request.aim.actor().name(),
-        }))),
+        Ok(request) => Ok(Json(Validated {
+            valid: true,
+            summary: summary(&request),
+            drag_mode: request.drag_mode,
+            actor: request.aim.actor().name().to_owned(),
+        })),
         Err(rejection) => {
             state.metrics.validation_failure(&rejection, &body);
             Err(ApiError::new(
@@ -41,7 +60,7 @@ async fn validate(
                 rejection.headline(),
             )
             .with_errors(rejection.violations)
-            .with("valid", json!(false)))
+            .with("valid", Value::Bool(false)))
         }
     }
 }
@@ -51,7 +70,7 @@ async fn validate(
 async fn filter(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Option<Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Filtered>, ApiError> {
     let Some(Value::Object(body)) = body else {
         return Err(ApiError::validation(
             "Request body must be a JSON object with text and drag_mode",
@@ -93,12 +112,12 @@ async fn filter(
             .prescriptive_language_detections
             .inc(&[mode.as_str(), &found.phrase]);
     }
-    Ok(Json(json!({
-        "valid": violations.is_empty(),
-        "checked": mode.forbids_prescriptive_language(),
-        "drag_mode": mode,
-        "violations": violations,
-    })))
+    Ok(Json(Filtered {
+        valid: violations.is_empty(),
+        checked: mode.forbids_prescriptive_language(),
+        drag_mode: mode,
+        violations,
+    }))
 }
 
 fn violation(field: &str, message: &str) -> Violation {

@@ -7,9 +7,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::{ApiError, AppState};
+use crate::workflow::LoadProblem;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -18,21 +19,88 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
+/// `GET /health`; `GET /status` adds the probes and the governance facts.
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    timestamp: String,
+    version: &'static str,
+    components: Components,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    governance: Option<GovernanceFacts>,
+}
+
+#[derive(Serialize)]
+struct Components {
+    audit: AuditHealth,
+    workflows: WorkflowsHealth,
+    llm: LlmHealth,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    openclaw: Option<OpenClawHealth>,
+}
+
+#[derive(Serialize)]
+struct AuditHealth {
+    enabled: bool,
+    healthy: bool,
+    /// The file name, not the server's directory layout (this page is unauthenticated).
+    file: Option<String>,
+    head_seq: u64,
+    signing: bool,
+    last_error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct WorkflowsHealth {
+    healthy: bool,
+    count: usize,
+    invalid: Vec<LoadProblem>,
+    endpoint: String,
+}
+
+#[derive(Serialize)]
+struct LlmHealth {
+    model: String,
+    endpoint: String,
+    /// Whether the model server answers (`/status` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthy: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct OpenClawHealth {
+    endpoint: String,
+    healthy: bool,
+}
+
+#[derive(Serialize)]
+struct GovernanceFacts {
+    enabled: bool,
+    drag_modes: [&'static str; 4],
+    prescriptive_phrases: usize,
+}
+
+impl Health {
+    /// 200 while the audit trail can record, 503 when it cannot.
+    fn answer(self) -> Response {
+        let code = if self.components.audit.healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (code, Json(self)).into_response()
+    }
+}
+
 /// Cheap: no network probes, so load balancers may call it often. 503 when the audit sink cannot
 /// record (governed runs are refused until it can).
 async fn health(State(state): State<AppState>) -> Response {
-    let (healthy, body) = health_body(&state);
-    let code = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
+    health_of(&state).answer()
 }
 
 /// `/health` plus reachability of the model server and the orchestrator (short TCP probes).
 async fn status(State(state): State<AppState>) -> Response {
-    let (healthy, mut body) = health_body(&state);
+    let mut body = health_of(&state);
     let config = &state.config;
     let llm = format!("{}:{}", config.llm.host, config.llm.port);
     let openclaw = openclaw_address(&config.runs.openclaw_url);
@@ -42,53 +110,56 @@ async fn status(State(state): State<AppState>) -> Response {
             None => false,
         }
     });
-    body["components"]["llm"]["healthy"] = json!(llm_up);
-    body["components"]["openclaw"] =
-        json!({"endpoint": without_credentials(&config.runs.openclaw_url), "healthy": openclaw_up});
-    body["governance"] = json!({
-        "enabled": config.server.governance_enabled,
-        "drag_modes": ["draft", "research", "grunt", "execute"],
-        "prescriptive_phrases": state.phrases.len(),
+    body.components.llm.healthy = Some(llm_up);
+    body.components.openclaw = Some(OpenClawHealth {
+        endpoint: without_credentials(&config.runs.openclaw_url),
+        healthy: openclaw_up,
     });
-    let code = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
+    body.governance = Some(GovernanceFacts {
+        enabled: config.server.governance_enabled,
+        drag_modes: ["draft", "research", "grunt", "execute"],
+        prescriptive_phrases: state.phrases.len(),
+    });
+    body.answer()
 }
 
-fn health_body(state: &AppState) -> (bool, Value) {
+fn health_of(state: &AppState) -> Health {
     let config = &state.config;
     let workflows = state.gate.workflows();
     let sink = state.gate.audit().status();
-    // Unauthenticated: the file name, not the server's directory layout.
-    let file = sink
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned());
-    let audit = json!({"enabled": true, "healthy": sink.healthy, "file": file, "head_seq": sink.head_seq,
-                       "signing": sink.signing, "last_error": sink.last_error});
-    let healthy = audit["healthy"].as_bool().unwrap_or(false);
-    let body = json!({
-        "status": if healthy { "healthy" } else { "degraded" },
-        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "version": env!("CARGO_PKG_VERSION"),
-        "components": {
-            "audit": audit,
-            "workflows": {
-                "healthy": workflows.problems().is_empty(),
-                "count": workflows.len(),
-                "invalid": workflows.problems(),
-                "endpoint": without_credentials(&config.runs.openclaw_url),
+    let audit = AuditHealth {
+        enabled: true,
+        healthy: sink.healthy,
+        file: sink
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned()),
+        head_seq: sink.head_seq,
+        signing: sink.signing,
+        last_error: sink.last_error,
+    };
+    let invalid = workflows.problems();
+    Health {
+        status: if audit.healthy { "healthy" } else { "degraded" },
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        version: env!("CARGO_PKG_VERSION"),
+        components: Components {
+            audit,
+            workflows: WorkflowsHealth {
+                healthy: invalid.is_empty(),
+                count: workflows.len(),
+                invalid,
+                endpoint: without_credentials(&config.runs.openclaw_url),
             },
-            "llm": {
-                "model": config.llm.model,
-                "endpoint": format!("http://{}:{}", config.llm.host, config.llm.port),
+            llm: LlmHealth {
+                model: config.llm.model.clone(),
+                endpoint: format!("http://{}:{}", config.llm.host, config.llm.port),
+                healthy: None,
             },
+            openclaw: None,
         },
-    });
-    (healthy, body)
+        governance: None,
+    }
 }
 
 /// A URL without its `user:password@` part, for unauthenticated status pages.

@@ -8,7 +8,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::extract::{parse_json, unreadable};
 use super::{ApiError, AppState};
@@ -16,6 +17,12 @@ use crate::slack;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/slack/events", post(events))
+}
+
+/// An Events API callback, acknowledged.
+#[derive(Serialize)]
+struct Acknowledged {
+    ok: bool,
 }
 
 async fn events(
@@ -97,5 +104,5 @@ async fn events(
         )
             .into_response());
     }
-    Ok(Json(json!({"ok": true})).into_response())
+    Ok(Json(Acknowledged { ok: true }).into_response())
 }
