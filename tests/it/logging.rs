@@ -21,6 +21,8 @@ fn log_lines(path: &Path) -> Vec<Value> {
 }
 
 /// Starts the binary on an ephemeral port with JSON logs to `log`; returns it and its address.
+// The caller kills and waits for the child it gets back.
+#[allow(clippy::zombie_processes)]
 fn start(dir: &Path, log: &Path) -> (Child, String) {
     std::fs::create_dir_all(dir.join("workflows")).unwrap();
     std::fs::write(dir.join("workflows/noop.json"), r#"{"steps": []}"#).unwrap();
@@ -47,10 +49,11 @@ fn start(dir: &Path, log: &Path) -> (Child, String) {
             let address = line["fields"]["address"].as_str().unwrap().to_owned();
             return (child, format!("http://{address}"));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the server never said it listens"
-        );
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server never said it listens");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
