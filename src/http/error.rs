@@ -83,6 +83,7 @@ impl From<GateError> for ApiError {
             GateError::Cancelled => StatusCode::CONFLICT,
             GateError::WorkflowNotFound(_) => StatusCode::NOT_FOUND,
             GateError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GateError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             GateError::Unreadable {
                 code: "PAYLOAD_TOO_LARGE",
                 ..

@@ -45,6 +45,9 @@ pub enum GateError {
     GovernanceRequired,
     #[error("{0}")]
     AuditUnavailable(String),
+    /// A run's task ended without an answer (a bug): the audit trail has whatever was recorded.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl GateError {
@@ -68,6 +71,7 @@ impl GateError {
             GateError::NotPending(_) => "RUN_NOT_PENDING",
             GateError::TraceInUse(_) => "TRACE_ID_IN_USE",
             GateError::AuditUnavailable(_) => "AUDIT_UNAVAILABLE",
+            GateError::Internal(_) => "INTERNAL_ERROR",
         }
     }
 
@@ -77,7 +81,8 @@ impl GateError {
         match self {
             GateError::InvalidName(_)
             | GateError::WorkflowNotFound(_)
-            | GateError::AuditUnavailable(_) => Outcome::Failure,
+            | GateError::AuditUnavailable(_)
+            | GateError::Internal(_) => Outcome::Failure,
             _ => Outcome::Rejected,
         }
     }

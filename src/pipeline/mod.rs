@@ -193,8 +193,8 @@ impl Gate {
         );
         answered.await.unwrap_or_else(|_| {
             tracing::error!("a run's task ended without an answer");
-            Err(GateError::AuditUnavailable(
-                "The run's task ended without an answer; check GET /audit/entries for its trace id"
+            Err(GateError::Internal(
+                "The run's task ended without an answer; GET /audit/entries/{trace_id} has what was recorded"
                     .to_owned(),
             ))
         })

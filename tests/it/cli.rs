@@ -364,3 +364,79 @@ fn the_demo_script_fails_when_the_server_refuses() {
         text(&output)
     );
 }
+
+#[test]
+fn run_flag_without_governance_runs_the_ungoverned_path_on_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("workflows")).unwrap();
+    std::fs::write(dir.path().join("workflows/noop.json"), r#"{"steps": []}"#).unwrap();
+    let output = sustainbot(dir.path())
+        .env("JWT_SECRET", SECRET)
+        .env("GOVERNANCE_ENABLED", "false")
+        .args(["--run", "noop"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["success"], true, "{report}");
+    let log = std::fs::read_to_string(dir.path().join("logs/audit.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "{log}");
+    assert!(records.iter().all(|r| r["governed"] == false), "{log}");
+    assert_eq!(records[1]["outcome"], "success");
+}
+
+#[test]
+fn run_flag_is_cancelled_on_the_record_by_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("workflows")).unwrap();
+    std::fs::write(
+        dir.path().join("workflows/slow.json"),
+        r#"{"steps": [{"id": "wait", "command": ["sleep", "30"]}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("request.json"),
+        governance_request("ignored").to_string(),
+    )
+    .unwrap();
+    let mut child = sustainbot(dir.path())
+        .env("JWT_SECRET", SECRET)
+        .args(["--run", "slow", "--request", "request.json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("logs/audit.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(r#""outcome":"started""#)
+    {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run never started");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let signalled = Instant::now();
+    // SAFETY: sends a signal to our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "the 30 s step was killed, not waited for"
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["code"], "CANCELLED", "{report}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let outcomes: Vec<String> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["outcome"].to_string())
+        .collect();
+    assert_eq!(outcomes, [r#""started""#, r#""cancelled""#], "{text}");
+}
