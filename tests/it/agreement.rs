@@ -13,8 +13,8 @@ use std::process::{Command, Output, Stdio};
 use sha2::{Digest, Sha256};
 use sustainbot::audit::verify::verify_path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sustainbot");
-const SECRET: &str = "agreement-test-secret-0123456789abcdef01234";
+use crate::helpers::{sustainbot, Finished, Settings, Site};
+
 const GENESIS: &[u8] = b"sha256:0000000000000000000000000000000000000000000000000000000000000000";
 /// `,"integrity_hash":"sha256:` + 64 hex + `"}`
 const SUFFIX_LEN: usize = 92;
@@ -28,59 +28,53 @@ enum Verdict {
     Other(String),
 }
 
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}, stdout {:?}, stderr {:?}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// `python3 scripts/verify_audit.py PATH`: exit 0 `OK ...`, or exit 1 `FAILED <path>: line N: ...`.
-fn python(path: &Path) -> Verdict {
+/// `python3 scripts/verify_audit.py ARGS`.
+fn python_verifier(args: &[&str]) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/verify_audit.py");
-    let output = Command::new("python3")
+    Command::new("python3")
         .arg(script)
-        .arg(path)
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| {
             // Not a skip: CI has python3, and a verifier nobody runs is not a second opinion.
             panic!("python3 is required by this test and could not be run: {e}")
-        });
-    let stdout = String::from_utf8_lossy(&output.stdout);
+        })
+}
+
+/// `sustainbot audit verify ARGS`.
+fn binary_verifier(args: &[&str]) -> Output {
+    sustainbot().run(&[&["audit", "verify"], args].concat())
+}
+
+fn utf8(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// A verifier's verdict on `path` from its output: exit 0 with stdout starting `ok`, or exit 1
+/// with `FAILED <path>: line N: ...`.
+fn verdict(output: &Output, path: &Path, ok: &str) -> Verdict {
+    let stdout = output.stdout_text();
     match output.status.code() {
-        Some(0) if stdout.starts_with("OK ") => Verdict::Valid,
+        Some(0) if stdout.starts_with(ok) => Verdict::Valid,
         Some(1) => stdout
             .strip_prefix(&format!("FAILED {}: line ", path.display()))
             .and_then(|rest| rest.split(':').next())
             .and_then(|n| n.parse().ok())
-            .map_or_else(|| Verdict::Other(describe(&output)), Verdict::Invalid),
-        _ => Verdict::Other(describe(&output)),
+            .map_or_else(|| Verdict::Other(output.describe()), Verdict::Invalid),
+        _ => Verdict::Other(output.describe()),
     }
+}
+
+/// `python3 scripts/verify_audit.py PATH`: exit 0 `OK ...`, or exit 1 `FAILED <path>: line N: ...`.
+fn python(path: &Path) -> Verdict {
+    verdict(&python_verifier(&[utf8(path)]), path, "OK ")
 }
 
 /// `sustainbot audit verify PATH`: exit 0 `OK <path>: ...`, or exit 1 `FAILED <path>: line N: ...`.
 fn binary(path: &Path) -> Verdict {
-    let output = Command::new(BIN)
-        .args(["audit", "verify"])
-        .arg(path)
-        .env_clear()
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sustainbot audit verify");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let failed = format!("FAILED {}: line ", path.display());
-    match output.status.code() {
-        Some(0) if stdout.starts_with(&format!("OK {}: ", path.display())) => Verdict::Valid,
-        Some(1) => stdout
-            .strip_prefix(&failed)
-            .and_then(|rest| rest.split(':').next())
-            .and_then(|n| n.parse().ok())
-            .map_or_else(|| Verdict::Other(describe(&output)), Verdict::Invalid),
-        _ => Verdict::Other(describe(&output)),
-    }
+    let ok = format!("OK {}: ", path.display());
+    verdict(&binary_verifier(&[utf8(path)]), path, &ok)
 }
 
 /// The library's `verify_path`, which the binary wraps.
@@ -96,32 +90,11 @@ fn library(path: &Path) -> Verdict {
 
 /// A real log from the `--run` command line: three successful runs of `noop` (started + success)
 /// and one of a missing workflow (failure): 7 lines. Returns the lines without their newlines.
-fn real_log(dir: &Path) -> Vec<Vec<u8>> {
-    std::fs::create_dir(dir.join("workflows")).unwrap();
-    std::fs::write(dir.join("workflows/noop.json"), r#"{"steps": []}"#).unwrap();
-    let request = serde_json::json!({
-        "workflow_name": "ignored",
-        "aim": {"actor": {"name": "Jake Smith", "role": "DevOps Engineer"},
-                "input": {"sources": [{"type": "cli", "description": "operator at a terminal"}]},
-                "mission": {"objective": "Produce a log for the verifier agreement tests",
-                            "success_criteria": ["exit code 0"]}},
-        "drag_mode": "grunt"
-    });
-    std::fs::write(dir.join("request.json"), request.to_string()).unwrap();
+fn real_log(site: &Site) -> Vec<Vec<u8>> {
     for (workflow, code) in [("noop", 0), ("noop", 0), ("noop", 0), ("missing", 1)] {
-        let output = Command::new(BIN)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
-            .env("JWT_SECRET", SECRET)
-            .args(["--run", workflow, "--request", "request.json"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(code), "{}", describe(&output));
+        site.run_workflow(workflow).expect_exit(code);
     }
-    let text = std::fs::read(dir.join("logs/audit.jsonl")).unwrap();
+    let text = std::fs::read(site.audit()).unwrap();
     assert!(text.ends_with(b"\n"));
     let lines: Vec<Vec<u8>> = text[..text.len() - 1]
         .split(|&b| b == b'\n')
@@ -232,8 +205,8 @@ fn check_all(dir: &Path, cases: Vec<(&str, Vec<u8>, Verdict)>) {
 #[test]
 fn python_and_rust_verifiers_agree_on_every_kind_of_tampering() {
     use Verdict::{Invalid, Valid};
-    let dir = tempfile::tempdir().unwrap();
-    let lines = real_log(dir.path());
+    let site = Site::new();
+    let lines = real_log(&site);
     let good = join(&lines);
     let n = lines.len() as u64;
 
@@ -328,7 +301,7 @@ fn python_and_rust_verifiers_agree_on_every_kind_of_tampering() {
     });
     cases.push(("non-canonical-spacing", join(&rechain(&spaced, 3)), Valid));
 
-    check_all(dir.path(), cases);
+    check_all(site.path(), cases);
 }
 
 /// A log whose line `index` (0-based) BODY is edited by `edit`, then re-chained from there so that
@@ -339,21 +312,24 @@ fn variant(lines: &[Vec<u8>], index: usize, edit: impl Fn(&[u8]) -> Vec<u8>) -> 
 
 #[test]
 fn invalid_utf8_in_a_record_is_refused_by_both_verifiers() {
-    let dir = tempfile::tempdir().unwrap();
-    let lines = real_log(dir.path());
+    let site = Site::new();
+    let lines = real_log(&site);
     let bad = variant(&lines, 2, |b| {
         let at = b.windows(10).position(|w| w == b"Jake Smith").unwrap();
         let mut b = b.to_vec();
         b[at + 4] = 0xff;
         b
     });
-    check_all(dir.path(), vec![("invalid-utf8", bad, Verdict::Invalid(3))]);
+    check_all(
+        site.path(),
+        vec![("invalid-utf8", bad, Verdict::Invalid(3))],
+    );
 }
 
 #[test]
 fn non_json_numbers_are_refused_by_both_verifiers() {
-    let dir = tempfile::tempdir().unwrap();
-    let lines = real_log(dir.path());
+    let site = Site::new();
+    let lines = real_log(&site);
     let nan = variant(&lines, 2, |b| {
         replace(b, "\"duration_seconds\":null", "\"duration_seconds\":NaN")
     });
@@ -365,7 +341,7 @@ fn non_json_numbers_are_refused_by_both_verifiers() {
         )
     });
     check_all(
-        dir.path(),
+        site.path(),
         vec![
             ("nan", nan, Verdict::Invalid(3)),
             ("infinity", infinity, Verdict::Invalid(3)),
@@ -375,102 +351,68 @@ fn non_json_numbers_are_refused_by_both_verifiers() {
 
 #[test]
 fn a_byte_order_mark_is_refused_by_both_verifiers() {
-    let dir = tempfile::tempdir().unwrap();
-    let lines = real_log(dir.path());
+    let site = Site::new();
+    let lines = real_log(&site);
     let bom = variant(&lines, 0, |b| [&b"\xef\xbb\xbf"[..], b].concat());
-    check_all(dir.path(), vec![("bom", bom, Verdict::Invalid(1))]);
+    check_all(site.path(), vec![("bom", bom, Verdict::Invalid(1))]);
 }
 
 #[test]
 fn a_repeated_seq_member_gets_the_same_verdict_from_both_verifiers() {
-    let dir = tempfile::tempdir().unwrap();
-    let lines = real_log(dir.path());
+    let site = Site::new();
+    let lines = real_log(&site);
     // BODY states seq 99 first and 3 last: which one is "BODY.seq"?
     let repeated = variant(&lines, 2, |b| replace(b, "{", "{\"seq\":99,"));
     check_all(
-        dir.path(),
+        site.path(),
         vec![("repeated-seq", repeated, Verdict::Invalid(3))],
     );
 }
 
 #[test]
 fn json_nested_past_the_spec_limit_is_refused_by_both_verifiers() {
-    let dir = tempfile::tempdir().unwrap();
-    let lines = real_log(dir.path());
+    let site = Site::new();
+    let lines = real_log(&site);
     let nested = format!("\"parameters\":{}{}", "[".repeat(2000), "]".repeat(2000));
     let deep = variant(&lines, 2, |b| replace(b, "\"parameters\":{}", &nested));
     // The spec bounds nesting at 512 levels, so both verifiers refuse the line rather than one of
     // them running out of stack.
-    check_all(dir.path(), vec![("deep", deep, Verdict::Invalid(3))]);
-}
-
-/// Runs `sustainbot` in `dir` with a clean environment plus `envs`; asserts the exit code.
-fn run_bin(dir: &Path, envs: &[(&str, &str)], args: &[&str], code: i32) -> Output {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn")
-        .env("JWT_SECRET", SECRET)
-        .args(args)
-        .stdin(Stdio::null());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    let output = command.output().unwrap();
-    assert_eq!(output.status.code(), Some(code), "{}", describe(&output));
-    output
+    check_all(site.path(), vec![("deep", deep, Verdict::Invalid(3))]);
 }
 
 /// Both verifiers on a log directory or file, with an optional public key: (exit code, stdout).
 fn both_with_key(path: &Path, key: Option<&Path>) -> ((i32, String), (i32, String)) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/verify_audit.py");
-    let mut python = Command::new("python3");
-    python.arg(script);
-    let mut binary = Command::new(BIN);
-    binary.args(["audit", "verify"]).env_clear();
+    let mut args = Vec::new();
     if let Some(key) = key {
-        python.arg("--public-key").arg(key);
-        binary.arg("--public-key").arg(key);
+        args.extend(["--public-key", utf8(key)]);
     }
-    let run = |command: &mut Command| {
-        let output = command
-            .arg(path)
-            .stdin(Stdio::null())
-            .output()
-            .expect("python3 and sustainbot run");
+    args.push(utf8(path));
+    let read = |output: Output| {
         (
             output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
+            output.stdout_text().into_owned(),
         )
     };
-    (run(&mut python), run(&mut binary))
+    (read(python_verifier(&args)), read(binary_verifier(&args)))
 }
 
 #[test]
 fn both_verifiers_follow_rotated_segments_and_check_signed_checkpoints() {
-    let dir = tempfile::tempdir().unwrap();
-    real_log(dir.path());
-    std::fs::remove_dir_all(dir.path().join("logs")).unwrap();
-    run_bin(dir.path(), &[], &["audit", "keygen", "--out", "keys"], 0);
-    let signed = [
-        ("AUDIT_SIGNING_KEY", "keys/audit-signing.key"),
-        ("AUDIT_CHECKPOINT_EVERY", "3"),
-        ("AUDIT_SEGMENT_MAX_BYTES", "3000"),
-    ];
+    let site = Site::new();
+    real_log(&site);
+    std::fs::remove_dir_all(site.path().join("logs")).unwrap();
+    let (private, key) = site.keygen();
     for _ in 0..6 {
-        run_bin(
-            dir.path(),
-            &signed,
-            &["--run", "noop", "--request", "request.json"],
-            0,
-        );
+        site.sustainbot()
+            .signing_key(&private)
+            .checkpoint_every(3)
+            .segment_max_bytes(3000)
+            .run_workflow("noop")
+            .expect_exit(0);
     }
-    let logs = dir.path().join("logs");
+    let logs = site.path().join("logs");
     let segments = std::fs::read_dir(&logs).unwrap().count();
     assert!(segments > 3, "the log rotated into several segments");
-    let key = dir.path().join("keys/audit-signing.pub");
     let (python, binary) = both_with_key(&logs, Some(&key));
     assert_eq!(
         (python.0, binary.0),

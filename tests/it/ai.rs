@@ -1,14 +1,16 @@
 //! AI steps held to their DRAG mode, against a small Ollama-compatible server on loopback, and
 //! HTTP steps against a real local server.
 
+use std::net::SocketAddr;
+
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::helpers::{governance_request, TestApp};
+use crate::helpers::{http_workflow, run_request as request, serve, trace, Settings, TestApp};
 
 /// An Ollama stand-in that answers every prompt with "ECHO: <prompt>".
-async fn fake_ollama() -> u16 {
+async fn fake_ollama() -> SocketAddr {
     async fn generate(Json(body): Json<Value>) -> Json<Value> {
         let prompt = body["prompt"].as_str().unwrap_or_default();
         Json(json!({"model": body["model"], "response": format!("ECHO: {prompt}"), "done": true}))
@@ -20,24 +22,13 @@ async fn fake_ollama() -> u16 {
             "/broken",
             get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down") }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    port
-}
-
-fn request(workflow: &str, mode: &str, parameters: Value) -> Value {
-    let mut body = governance_request(workflow);
-    body["drag_mode"] = json!(mode);
-    body["parameters"] = parameters;
-    body
+    serve(app).await
 }
 
 async fn app_with_model(name: &str, prompt: &str) -> TestApp {
-    let port = fake_ollama().await;
+    let port = fake_ollama().await.port();
     TestApp::builder()
-        .env("LLM_HOST", "127.0.0.1")
-        .env("LLM_PORT", &port.to_string())
+        .llm_port(port)
         .workflow(
             name,
             json!({"parameters": {"version": {"type": "string", "default": "v1.2.3"}},
@@ -50,23 +41,17 @@ async fn app_with_model(name: &str, prompt: &str) -> TestApp {
 #[tokio::test]
 async fn an_ai_output_with_you_should_fails_a_research_run_and_is_audited() {
     let app = app_with_model("research", "You should use Docker").await;
-    let body = app
-        .execute(
-            &request("research", "research", json!({})),
-            &[("x-trace-id", "ai-1".to_owned())],
-        )
+    let failed = app
+        .execute(&request("research", "research", json!({})), &trace("ai-1"))
         .await
-        .expect(500, "PRESCRIPTIVE_LANGUAGE");
-    let violation = &body["steps"][0]["violations"][0];
+        .expect_run_failed(&app, 500, "PRESCRIPTIVE_LANGUAGE");
+    let violation = &failed.body["steps"][0]["violations"][0];
     assert_eq!(violation["phrase"], "you should");
     assert_eq!(
         (violation["start"].as_u64(), violation["end"].as_u64()),
         (Some(6), Some(16))
     );
-    let outcome = app.audit_for("ai-1").pop().unwrap();
-    assert_eq!(outcome["outcome"], "failure");
-    assert_eq!(outcome["code"], "PRESCRIPTIVE_LANGUAGE");
-    let error = outcome["error"].as_str().unwrap();
+    let error = failed.record["error"].as_str().unwrap();
     assert!(error.contains("'you should' at bytes 6..16"), "{error}");
     let metrics = app.get("/metrics", None).await.text;
     assert!(metrics.contains("sustainbot_prescriptive_language_detections_total{drag_mode=\"research\",phrase_type=\"you should\"} 1"), "{metrics}");
@@ -103,8 +88,7 @@ async fn grunt_and_execute_output_is_not_filtered() {
 #[tokio::test]
 async fn a_model_server_that_is_down_fails_the_step_clearly() {
     let app = TestApp::builder()
-        .env("LLM_HOST", "127.0.0.1")
-        .env("LLM_PORT", "9")
+        .llm_port(9)
         .workflow(
             "notes",
             json!({"steps": [{"id": "notes", "llm": {"prompt": "List the risks"}}]}),
@@ -126,10 +110,16 @@ async fn a_model_server_that_is_down_fails_the_step_clearly() {
 
 #[tokio::test]
 async fn http_steps_check_a_real_endpoint() {
-    let port = fake_ollama().await;
+    let base = format!("http://{}", fake_ollama().await);
     let app = TestApp::builder()
-        .workflow("health", json!({"steps": [{"id": "health", "http": {"url": format!("http://127.0.0.1:{port}/health"), "expect_status": 200}}]}))
-        .workflow("broken", json!({"steps": [{"id": "health", "http": {"url": format!("http://127.0.0.1:{port}/broken"), "retries": 1, "backoff_ms": 10}}]}))
+        .workflow(
+            "health",
+            http_workflow(json!({"url": format!("{base}/health"), "expect_status": 200})),
+        )
+        .workflow(
+            "broken",
+            http_workflow(json!({"url": format!("{base}/broken"), "retries": 1, "backoff_ms": 10})),
+        )
         .spawn()
         .await;
     let body = app

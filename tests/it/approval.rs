@@ -4,46 +4,30 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{governance_request, TestApp, JAKE};
+use crate::helpers::{governance_request, trace, Reply, Settings, TestApp, ANA, JAKE};
 
-const ANA: &str = "ana@example.org";
+/// `guarded` needs an admin's approval, which expires after `expires_seconds` (none: the default).
+fn guarded(expires_seconds: Option<u64>) -> Value {
+    let mut approval = json!({"required": true, "approver_roles": ["admin"]});
+    if let Some(expires) = expires_seconds {
+        approval["expires_seconds"] = json!(expires);
+    }
+    json!({"approval": approval, "steps": [{"id": "say", "command": ["echo", "approved work"]}]})
+}
 
 async fn app(expires: u64) -> TestApp {
-    TestApp::builder()
-        .workflow(
-            "guarded",
-            json!({"approval": {"required": true, "approver_roles": ["admin"], "expires_seconds": expires},
-                   "steps": [{"id": "say", "command": ["echo", "approved work"]}]}),
-        )
-        .spawn()
+    TestApp::with_workflow("guarded", guarded(Some(expires))).await
+}
+
+async fn request_run(app: &TestApp, id: &str) -> Value {
+    app.execute(&governance_request("guarded"), &trace(id))
         .await
+        .expect_ok(202)
 }
 
-async fn request_run(app: &TestApp, trace: &str) -> Value {
-    app.execute(
-        &governance_request("guarded"),
-        &[("x-trace-id", trace.to_owned())],
-    )
-    .await
-    .expect_ok(202)
-}
-
-async fn decide(
-    app: &TestApp,
-    trace: &str,
-    verb: &str,
-    token: &str,
-    body: Value,
-) -> crate::helpers::Reply {
-    app.post_raw(
-        &format!("/runs/{trace}/{verb}"),
-        serde_json::to_vec(&body).unwrap(),
-        &[
-            ("content-type", "application/json".to_owned()),
-            ("authorization", format!("Bearer {token}")),
-        ],
-    )
-    .await
+async fn decide(app: &TestApp, trace: &str, verb: &str, token: &str, body: Value) -> Reply {
+    app.post_json(&format!("/runs/{trace}/{verb}"), &body, Some(token))
+        .await
 }
 
 fn decisions(app: &TestApp, trace: &str) -> Vec<(String, String)> {
@@ -222,12 +206,9 @@ async fn a_request_nobody_decides_expires_by_itself_on_the_record() {
 async fn a_trace_id_still_waiting_cannot_be_reused() {
     let app = app(3600).await;
     request_run(&app, "appr-7").await;
-    app.execute(
-        &governance_request("guarded"),
-        &[("x-trace-id", "appr-7".to_owned())],
-    )
-    .await
-    .expect(409, "TRACE_ID_IN_USE");
+    app.execute(&governance_request("guarded"), &trace("appr-7"))
+        .await
+        .expect(409, "TRACE_ID_IN_USE");
     assert_eq!(status(&app, "appr-7").await["status"], "pending_approval");
     let ana = app.token(ANA, "admin");
     decide(&app, "appr-7", "deny", &ana, json!({"reason": "not now"}))
@@ -287,25 +268,17 @@ async fn a_cancel_that_lands_while_the_request_is_being_recorded_still_withdraws
 #[tokio::test]
 async fn runs_waiting_for_approval_are_bounded() {
     let app = TestApp::builder()
-        .workflow(
-            "guarded",
-            json!({"approval": {"required": true, "approver_roles": ["admin"]},
-                   "steps": [{"id": "say", "command": ["echo", "approved work"]}]}),
-        )
-        .env("RUN_APPROVALS_MAX", "2")
+        .workflow("guarded", guarded(None))
+        .approvals_max(2)
         .spawn()
         .await;
     request_run(&app, "wait-a").await;
     request_run(&app, "wait-b").await;
     let reply = app
-        .execute(
-            &governance_request("guarded"),
-            &[("x-trace-id", "wait-c".to_owned())],
-        )
+        .execute(&governance_request("guarded"), &trace("wait-c"))
         .await;
     assert!(reply.header("retry-after").is_some());
-    reply.expect(429, "TOO_MANY_RUNS");
-    assert_eq!(app.audit_for("wait-c")[0]["code"], "TOO_MANY_RUNS");
+    reply.expect_refused(&app, 429, "TOO_MANY_RUNS");
     assert_eq!(status(&app, "wait-c").await["status"], "rejected");
     // A decision frees a place.
     let ana = app.token(ANA, "admin");
@@ -319,13 +292,9 @@ async fn runs_waiting_for_approval_are_bounded() {
 async fn a_waiting_run_can_be_withdrawn() {
     let app = app(3600).await;
     request_run(&app, "appr-5").await;
-    app.post_raw(
-        "/runs/appr-5/cancel",
-        Vec::new(),
-        &[("authorization", format!("Bearer {}", app.jake()))],
-    )
-    .await
-    .expect_ok(200);
+    app.post_empty("/runs/appr-5/cancel", &app.jake())
+        .await
+        .expect_ok(200);
     assert_eq!(status(&app, "appr-5").await["status"], "cancelled");
     assert!(decisions(&app, "appr-5")
         .iter()

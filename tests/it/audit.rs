@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use serde_json::{json, Value};
 use sustainbot::audit::verify::verify_path;
 
-use crate::helpers::{governance_request, TestApp};
+use crate::helpers::{governance_request, Settings, TestApp};
 
 #[tokio::test]
 async fn editing_a_middle_record_outcome_is_reported_at_its_line() {
@@ -36,7 +36,7 @@ async fn editing_a_middle_record_outcome_is_reported_at_its_line() {
 #[tokio::test]
 async fn audit_write_failure_fails_closed_with_503_audit_unavailable() {
     let app = TestApp::builder()
-        .env("AUDIT_LOG_PATH", "/dev/full")
+        .audit_log(std::path::Path::new("/dev/full"))
         .spawn()
         .await;
     let before = app.get("/health", None).await.expect_ok(200);

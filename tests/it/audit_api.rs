@@ -2,23 +2,19 @@
 //! `GET /audit/verify` over HTTP, and `sustainbot audit tail` / `audit export` on a log.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::{json, Value};
 use sustainbot::audit::{FsyncMode, JsonlStore, Outcome, Record, RunRecord, StoreOptions};
 
-use crate::helpers::{governance_request, TestApp, JAKE};
-
-const BIN: &str = env!("CARGO_BIN_EXE_sustainbot");
-const ANA: &str = "ana@example.org";
+use crate::helpers::{
+    governance_request, sustainbot, trace, Settings, TestApp, ANA, GOVERNED, JAKE,
+};
 
 /// Runs `workflow` as jake with a chosen trace id; returns the response body.
 async fn run_as_jake(app: &TestApp, workflow: &str, trace_id: &str) -> Value {
     let reply = app
-        .execute(
-            &governance_request(workflow),
-            &[("x-trace-id", trace_id.to_owned())],
-        )
+        .execute(&governance_request(workflow), &trace(trace_id))
         .await;
     assert!(
         reply.status.is_success() || reply.status.as_u16() == 500,
@@ -32,19 +28,9 @@ async fn run_as_jake(app: &TestApp, workflow: &str, trace_id: &str) -> Value {
 async fn run_as_ana(app: &TestApp, trace_id: &str) {
     let mut request = governance_request("noop");
     request["aim"]["actor"] = json!({"name": "Ana López", "email": ANA, "role": "SRE"});
-    let token = app.token(ANA, "user");
-    let reply = app
-        .post_raw(
-            "/workflows/governed/execute",
-            serde_json::to_vec(&request).unwrap(),
-            &[
-                ("content-type", "application/json".to_owned()),
-                ("authorization", format!("Bearer {token}")),
-                ("x-trace-id", trace_id.to_owned()),
-            ],
-        )
-        .await;
-    reply.expect_ok(200);
+    app.execute_as(&app.token(ANA, "user"), &request, &trace(trace_id))
+        .await
+        .expect_ok(200);
 }
 
 /// A server with a small history: jake runs noop (t-1) and with-steps (t-2, fails), Ana runs noop
@@ -55,7 +41,7 @@ async fn app_with_history() -> TestApp {
     run_as_jake(&app, "with-steps", "t-2").await;
     run_as_ana(&app, "t-3").await;
     app.post_raw(
-        "/workflows/governed/execute",
+        GOVERNED,
         Vec::new(),
         &[
             ("authorization", format!("Bearer {}", app.jake())),
@@ -364,17 +350,9 @@ async fn with_governance_disabled_the_trail_is_still_kept_and_read_by_auditors_o
     assert_eq!(read(&app, "/audit/entries/t-1").await["count"], 2);
 }
 
-/// The binary with a clean environment (no inherited `AUDIT_LOG_PATH` or `.env`).
-fn sustainbot(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .args(args)
-        .output()
-        .unwrap()
+/// The binary in `dir` with a clean environment (no inherited `AUDIT_LOG_PATH` or `.env`).
+fn cli(dir: &Path, args: &[&str]) -> Output {
+    sustainbot().current_dir(dir).run(args)
 }
 
 fn stdout_lines(output: &Output) -> Vec<String> {
@@ -445,28 +423,25 @@ fn cli_tail_and_export_print_the_records_as_written() {
     );
 
     // tail: the last N lines, byte for byte; 10 by default; the default path.
-    let tail = stdout_lines(&sustainbot(
+    let tail = stdout_lines(&cli(
         dir.path(),
         &["audit", "tail", "logs/audit.jsonl", "-n", "3"],
     ));
     assert_eq!(tail, written[written.len() - 3..]);
-    let tail = stdout_lines(&sustainbot(dir.path(), &["audit", "tail"]));
+    let tail = stdout_lines(&cli(dir.path(), &["audit", "tail"]));
     assert_eq!(tail, written[written.len() - 10..]);
-    let tail = stdout_lines(&sustainbot(dir.path(), &["audit", "tail", "-n", "5000"]));
+    let tail = stdout_lines(&cli(dir.path(), &["audit", "tail", "-n", "5000"]));
     assert_eq!(tail, written);
 
     // export: everything (more than one page), then filtered.
-    let all = stdout_lines(&sustainbot(
-        dir.path(),
-        &["audit", "export", "logs/audit.jsonl"],
-    ));
+    let all = stdout_lines(&cli(dir.path(), &["audit", "export", "logs/audit.jsonl"]));
     assert_eq!(all, written);
-    let one = stdout_lines(&sustainbot(
+    let one = stdout_lines(&cli(
         dir.path(),
         &["audit", "export", "--trace-id", "trace-1234"],
     ));
     assert_eq!(one, [written[1233].clone()]);
-    let ana_failures = stdout_lines(&sustainbot(
+    let ana_failures = stdout_lines(&cli(
         dir.path(),
         &[
             "audit",
@@ -484,12 +459,12 @@ fn cli_tail_and_export_print_the_records_as_written() {
         .map(|i| written[i as usize - 1].clone())
         .collect();
     assert_eq!(ana_failures, expected);
-    let none = stdout_lines(&sustainbot(
+    let none = stdout_lines(&cli(
         dir.path(),
         &["audit", "export", "--since", "2999-01-01T00:00:00Z"],
     ));
     assert!(none.is_empty());
-    let until_now = stdout_lines(&sustainbot(
+    let until_now = stdout_lines(&cli(
         dir.path(),
         &[
             "audit",
@@ -513,7 +488,7 @@ fn cli_tail_and_export_print_the_records_as_written() {
         (vec!["audit", "export", "--since", "yesterday"], "since"),
         (vec!["audit", "export", "--outcome", "won"], "outcome"),
     ] {
-        let output = sustainbot(dir.path(), &args);
+        let output = cli(dir.path(), &args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(
             String::from_utf8_lossy(&output.stderr).contains(name),
@@ -533,12 +508,9 @@ async fn cli_reads_the_log_a_running_server_writes() {
         .map(str::to_owned)
         .collect();
     let path = app.audit_path.to_str().unwrap();
-    let tail = stdout_lines(&sustainbot(&dir, &["audit", "tail", path, "-n", "2"]));
+    let tail = stdout_lines(&cli(&dir, &["audit", "tail", path, "-n", "2"]));
     assert_eq!(tail, written[5..]);
-    let exported = stdout_lines(&sustainbot(
-        &dir,
-        &["audit", "export", path, "--trace-id", "t-2"],
-    ));
+    let exported = stdout_lines(&cli(&dir, &["audit", "export", path, "--trace-id", "t-2"]));
     assert_eq!(exported, written[2..4]);
     let body = read(&app, "/audit/entries?trace_id=t-2").await;
     let parsed: Vec<Value> = exported

@@ -1,212 +1,43 @@
 //! Crash safety of the audit log, against the real binary: SIGKILL under load loses no acknowledged
 //! run, one writer per log (advisory lock), and a torn tail is cut and recorded at start-up.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sustainbot::audit::verify::verify_path;
 
-use crate::helpers::{governance_request, JAKE};
+use crate::helpers::{
+    governance_request, json_lines as records, step, trace, ServerProcess, Settings, Site,
+    TestClient, ANA,
+};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sustainbot");
-const SECRET: &str = "crash-test-secret-0123456789abcdef0123456789";
 const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
-/// A temporary directory with `workflows/noop.json`; the audit log goes to `logs/audit.jsonl`.
-struct Site {
-    dir: tempfile::TempDir,
-}
-
-impl Site {
-    fn new() -> Site {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join("workflows")).expect("workflows dir");
-        std::fs::write(dir.path().join("workflows/noop.json"), r#"{"steps": []}"#)
-            .expect("noop workflow");
-        Site { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn audit(&self) -> PathBuf {
-        self.dir.path().join("logs/audit.jsonl")
-    }
-
-    /// The server command: clean environment, port 0, this site's workflows and audit log.
-    fn server_command(&self) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .current_dir(self.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env("JWT_SECRET", SECRET)
-            .env("WORKFLOWS_DIR", self.path().join("workflows"))
-            .env("AUDIT_LOG_PATH", self.audit())
-            // Nothing listens here: status probes fail fast instead of finding a local service.
-            .env("LLM_HOST", "127.0.0.1")
-            .env("LLM_PORT", "9")
-            .env("OPENCLAW_URL", "http://127.0.0.1:9")
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        command
-    }
-
-    /// Starts a server and waits for its address; panics (with its stderr) if it does not start.
-    fn start(&self) -> Server {
-        self.start_with(&[])
-    }
-
-    /// [`Site::start`] with extra environment variables.
-    fn start_with(&self, envs: &[(&str, &str)]) -> Server {
-        let mut command = self.server_command();
-        command.envs(envs.iter().copied());
-        let mut child = command.spawn().expect("spawn the server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines = Arc::clone(&tail);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("address=").nth(1) {
-                    let _ = tx.send(address.trim().to_owned());
-                }
-                let mut lines = lines.lock().unwrap_or_else(|e| e.into_inner());
-                if lines.len() == 50 {
-                    lines.pop_front();
-                }
-                lines.push_back(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut server = Server {
-            child,
-            url: String::new(),
-            stderr: tail,
-        };
-        loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(address) => {
-                    server.url = format!("http://{address}");
-                    return server;
-                }
-                Err(_) if Instant::now() > deadline => {
-                    panic!("the server did not start in 30 s:\n{}", server.stderr())
-                }
-                Err(_) => {
-                    if let Ok(Some(status)) = server.child.try_wait() {
-                        std::thread::sleep(Duration::from_millis(100));
-                        panic!(
-                            "the server exited with {status} instead of starting:\n{}",
-                            server.stderr()
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A server process, SIGKILLed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    /// The last lines of its stderr, for failure messages.
-    stderr: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl Server {
-    /// SIGKILL (what `Child::kill` sends on Unix), then reap it so its lock is gone.
-    fn kill(&mut self) -> ExitStatus {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the server")
-    }
-
-    fn stderr(&self) -> String {
-        let lines = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
-        lines.iter().cloned().collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn token() -> String {
-    sustainbot::auth::JwtKeys::new(SECRET.as_bytes(), jsonwebtoken::Algorithm::HS256)
-        .mint(JAKE, "admin", Some(600))
-        .expect("mint a token")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("http client")
-}
-
-fn request_body() -> Vec<u8> {
-    serde_json::to_vec(&governance_request("noop")).expect("request json")
-}
-
-/// One governed run of `noop` with `trace_id`; the status, or the transport error.
-async fn governed(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    trace_id: &str,
-    body: Vec<u8>,
-) -> Result<u16, reqwest::Error> {
-    let response = client
-        .post(format!("{url}/workflows/governed/execute"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("x-trace-id", trace_id)
-        .body(body)
-        .send()
-        .await?;
-    Ok(response.status().as_u16())
-}
-
-/// Runs `count` governed runs one after the other and asserts each is acknowledged; returns their ids.
-async fn governed_runs(server: &Server, prefix: &str, count: usize) -> Vec<String> {
-    let (client, token) = (client(), token());
+/// Runs `count` governed runs of `noop` one after the other and asserts each is acknowledged;
+/// returns their ids.
+async fn governed_runs(server: &ServerProcess, prefix: &str, count: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for n in 0..count {
         let id = format!("{prefix}-{n}");
-        let status = governed(&client, &server.url, &token, &id, request_body()).await;
-        assert!(
-            matches!(status, Ok(200)),
-            "{id}: {status:?}\n{}",
+        let reply = server
+            .execute(&governance_request("noop"), &trace(&id))
+            .await;
+        assert_eq!(
+            reply.status.as_u16(),
+            200,
+            "{id}: {}\n{}",
+            reply.text,
             server.stderr()
         );
         ids.push(id);
     }
     ids
-}
-
-/// The log's lines as JSON objects.
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .expect("read the audit log")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("an audit line is JSON"))
-        .collect()
 }
 
 fn sha256_tagged(bytes: &[u8]) -> String {
@@ -221,15 +52,14 @@ struct Load {
 }
 
 impl Load {
-    fn start(url: &str, cycle: usize, clients: usize) -> Load {
+    fn start(server: &TestClient, cycle: usize, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let (client, token, body) = (client(), token(), request_body());
+        let (token, body) = (server.jake(), governance_request("noop"));
         let tasks = (0..clients)
             .map(|task| {
                 let (stop, in_flight) = (Arc::clone(&stop), Arc::clone(&in_flight));
-                let (client, token, body, url) =
-                    (client.clone(), token.clone(), body.clone(), url.to_owned());
+                let (server, token, body) = (server.clone(), token.clone(), body.clone());
                 tokio::spawn(async move {
                     let (mut acknowledged, mut failed) = (Vec::new(), 0);
                     let mut n = 0;
@@ -237,7 +67,12 @@ impl Load {
                         let id = format!("kill{cycle}-t{task}-r{n}");
                         n += 1;
                         in_flight.fetch_add(1, Ordering::SeqCst);
-                        let status = governed(&client, &url, &token, &id, body.clone()).await;
+                        // The status only: the server may die before the body is read.
+                        let status = server
+                            .governed_request(&token, &body, &trace(&id))
+                            .send()
+                            .await
+                            .map(|response| response.status().as_u16());
                         in_flight.fetch_sub(1, Ordering::SeqCst);
                         match status {
                             Ok(200) => acknowledged.push(id),
@@ -359,7 +194,7 @@ async fn sigkill_under_load_loses_no_acknowledged_run() {
     let mut recoveries = 0;
     // Kill at different moments of the load (its ramp-up, its steady state).
     for (cycle, kill_after) in [1500u64, 400, 1100].into_iter().enumerate() {
-        let load = Load::start(&server.url, cycle, 32);
+        let load = Load::start(&server.api, cycle, 32);
         tokio::time::sleep(Duration::from_millis(kill_after)).await;
         let in_flight = load.in_flight();
         let status = server.kill();
@@ -416,29 +251,9 @@ async fn a_second_server_on_the_same_audit_log_refuses_to_start() {
     governed_runs(&first, "first", 1).await;
     let before = std::fs::read(site.audit()).expect("read the log");
 
-    let mut second = site
-        .server_command()
-        .spawn()
-        .expect("spawn a second server");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = second.try_wait().expect("poll the second server") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = second.kill();
-            let _ = second.wait();
-            panic!("a second server on the same audit log was still running after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    second
-        .stderr
-        .take()
-        .expect("piped stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
+    let (status, stderr) = site
+        .sustainbot()
+        .start_expecting_exit(Duration::from_secs(10));
     assert!(!status.success(), "{status}: {stderr}");
     assert!(
         stderr.contains("locked") && stderr.contains("another process"),
@@ -557,33 +372,20 @@ async fn a_torn_tail_longer_than_the_scan_chunk_or_without_any_complete_line_is_
 #[tokio::test]
 async fn graceful_shutdown_signs_a_final_checkpoint() {
     let site = Site::new();
-    let keys = site.path().join("keys");
-    let status = Command::new(BIN)
-        .args(["audit", "keygen", "--out"])
-        .arg(&keys)
-        .env_clear()
-        .stdout(Stdio::null())
-        .status()
-        .expect("keygen");
-    assert!(status.success());
-    let private = keys.join("audit-signing.key");
+    let (private, public) = site.keygen();
     // No checkpoint by count or by timer during the test: only shutdown can sign.
-    let mut server = site.start_with(&[
-        ("AUDIT_SIGNING_KEY", private.to_str().unwrap()),
-        ("AUDIT_CHECKPOINT_EVERY", "0"),
-        ("AUDIT_CHECKPOINT_SECONDS", "3600"),
-    ]);
+    let mut server = site
+        .sustainbot()
+        .signing_key(&private)
+        .checkpoint_every(0)
+        .checkpoint_seconds(3600)
+        .start();
     governed_runs(&server, "graceful", 3).await;
     assert!(records(&site.audit())
         .iter()
         .all(|r| r["kind"] != "checkpoint"));
 
-    let terminated = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .expect("send SIGTERM");
-    assert!(terminated.success());
-    let exit = server.child.wait().expect("reap the server");
+    let exit = server.terminate();
     assert!(
         exit.success(),
         "graceful shutdown exits 0: {exit}\n{}",
@@ -594,8 +396,7 @@ async fn graceful_shutdown_signs_a_final_checkpoint() {
     let last = all.last().expect("records");
     assert_eq!(last["kind"], "checkpoint", "{last}");
     assert_eq!(last["covered_seq"], all.len() as u64 - 1);
-    let key = sustainbot::audit::checkpoint::PublicKey::from_file(&keys.join("audit-signing.pub"))
-        .unwrap();
+    let key = sustainbot::audit::checkpoint::PublicKey::from_file(&public).unwrap();
     let options = sustainbot::audit::verify::VerifyOptions {
         public_key: Some(key),
         live: false,
@@ -608,43 +409,28 @@ async fn graceful_shutdown_signs_a_final_checkpoint() {
 #[tokio::test]
 async fn shutdown_cancels_runs_still_going_after_the_grace_period_and_records_it() {
     let site = Site::new();
-    std::fs::write(
-        site.path().join("workflows/slow.json"),
-        r#"{"steps": [{"id": "wait", "command": ["sleep", "60"]}]}"#,
-    )
-    .unwrap();
-    let mut server = site.start_with(&[("SHUTDOWN_GRACE_SECONDS", "1")]);
-    let mut body: Value = serde_json::from_slice(&request_body()).unwrap();
-    body["workflow_name"] = "slow".into();
+    site.workflow(
+        "slow",
+        &json!({"steps": [{"id": "wait", "command": ["sleep", "60"]}]}),
+    );
+    let mut server = site.sustainbot().grace_seconds(1).start();
+    let mut body = governance_request("slow");
     body["async"] = true.into();
-    let status = governed(
-        &client(),
-        &server.url,
-        &token(),
-        "slow-1",
-        serde_json::to_vec(&body).unwrap(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 202);
+    server.execute(&body, &trace("slow-1")).await.expect_ok(202);
     // Let it start, then ask the server to stop.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    let exit = server.child.wait().unwrap();
+    let exit = server.terminate();
     assert!(exit.success(), "{exit}\n{}", server.stderr());
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "the 60 s step did not hold up shutdown"
     );
     let all = records(&site.audit());
-    let outcomes: Vec<&str> = all
+    let outcomes: Vec<String> = all
         .iter()
         .filter(|r| r["trace_id"] == "slow-1")
-        .filter_map(|r| r["outcome"].as_str())
+        .filter_map(|r| r["outcome"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(outcomes, ["started", "cancelled"]);
     assert!(verify_path(&site.audit()).unwrap().is_valid());
@@ -652,46 +438,39 @@ async fn shutdown_cancels_runs_still_going_after_the_grace_period_and_records_it
 
 /// Writes `workflows/guarded.json` (approval by an admin, expiring after `expires_seconds`).
 fn guarded_workflow(site: &Site, expires_seconds: u64) {
-    let definition = serde_json::json!({
-        "approval": {"required": true, "approver_roles": ["admin"], "expires_seconds": expires_seconds},
-        "steps": [{"id": "x", "command": ["true"]}],
-    });
-    std::fs::write(
-        site.path().join("workflows/guarded.json"),
-        definition.to_string(),
-    )
-    .unwrap();
+    site.workflow(
+        "guarded",
+        &json!({
+            "approval": {"required": true, "approver_roles": ["admin"], "expires_seconds": expires_seconds},
+            "steps": [{"id": "x", "command": ["true"]}],
+        }),
+    );
 }
 
 /// Asks for a run of `guarded` as `trace_id`, which waits for approval (202); returns the request.
-async fn request_guarded(server: &Server, trace_id: &str) -> Value {
-    let mut body: Value = serde_json::from_slice(&request_body()).unwrap();
-    body["workflow_name"] = "guarded".into();
-    let status = governed(
-        &client(),
-        &server.url,
-        &token(),
-        trace_id,
-        serde_json::to_vec(&body).unwrap(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 202, "{}", server.stderr());
+async fn request_guarded(server: &ServerProcess, trace_id: &str) -> Value {
+    let body = governance_request("guarded");
+    let reply = server.execute(&body, &trace(trace_id)).await;
+    assert_eq!(reply.status.as_u16(), 202, "{}", server.stderr());
     body
+}
+
+/// The `pending_approval`, `succeeded`, ... status of run `trace_id`.
+async fn run_status(server: &ServerProcess, trace_id: &str) -> Value {
+    server
+        .get(&format!("/runs/{trace_id}"), Some(&server.jake()))
+        .await
+        .json()
 }
 
 #[tokio::test]
 async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_after_restart() {
     let site = Site::new();
     guarded_workflow(&site, 3600);
-    let mut server = site.start_with(&[("SHUTDOWN_GRACE_SECONDS", "20")]);
+    let mut server = site.sustainbot().grace_seconds(20).start();
     let body = request_guarded(&server, "wait-1").await;
     let started = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(server.child.wait().unwrap().success());
+    assert!(server.terminate().success());
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "a parked run is not work to wait for"
@@ -707,16 +486,7 @@ async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_af
 
     // After a restart the run waits again, and a second human can approve it.
     let server = site.start();
-    let client = client();
-    let run: Value = client
-        .get(format!("{}/runs/wait-1", server.url))
-        .bearer_auth(token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run = run_status(&server, "wait-1").await;
     assert_eq!(
         run["status"],
         "pending_approval",
@@ -724,45 +494,26 @@ async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_af
         server.stderr()
     );
     // Restoring it is not a new request.
-    let metrics = client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get("/metrics", None).await.text;
     assert!(
         !metrics
             .lines()
             .any(|l| l.starts_with("sustainbot_aim_requests_total{")),
         "{metrics}"
     );
-    let ana = sustainbot::auth::JwtKeys::new(SECRET.as_bytes(), jsonwebtoken::Algorithm::HS256)
-        .mint("ana@example.org", "admin", Some(600))
-        .unwrap();
-    let approved = client
-        .post(format!("{}/runs/wait-1/approve", server.url))
-        .bearer_auth(&ana)
-        .json(&serde_json::json!({"reason": "checked after the restart"}))
-        .send()
+    let ana = server.token(ANA, "admin");
+    let reply = server
+        .post_json(
+            "/runs/wait-1/approve",
+            &json!({"reason": "checked after the restart"}),
+            Some(&ana),
+        )
         .await
-        .unwrap();
-    let status = approved.status().as_u16();
-    let reply: Value = approved.json().await.unwrap();
-    assert_eq!(status, 202, "{reply}");
+        .expect_ok(202);
     assert_eq!(reply["status"], "queued", "{reply}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let run: Value = client
-            .get(format!("{}/runs/wait-1", server.url))
-            .bearer_auth(token())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let run = run_status(&server, "wait-1").await;
         if run["status"] == "succeeded" {
             break;
         }
@@ -773,13 +524,7 @@ async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_af
     let trail: Vec<String> = all
         .iter()
         .filter(|r| r["trace_id"] == "wait-1")
-        .map(|r| {
-            format!(
-                "{}:{}",
-                r["kind"].as_str().unwrap(),
-                r["decision"].as_str().or(r["outcome"].as_str()).unwrap()
-            )
-        })
+        .map(|r| format!("{}:{}", r["kind"].as_str().unwrap(), step(r)))
         .collect();
     assert_eq!(
         trail,
@@ -819,22 +564,17 @@ async fn a_waiting_request_whose_workflow_dropped_approval_is_withdrawn_at_resta
     request_guarded(&server, "stale-1").await;
     server.kill();
     // The policy changed while the server was down: no approval any more.
-    std::fs::write(
-        site.path().join("workflows/guarded.json"),
-        r#"{"steps": [{"id": "x", "command": ["true"]}]}"#,
-    )
-    .unwrap();
+    site.workflow(
+        "guarded",
+        &json!({"steps": [{"id": "x", "command": ["true"]}]}),
+    );
     let server = site.start();
     let trail: Vec<(String, String)> = records(&site.audit())
         .iter()
         .filter(|r| r["trace_id"] == "stale-1")
         .map(|r| {
             (
-                r["decision"]
-                    .as_str()
-                    .or(r["outcome"].as_str())
-                    .unwrap()
-                    .to_owned(),
+                step(r),
                 r["actor"]["role"].as_str().unwrap_or_default().to_owned(),
             )
         })

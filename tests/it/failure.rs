@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{governance_request, TestApp};
+use crate::helpers::{governance_request, trace, Settings, TestApp};
 
 /// A tmpfs of `size` mounted at a fresh directory, unmounted on drop. `None` when this process may
 /// not mount (not root): the caller then skips loudly. CI runs as root.
@@ -41,13 +41,8 @@ impl Drop for TinyFs {
     }
 }
 
-async fn run(app: &TestApp, trace: &str) -> (u16, Value) {
-    let reply = app
-        .execute(
-            &governance_request("noop"),
-            &[("x-trace-id", trace.to_owned())],
-        )
-        .await;
+async fn run(app: &TestApp, id: &str) -> (u16, Value) {
+    let reply = app.execute(&governance_request("noop"), &trace(id)).await;
     (
         reply.status.as_u16(),
         serde_json::from_str(&reply.text).unwrap_or(Value::Null),
@@ -69,10 +64,7 @@ async fn a_full_disk_refuses_runs_then_service_resumes_when_space_is_freed() {
         return;
     };
     let log = fs.path().join("audit.jsonl");
-    let app = TestApp::builder()
-        .env("AUDIT_LOG_PATH", log.to_str().unwrap())
-        .spawn()
-        .await;
+    let app = TestApp::builder().audit_log(&log).spawn().await;
     // Leave room for a few dozen records only.
     let filler = fs.path().join("filler");
     let free = nix_free_bytes(fs.path());

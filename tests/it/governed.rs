@@ -2,17 +2,10 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{demo_invalid_request, governance_request, short_name_request, TestApp, JAKE};
-
-const PATH: &str = "/workflows/governed/execute";
-
-/// The one audit record of `trace_id`, asserting there is exactly one.
-#[track_caller]
-fn single_record(app: &TestApp, trace_id: &str) -> Value {
-    let records = app.audit_for(trace_id);
-    assert_eq!(records.len(), 1, "{records:#?}");
-    records.into_iter().next().expect("one record")
-}
+use crate::helpers::{
+    demo_invalid_request, governance_request, short_name_request, trace, Settings, TestApp,
+    GOVERNED, JAKE,
+};
 
 fn trace_of(body: &Value) -> String {
     body["trace_id"]
@@ -44,10 +37,7 @@ async fn success_returns_the_contract_fields() {
 async fn client_trace_id_is_echoed_in_header_and_body() {
     let app = TestApp::spawn().await;
     let reply = app
-        .execute(
-            &governance_request("noop"),
-            &[("x-trace-id", "client-trace-0001".to_owned())],
-        )
+        .execute(&governance_request("noop"), &trace("client-trace-0001"))
         .await;
     let body = reply.expect_ok(200);
     assert_eq!(body["trace_id"], "client-trace-0001");
@@ -75,10 +65,7 @@ async fn without_client_trace_id_a_fresh_uuid_v4_is_used() {
 async fn success_is_audited_as_started_then_success_on_one_chain() {
     let app = TestApp::spawn().await;
     let body = app
-        .execute(
-            &governance_request("noop"),
-            &[("x-trace-id", "audit-chain-1".to_owned())],
-        )
+        .execute(&governance_request("noop"), &trace("audit-chain-1"))
         .await
         .expect_ok(200);
     assert_eq!(body["audit_logged"], true);
@@ -131,13 +118,12 @@ async fn actor_mismatch_is_403_and_audited_as_rejected() {
     let app = TestApp::spawn().await;
     let mut request = governance_request("noop");
     request["aim"]["actor"]["email"] = json!("mallory@example.org");
-    let body = app
-        .execute(&request, &[("x-trace-id", "mismatch-1".to_owned())])
+    let refused = app
+        .execute(&request, &trace("mismatch-1"))
         .await
-        .expect(403, "ACTOR_MISMATCH");
-    assert_eq!(body["trace_id"], "mismatch-1");
-    let record = single_record(&app, "mismatch-1");
-    assert_eq!(record["outcome"], "rejected");
+        .expect_refused(&app, 403, "ACTOR_MISMATCH");
+    assert_eq!(refused.body["trace_id"], "mismatch-1");
+    let record = refused.record;
     assert_eq!(record["principal"]["actor"], JAKE);
     let error = record["error"].as_str().expect("error recorded");
     assert!(error.contains("mallory@example.org"), "{error}");
@@ -152,7 +138,7 @@ async fn missing_aim_email_is_filled_from_the_token_in_the_audit_record() {
         .as_object_mut()
         .expect("actor object")
         .remove("email");
-    app.execute(&request, &[("x-trace-id", "fill-email-1".to_owned())])
+    app.execute(&request, &trace("fill-email-1"))
         .await
         .expect_ok(200);
     let records = app.audit_for("fill-email-1");
@@ -165,18 +151,14 @@ async fn missing_aim_email_is_filled_from_the_token_in_the_audit_record() {
 #[tokio::test]
 async fn shape_error_is_400_governance_error_with_trace_id_and_audited_as_rejected() {
     let app = TestApp::spawn().await;
-    let body = app
-        .execute(
-            &demo_invalid_request(),
-            &[("x-trace-id", "shape-1".to_owned())],
-        )
+    let refused = app
+        .execute(&demo_invalid_request(), &trace("shape-1"))
         .await
-        .expect(400, "GOVERNANCE_ERROR");
+        .expect_refused(&app, 400, "GOVERNANCE_ERROR");
+    let (body, record) = (refused.body, refused.record);
     assert_eq!(body["trace_id"], "shape-1");
     let error = body["error"].as_str().expect("error");
     assert!(error.starts_with("Invalid governance request: "), "{error}");
-    let record = single_record(&app, "shape-1");
-    assert_eq!(record["outcome"], "rejected");
     assert_eq!(record["principal"]["actor"], JAKE);
     assert_eq!(record["error"], error);
     assert_eq!(record["workflow_name"], "deploy-to-staging");
@@ -185,44 +167,32 @@ async fn shape_error_is_400_governance_error_with_trace_id_and_audited_as_reject
 #[tokio::test]
 async fn business_rule_failure_is_400_and_audited_as_rejected() {
     let app = TestApp::spawn().await;
-    let body = app
-        .execute(
-            &short_name_request("noop"),
-            &[("x-trace-id", "rule-1".to_owned())],
-        )
+    let refused = app
+        .execute(&short_name_request("noop"), &trace("rule-1"))
         .await
-        .expect(400, "GOVERNANCE_VALIDATION_FAILED");
-    assert_eq!(
-        body["error"],
-        "Actor name must be at least 3 characters (real person required)"
-    );
-    assert_eq!(body["trace_id"], "rule-1");
-    let record = single_record(&app, "rule-1");
-    assert_eq!(record["outcome"], "rejected");
-    assert_eq!(
-        record["error"],
-        "Actor name must be at least 3 characters (real person required)"
-    );
+        .expect_refused(&app, 400, "GOVERNANCE_VALIDATION_FAILED");
+    let error = "Actor name must be at least 3 characters (real person required)";
+    assert_eq!(refused.body["error"], error);
+    assert_eq!(refused.body["trace_id"], "rule-1");
+    assert_eq!(refused.record["error"], error);
 }
 
 #[tokio::test]
 async fn empty_body_is_request_body_required_and_audited_as_rejected() {
     let app = TestApp::spawn().await;
-    let body = app
-        .execute(&json!({}), &[("x-trace-id", "empty-1".to_owned())])
+    let refused = app
+        .execute(&json!({}), &trace("empty-1"))
         .await
-        .expect(400, "VALIDATION_ERROR");
-    assert_eq!(body["error"], "Request body required");
-    let record = single_record(&app, "empty-1");
-    assert_eq!(record["outcome"], "rejected");
+        .expect_refused(&app, 400, "VALIDATION_ERROR");
+    assert_eq!(refused.body["error"], "Request body required");
 }
 
 #[tokio::test]
 async fn non_json_body_from_an_authenticated_caller_is_audited_as_rejected() {
     let app = TestApp::spawn().await;
-    let body = app
+    let refused = app
         .post_raw(
-            PATH,
+            GOVERNED,
             "this is not json",
             &[
                 ("content-type", "application/json".to_owned()),
@@ -231,81 +201,66 @@ async fn non_json_body_from_an_authenticated_caller_is_audited_as_rejected() {
             ],
         )
         .await
-        .expect(400, "VALIDATION_ERROR");
-    assert_eq!(body["trace_id"], "not-json-1");
-    let record = single_record(&app, "not-json-1");
-    assert_eq!(record["outcome"], "rejected");
-    assert_eq!(record["principal"]["actor"], JAKE);
+        .expect_refused(&app, 400, "VALIDATION_ERROR");
+    assert_eq!(refused.body["trace_id"], "not-json-1");
+    assert_eq!(refused.record["principal"]["actor"], JAKE);
 }
 
 #[tokio::test]
 async fn oversized_body_from_an_authenticated_caller_is_413_and_audited_as_rejected() {
     let app = TestApp::spawn().await;
     let huge = format!("{{\"padding\": \"{}\"}}", "x".repeat(1024 * 1024 + 1));
-    app.post_raw(
-        PATH,
-        huge,
-        &[
-            ("content-type", "application/json".to_owned()),
-            ("authorization", format!("Bearer {}", app.jake())),
-            ("x-trace-id", "too-large-1".to_owned()),
-        ],
-    )
-    .await
-    .expect(413, "PAYLOAD_TOO_LARGE");
-    let record = single_record(&app, "too-large-1");
-    assert_eq!(record["outcome"], "rejected");
-    assert_eq!(record["code"], "PAYLOAD_TOO_LARGE");
+    let refused = app
+        .post_raw(
+            GOVERNED,
+            huge,
+            &[
+                ("content-type", "application/json".to_owned()),
+                ("authorization", format!("Bearer {}", app.jake())),
+                ("x-trace-id", "too-large-1".to_owned()),
+            ],
+        )
+        .await
+        .expect_refused(&app, 413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(refused.body["trace_id"], "too-large-1");
 }
 
 #[tokio::test]
 async fn path_traversal_workflow_name_is_400_validation_error_audited_as_failure() {
     let app = TestApp::spawn().await;
-    let body = app
-        .execute(
-            &governance_request("../etc/passwd"),
-            &[("x-trace-id", "traversal-1".to_owned())],
-        )
+    let refused = app
+        .execute(&governance_request("../etc/passwd"), &trace("traversal-1"))
         .await
-        .expect(400, "VALIDATION_ERROR");
+        .expect_refused_as(&app, 400, "VALIDATION_ERROR", "failure");
     assert_eq!(
-        body["error"],
+        refused.body["error"],
         "Invalid workflow name: ../etc/passwd. Must contain only alphanumerics, hyphens, and underscores."
     );
-    assert_eq!(body["trace_id"], "traversal-1");
-    let record = single_record(&app, "traversal-1");
-    assert_eq!(record["outcome"], "failure");
-    assert_eq!(record["workflow_name"], "../etc/passwd");
+    assert_eq!(refused.body["trace_id"], "traversal-1");
+    assert_eq!(refused.record["workflow_name"], "../etc/passwd");
 }
 
 #[tokio::test]
 async fn unknown_workflow_is_404_workflow_not_found_audited_as_failure() {
     let app = TestApp::spawn().await;
-    let body = app
-        .execute(
-            &governance_request("does-not-exist"),
-            &[("x-trace-id", "unknown-1".to_owned())],
-        )
+    let refused = app
+        .execute(&governance_request("does-not-exist"), &trace("unknown-1"))
         .await
-        .expect(404, "WORKFLOW_NOT_FOUND");
-    assert_eq!(body["trace_id"], "unknown-1");
-    let error = body["error"].as_str().expect("error");
+        .expect_refused_as(&app, 404, "WORKFLOW_NOT_FOUND", "failure");
+    assert_eq!(refused.body["trace_id"], "unknown-1");
+    let error = refused.body["error"].as_str().expect("error");
     assert!(error.contains("does-not-exist"), "{error}");
-    let record = single_record(&app, "unknown-1");
-    assert_eq!(record["outcome"], "failure");
-    assert_eq!(record["workflow_name"], "does-not-exist");
+    assert_eq!(refused.record["workflow_name"], "does-not-exist");
 }
 
 #[tokio::test]
 async fn failing_workflow_is_500_success_false_audited_as_failure() {
     let app = TestApp::spawn().await;
-    let body = app
-        .execute(
-            &governance_request("with-steps"),
-            &[("x-trace-id", "fails-1".to_owned())],
-        )
+    let failed = app
+        .execute(&governance_request("with-steps"), &trace("fails-1"))
         .await
-        .expect(500, "WORKFLOW_FAILED");
+        .expect_run_failed(&app, 500, "WORKFLOW_FAILED");
+    let body = failed.body;
     assert_eq!(body["success"], false);
     assert_eq!(body["trace_id"], "fails-1");
     assert_eq!(body["audit_logged"], true);
@@ -313,10 +268,7 @@ async fn failing_workflow_is_500_success_false_audited_as_failure() {
     assert!(body["duration_seconds"].is_number(), "{body}");
     let error = body["error"].as_str().expect("error");
     assert!(error.contains("build"), "{error}");
-    let records = app.audit_for("fails-1");
-    let outcomes: Vec<&Value> = records.iter().map(|r| &r["outcome"]).collect();
-    assert_eq!(outcomes, [&json!("started"), &json!("failure")]);
-    assert_eq!(records[1]["error"], error);
+    assert_eq!(failed.record["error"], error);
     assert!(app.verify_audit().is_valid());
 }
 
@@ -351,11 +303,11 @@ async fn a_refused_request_records_large_members_by_size_and_hash_only() {
     let mut body = governance_request("noop");
     body["aim"]["actor"]["name"] = json!("AB");
     body["parameters"] = json!({"blob": "x".repeat(200_000)});
-    app.execute(&body, &[("x-trace-id", "big-1".to_owned())])
+    let record = app
+        .execute(&body, &trace("big-1"))
         .await
-        .expect(400, "GOVERNANCE_VALIDATION_FAILED");
-    let record = single_record(&app, "big-1");
-    assert_eq!(record["outcome"], "rejected");
+        .expect_refused(&app, 400, "GOVERNANCE_VALIDATION_FAILED")
+        .record;
     assert_eq!(record["parameters"]["truncated"], true);
     assert!(record["parameters"]["bytes"].as_u64().unwrap() > 200_000);
     assert!(record["parameters"]["sha256"]

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{governance_request, TestApp};
+use crate::helpers::{governance_request, Settings, TestApp};
 
 const METRIC_NAMES: [&str; 14] = [
     "sustainbot_aim_requests_total",
@@ -81,10 +81,7 @@ async fn metrics_expose_all_fourteen_contract_names_after_traffic() {
 
 #[tokio::test]
 async fn metrics_disabled_is_404() {
-    let app = TestApp::builder()
-        .env("PROMETHEUS_ENABLED", "false")
-        .spawn()
-        .await;
+    let app = TestApp::builder().prometheus(false).spawn().await;
     app.get("/metrics", None).await.expect(404, "NOT_FOUND");
 }
 

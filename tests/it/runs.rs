@@ -4,11 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{governance_request, TestApp, JAKE};
-
-fn request(workflow: &str) -> Value {
-    governance_request(workflow)
-}
+use crate::helpers::{governance_request as request, trace, TestApp, JAKE};
 
 async fn app() -> TestApp {
     TestApp::builder()
@@ -68,12 +64,7 @@ async fn an_async_run_answers_202_and_can_be_watched_to_the_end() {
     let done = wait_for(&app, "async-1", "succeeded").await;
     assert_eq!(done["steps"][0]["stdout"], "hi\n");
     assert!(done["finished_at"].is_string());
-    let outcomes: Vec<Value> = app
-        .audit_for("async-1")
-        .iter()
-        .map(|r| r["outcome"].clone())
-        .collect();
-    assert_eq!(outcomes, [json!("started"), json!("success")]);
+    assert_eq!(app.outcomes("async-1"), ["started", "success"]);
 }
 
 #[tokio::test]
@@ -81,9 +72,7 @@ async fn the_body_flag_also_makes_a_run_async() {
     let app = app().await;
     let mut body = request("quick");
     body["async"] = json!(true);
-    app.execute(&body, &[("x-trace-id", "async-2".to_owned())])
-        .await
-        .expect_ok(202);
+    app.execute(&body, &trace("async-2")).await.expect_ok(202);
     wait_for(&app, "async-2", "succeeded").await;
 }
 
@@ -106,11 +95,7 @@ async fn cancelling_a_running_run_kills_its_step_and_records_cancelled() {
     assert_eq!(running["current_step"], "wait");
     let started = Instant::now();
     let body = app
-        .post_raw(
-            "/runs/cancel-1/cancel",
-            Vec::new(),
-            &[("authorization", format!("Bearer {}", app.jake()))],
-        )
+        .post_empty("/runs/cancel-1/cancel", &app.jake())
         .await
         .expect_ok(200);
     assert_eq!(body["status"], "cancelling");
@@ -125,13 +110,9 @@ async fn cancelling_a_running_run_kills_its_step_and_records_cancelled() {
     assert_eq!(records.last().unwrap()["code"], "CANCELLED");
     assert!(app.verify_audit().is_valid());
     // A finished run cannot be cancelled again.
-    app.post_raw(
-        "/runs/cancel-1/cancel",
-        Vec::new(),
-        &[("authorization", format!("Bearer {}", app.jake()))],
-    )
-    .await
-    .expect(409, "RUN_FINISHED");
+    app.post_empty("/runs/cancel-1/cancel", &app.jake())
+        .await
+        .expect(409, "RUN_FINISHED");
 }
 
 #[tokio::test]
@@ -143,13 +124,9 @@ async fn only_the_accountable_human_admins_and_auditors_see_a_run() {
     app.get("/runs/mine-1", Some(&stranger))
         .await
         .expect(404, "NOT_FOUND");
-    app.post_raw(
-        "/runs/mine-1/cancel",
-        Vec::new(),
-        &[("authorization", format!("Bearer {stranger}"))],
-    )
-    .await
-    .expect(404, "NOT_FOUND");
+    app.post_empty("/runs/mine-1/cancel", &stranger)
+        .await
+        .expect(404, "NOT_FOUND");
     let listed = app.get("/runs", Some(&stranger)).await.expect_ok(200);
     assert_eq!(listed["count"], 0);
     let auditor = app.token("audit@example.org", "auditor");
@@ -220,20 +197,13 @@ async fn a_run_can_be_watched_as_server_sent_events() {
 #[tokio::test]
 async fn a_human_override_of_an_output_is_recorded_with_hashes_and_counted() {
     let app = app().await;
-    app.execute(&request("quick"), &[("x-trace-id", "ovr-1".to_owned())])
+    app.execute(&request("quick"), &trace("ovr-1"))
         .await
         .expect_ok(200);
     let override_body =
         json!({"step": "hi", "replacement": "hello, edited by a human", "reason": "tone"});
     let reply = app
-        .post_raw(
-            "/runs/ovr-1/override",
-            serde_json::to_vec(&override_body).unwrap(),
-            &[
-                ("content-type", "application/json".to_owned()),
-                ("authorization", format!("Bearer {}", app.jake())),
-            ],
-        )
+        .post_json("/runs/ovr-1/override", &override_body, Some(&app.jake()))
         .await
         .expect_ok(200);
     assert_eq!(reply["recorded"], true);
@@ -254,27 +224,13 @@ async fn a_human_override_of_an_output_is_recorded_with_hashes_and_counted() {
     );
     // A step that did not run, or a missing reason, is refused.
     let missing = json!({"step": "nope", "replacement": "x", "reason": "y"});
-    app.post_raw(
-        "/runs/ovr-1/override",
-        serde_json::to_vec(&missing).unwrap(),
-        &[
-            ("content-type", "application/json".to_owned()),
-            ("authorization", format!("Bearer {}", app.jake())),
-        ],
-    )
-    .await
-    .expect(404, "NOT_FOUND");
+    app.post_json("/runs/ovr-1/override", &missing, Some(&app.jake()))
+        .await
+        .expect(404, "NOT_FOUND");
     let no_reason = json!({"step": "hi", "replacement": "x"});
-    app.post_raw(
-        "/runs/ovr-1/override",
-        serde_json::to_vec(&no_reason).unwrap(),
-        &[
-            ("content-type", "application/json".to_owned()),
-            ("authorization", format!("Bearer {}", app.jake())),
-        ],
-    )
-    .await
-    .expect(400, "VALIDATION_ERROR");
+    app.post_json("/runs/ovr-1/override", &no_reason, Some(&app.jake()))
+        .await
+        .expect(400, "VALIDATION_ERROR");
 }
 
 #[tokio::test]
@@ -293,12 +249,8 @@ async fn a_run_cancelled_while_queued_leaves_the_queue_at_once() {
     let cancel = |trace: &'static str| {
         let app = &app;
         async move {
-            app.post_raw(
-                &format!("/runs/{trace}/cancel"),
-                Vec::new(),
-                &[("authorization", format!("Bearer {}", app.jake()))],
-            )
-            .await
+            app.post_empty(&format!("/runs/{trace}/cancel"), &app.jake())
+                .await
         }
     };
     let started = Instant::now();
@@ -315,12 +267,7 @@ async fn a_run_cancelled_while_queued_leaves_the_queue_at_once() {
         "running",
         "the run ahead of it is untouched"
     );
-    let records = app.audit_for("queued-1");
-    let outcomes: Vec<&str> = records
-        .iter()
-        .map(|r| r["outcome"].as_str().unwrap())
-        .collect();
-    assert_eq!(outcomes, ["cancelled"], "it never started");
+    assert_eq!(app.outcomes("queued-1"), ["cancelled"], "it never started");
     cancel("busy-1").await.expect_ok(200);
     wait_for(&app, "busy-1", "cancelled").await;
 }

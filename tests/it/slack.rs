@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{now, Reply, TestApp};
+use crate::helpers::{now, Reply, Settings, TestApp};
 
 const SIGNING_SECRET: &str = "slack-signing-secret-for-tests";
 const PATH: &str = "/slack/events";
@@ -31,7 +31,7 @@ async fn post_signed(app: &TestApp, body: Vec<u8>, timestamp: i64, signature: &s
 
 async fn signed_app() -> TestApp {
     TestApp::builder()
-        .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+        .slack_signing_secret(SIGNING_SECRET)
         .spawn()
         .await
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, JAKE};
+use crate::helpers::{Settings, TestApp, JAKE};
 
 #[tokio::test]
 async fn list_workflows_returns_sorted_names_and_count() {
@@ -43,15 +43,12 @@ async fn ungoverned_execute_with_governance_enabled_is_governance_required_and_a
             ],
         )
         .await;
-    let body = reply.expect(400, "GOVERNANCE_REQUIRED");
-    let error = body["error"].as_str().expect("error");
+    let refused = reply.expect_refused(&app, 400, "GOVERNANCE_REQUIRED");
+    let error = refused.body["error"].as_str().expect("error");
     assert!(error.contains("/workflows/governed/execute"), "{error}");
-    assert_eq!(body["trace_id"], "ungoverned-1");
-    let records = app.audit_for("ungoverned-1");
-    assert_eq!(records.len(), 1, "{records:#?}");
-    assert_eq!(records[0]["outcome"], "rejected");
-    assert_eq!(records[0]["workflow_name"], "noop");
-    assert_eq!(records[0]["principal"]["actor"], JAKE);
+    assert_eq!(refused.body["trace_id"], "ungoverned-1");
+    assert_eq!(refused.record["workflow_name"], "noop");
+    assert_eq!(refused.record["principal"]["actor"], JAKE);
     assert!(app.verify_audit().is_valid());
 }
 

@@ -1,0 +1,182 @@
+//! Talking to a server over HTTP: a client that knows the server's address and signing key, and
+//! the answers it reads, with assertions that state the expected status.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::Value;
+use sustainbot::auth::JwtKeys;
+
+use super::JAKE;
+
+/// The path of the governed run endpoint.
+pub const GOVERNED: &str = "/workflows/governed/execute";
+
+/// An HTTP client for one server (in-process or a child process).
+#[derive(Clone)]
+pub struct TestClient {
+    /// `http://127.0.0.1:<port>`
+    pub address: String,
+    pub client: reqwest::Client,
+    /// The server's token keys, to mint tokens it accepts.
+    pub keys: JwtKeys,
+}
+
+/// One HTTP answer, read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+/// An `x-trace-id` header, for the `extra` headers of [`TestClient::execute`].
+pub fn trace(id: &str) -> [(&'static str, String); 1] {
+    [("x-trace-id", id.to_owned())]
+}
+
+impl TestClient {
+    pub fn new(address: String, keys: JwtKeys) -> TestClient {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client");
+        TestClient {
+            address,
+            client,
+            keys,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// A valid token for `actor_email` with `role`, good for an hour.
+    pub fn token(&self, actor_email: &str, role: &str) -> String {
+        self.keys
+            .mint(actor_email, role, Some(3600))
+            .expect("mint token")
+    }
+
+    /// A token for the actor of the default request.
+    pub fn jake(&self) -> String {
+        self.token(JAKE, "admin")
+    }
+
+    /// POSTs `body` as JSON, with `Authorization: Bearer <token>` when given.
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> Reply {
+        let mut headers = vec![("content-type", "application/json".to_owned())];
+        if let Some(token) = token {
+            headers.push(("authorization", format!("Bearer {token}")));
+        }
+        let bytes = serde_json::to_vec(body).expect("serialize body");
+        self.post_raw(path, bytes, &headers).await
+    }
+
+    /// POSTs an empty body with `Authorization: Bearer <token>` (a cancel, a reload).
+    pub async fn post_empty(&self, path: &str, token: &str) -> Reply {
+        self.post_raw(
+            path,
+            Vec::new(),
+            &[("authorization", format!("Bearer {token}"))],
+        )
+        .await
+    }
+
+    /// POSTs raw bytes with exactly the given headers.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, String)],
+    ) -> Reply {
+        let mut request = self.client.post(self.url(path)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        Reply::read(request.send().await.expect("request sent")).await
+    }
+
+    /// GETs `path`, with `Authorization: Bearer <token>` when given.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Reply::read(request.send().await.expect("request sent")).await
+    }
+
+    /// POSTs a governed run request as jake, with optional extra headers.
+    pub async fn execute(&self, body: &Value, extra: &[(&str, String)]) -> Reply {
+        self.execute_as(&self.jake(), body, extra).await
+    }
+
+    /// POSTs a governed run request with `token`, with optional extra headers.
+    pub async fn execute_as(&self, token: &str, body: &Value, extra: &[(&str, String)]) -> Reply {
+        let request = self.governed_request(token, body, extra);
+        Reply::read(request.send().await.expect("request sent")).await
+    }
+
+    /// The governed run request, not sent yet: for callers that expect the server to go away.
+    pub fn governed_request(
+        &self,
+        token: &str,
+        body: &Value,
+        extra: &[(&str, String)],
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .client
+            .post(self.url(GOVERNED))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(serde_json::to_vec(body).expect("serialize body"));
+        for (name, value) in extra {
+            request = request.header(*name, value);
+        }
+        request
+    }
+}
+
+impl Reply {
+    async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("response body");
+        Reply {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    /// The body as JSON; panics (with the body) when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}); status {}: {}",
+                self.status, self.text
+            )
+        })
+    }
+
+    /// Asserts the status and the body's `code`, and returns the body.
+    #[track_caller]
+    pub fn expect(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        let body = self.json();
+        assert_eq!(body["code"], code, "body: {body}");
+        body
+    }
+
+    /// Asserts a status (no `code` expected, as on success) and returns the JSON body.
+    #[track_caller]
+    pub fn expect_ok(&self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        self.json()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
