@@ -1,6 +1,6 @@
 //! Humans in charge: a run that needs approval waits for a different human with an approver role.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -73,11 +73,9 @@ async fn a_run_needing_approval_waits_and_a_second_human_approves_it() {
     )
     .await
     .expect_ok(202);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status(&app, "appr-1").await["status"] != "succeeded" {
-        assert!(Instant::now() < deadline, "the approved run never finished");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The approved run finishes.
+    app.wait_for_run("appr-1", "succeeded", Duration::from_secs(10))
+        .await;
     assert_eq!(
         decisions(&app, "appr-1"),
         [
@@ -168,11 +166,9 @@ async fn approvals_expire() {
 async fn a_request_nobody_decides_expires_by_itself_on_the_record() {
     let app = app(1).await;
     request_run(&app, "appr-6").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while status(&app, "appr-6").await["status"] != "rejected" {
-        assert!(std::time::Instant::now() < deadline, "never expired");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // It expires.
+    app.wait_for_run("appr-6", "rejected", Duration::from_secs(10))
+        .await;
     let expired: Vec<Value> = app
         .audit_for("appr-6")
         .into_iter()

@@ -5,15 +5,13 @@ use serde_json::{json, Value};
 use sustainbot::auth::JwtKeys;
 
 use crate::helpers::{
-    claims_for, governance_request, now, signed_token, unsigned_token, Reply, TestApp, JAKE,
-    TEST_SECRET,
+    claims_for, governance_request, now, signed_token, unsigned_token, Reply, TestApp, GOVERNED,
+    JAKE, TEST_SECRET,
 };
-
-const PATH: &str = "/workflows/governed/execute";
 
 async fn execute_with_authorization(app: &TestApp, authorization: &str) -> Reply {
     app.post_raw(
-        PATH,
+        GOVERNED,
         serde_json::to_vec(&governance_request("noop")).expect("json"),
         &[
             ("content-type", "application/json".to_owned()),
@@ -34,7 +32,7 @@ fn assert_invalid_token(reply: &Reply) -> Value {
 async fn missing_authorization_header_is_401_auth_required() {
     let app = TestApp::spawn().await;
     let body = app
-        .post_json(PATH, &governance_request("noop"), None)
+        .post_json(GOVERNED, &governance_request("noop"), None)
         .await
         .expect(401, "AUTH_REQUIRED");
     assert_eq!(body["error"], "Authorization header required");

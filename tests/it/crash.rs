@@ -55,7 +55,8 @@ impl Load {
     fn start(server: &TestClient, cycle: usize, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let (token, body) = (server.jake(), governance_request("noop"));
+        let token = server.jake();
+        let body = serde_json::to_vec(&governance_request("noop")).expect("request json");
         let tasks = (0..clients)
             .map(|task| {
                 let (stop, in_flight) = (Arc::clone(&stop), Arc::clone(&in_flight));
@@ -69,7 +70,7 @@ impl Load {
                         in_flight.fetch_add(1, Ordering::SeqCst);
                         // The status only: the server may die before the body is read.
                         let status = server
-                            .governed_request(&token, &body, &trace(&id))
+                            .governed_request(&token, body.clone(), &trace(&id))
                             .send()
                             .await
                             .map(|response| response.status().as_u16());
@@ -455,14 +456,6 @@ async fn request_guarded(server: &ServerProcess, trace_id: &str) -> Value {
     body
 }
 
-/// The `pending_approval`, `succeeded`, ... status of run `trace_id`.
-async fn run_status(server: &ServerProcess, trace_id: &str) -> Value {
-    server
-        .get(&format!("/runs/{trace_id}"), Some(&server.jake()))
-        .await
-        .json()
-}
-
 #[tokio::test]
 async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_after_restart() {
     let site = Site::new();
@@ -486,7 +479,10 @@ async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_af
 
     // After a restart the run waits again, and a second human can approve it.
     let server = site.start();
-    let run = run_status(&server, "wait-1").await;
+    let run = server
+        .get("/runs/wait-1", Some(&server.jake()))
+        .await
+        .json();
     assert_eq!(
         run["status"],
         "pending_approval",
@@ -511,15 +507,9 @@ async fn a_run_waiting_for_approval_does_not_hold_up_shutdown_and_waits_again_af
         .await
         .expect_ok(202);
     assert_eq!(reply["status"], "queued", "{reply}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let run = run_status(&server, "wait-1").await;
-        if run["status"] == "succeeded" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never succeeded: {run}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server
+        .wait_for_run("wait-1", "succeeded", Duration::from_secs(20))
+        .await;
     let all = records(&site.audit());
     let trail: Vec<String> = all
         .iter()

@@ -3,8 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    demo_invalid_request, governance_request, short_name_request, trace, Settings, TestApp,
-    GOVERNED, JAKE,
+    demo_invalid_request, governance_request, short_name_request, trace, Settings, TestApp, JAKE,
 };
 
 fn trace_of(body: &Value) -> String {
@@ -191,15 +190,7 @@ async fn empty_body_is_request_body_required_and_audited_as_rejected() {
 async fn non_json_body_from_an_authenticated_caller_is_audited_as_rejected() {
     let app = TestApp::spawn().await;
     let refused = app
-        .post_raw(
-            GOVERNED,
-            "this is not json",
-            &[
-                ("content-type", "application/json".to_owned()),
-                ("authorization", format!("Bearer {}", app.jake())),
-                ("x-trace-id", "not-json-1".to_owned()),
-            ],
-        )
+        .execute_raw("this is not json", &trace("not-json-1"))
         .await
         .expect_refused(&app, 400, "VALIDATION_ERROR");
     assert_eq!(refused.body["trace_id"], "not-json-1");
@@ -211,15 +202,7 @@ async fn oversized_body_from_an_authenticated_caller_is_413_and_audited_as_rejec
     let app = TestApp::spawn().await;
     let huge = format!("{{\"padding\": \"{}\"}}", "x".repeat(1024 * 1024 + 1));
     let refused = app
-        .post_raw(
-            GOVERNED,
-            huge,
-            &[
-                ("content-type", "application/json".to_owned()),
-                ("authorization", format!("Bearer {}", app.jake())),
-                ("x-trace-id", "too-large-1".to_owned()),
-            ],
-        )
+        .execute_raw(huge, &trace("too-large-1"))
         .await
         .expect_refused(&app, 413, "PAYLOAD_TOO_LARGE");
     assert_eq!(refused.body["trace_id"], "too-large-1");

@@ -38,21 +38,8 @@ async fn start_async(app: &TestApp, workflow: &str, trace: &str) -> Value {
 }
 
 async fn wait_for(app: &TestApp, trace: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let body = app
-            .get(&format!("/runs/{trace}"), Some(&app.jake()))
-            .await
-            .expect_ok(200);
-        if body["status"] == status {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {trace} never became {status}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_for_run(trace, status, Duration::from_secs(20))
+        .await
 }
 
 #[tokio::test]

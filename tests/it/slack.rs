@@ -29,6 +29,15 @@ async fn post_signed(app: &TestApp, body: Vec<u8>, timestamp: i64, signature: &s
     .await
 }
 
+async fn post_unsigned(app: &TestApp) -> Reply {
+    app.post_raw(
+        PATH,
+        url_verification(),
+        &[("content-type", "application/json".to_owned())],
+    )
+    .await
+}
+
 async fn signed_app() -> TestApp {
     TestApp::builder()
         .slack_signing_secret(SIGNING_SECRET)
@@ -66,13 +75,7 @@ async fn bad_signature_is_401_invalid_signature() {
 #[tokio::test]
 async fn missing_signature_headers_are_401_invalid_signature() {
     let app = signed_app().await;
-    app.post_raw(
-        PATH,
-        url_verification(),
-        &[("content-type", "application/json".to_owned())],
-    )
-    .await
-    .expect(401, "INVALID_SIGNATURE");
+    post_unsigned(&app).await.expect(401, "INVALID_SIGNATURE");
 }
 
 #[tokio::test]
@@ -89,25 +92,15 @@ async fn stale_timestamp_is_401_even_when_correctly_signed() {
 #[tokio::test]
 async fn without_signing_secret_outside_dev_mode_is_503_slack_not_configured() {
     let app = TestApp::spawn().await;
-    app.post_raw(
-        PATH,
-        url_verification(),
-        &[("content-type", "application/json".to_owned())],
-    )
-    .await
-    .expect(503, "SLACK_NOT_CONFIGURED");
+    post_unsigned(&app)
+        .await
+        .expect(503, "SLACK_NOT_CONFIGURED");
 }
 
 #[tokio::test]
 async fn without_signing_secret_in_dev_mode_unsigned_requests_are_accepted() {
     let app = TestApp::builder().dev(true).spawn().await;
-    let reply = app
-        .post_raw(
-            PATH,
-            url_verification(),
-            &[("content-type", "application/json".to_owned())],
-        )
-        .await;
+    let reply = post_unsigned(&app).await;
     assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
     assert_eq!(
         reply.text,

@@ -2,7 +2,11 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{demo_invalid_request, governance_request, short_name_request, TestApp};
+use crate::helpers::{
+    demo_invalid_request, governance_request, short_name_request, Reply, TestApp,
+};
+
+const PATH: &str = "/governance/validate";
 
 const EXPECTED_SUMMARY: &str = "Governance Context:\n\
 - Actor: Jake Smith (DevOps Engineer)\n\
@@ -11,6 +15,21 @@ const EXPECTED_SUMMARY: &str = "Governance Context:\n\
 - Input Sources: 1 (slack_webhook)\n\
 - Success Criteria: 2\n\
 - Constraints: 2";
+
+/// POSTs `request` to the pre-flight check, without a token.
+async fn validate(app: &TestApp, request: &Value) -> Reply {
+    app.post_json(PATH, request, None).await
+}
+
+/// POSTs `body` as it is, labelled JSON, to the pre-flight check.
+async fn validate_raw(app: &TestApp, body: impl Into<reqwest::Body>) -> Reply {
+    app.post_raw(
+        PATH,
+        body,
+        &[("content-type", "application/json".to_owned())],
+    )
+    .await
+}
 
 fn field_paths(body: &Value) -> Vec<String> {
     body["errors"]
@@ -24,13 +43,7 @@ fn field_paths(body: &Value) -> Vec<String> {
 #[tokio::test]
 async fn valid_request_returns_exactly_valid_summary_drag_mode_actor() {
     let app = TestApp::spawn().await;
-    let reply = app
-        .post_json(
-            "/governance/validate",
-            &governance_request("deploy-to-staging"),
-            None,
-        )
-        .await;
+    let reply = validate(&app, &governance_request("deploy-to-staging")).await;
     let body = reply.expect_ok(200);
     assert_eq!(
         body,
@@ -60,10 +73,7 @@ async fn summary_cuts_long_objective_to_80_chars_and_lists_first_three_source_ty
         .expect("input object")
         .remove("constraints");
     request["drag_mode"] = json!("research");
-    let body = app
-        .post_json("/governance/validate", &request, None)
-        .await
-        .expect_ok(200);
+    let body = validate(&app, &request).await.expect_ok(200);
     let expected = format!(
         "Governance Context:\n- Actor: Jake Smith (DevOps Engineer)\n- Mission: {}...\n- DRAG Mode: RESEARCH\n- Input Sources: 4 (a, b, c)\n- Success Criteria: 2\n- Constraints: 0",
         "x".repeat(80)
@@ -75,8 +85,7 @@ async fn summary_cuts_long_objective_to_80_chars_and_lists_first_three_source_ty
 #[tokio::test]
 async fn demo_invalid_request_is_a_shape_error_naming_the_objective_and_listing_the_name() {
     let app = TestApp::spawn().await;
-    let body = app
-        .post_json("/governance/validate", &demo_invalid_request(), None)
+    let body = validate(&app, &demo_invalid_request())
         .await
         .expect(400, "GOVERNANCE_ERROR");
     assert_eq!(body["valid"], false);
@@ -94,12 +103,7 @@ async fn demo_invalid_request_is_a_shape_error_naming_the_objective_and_listing_
 #[tokio::test]
 async fn short_actor_name_reaches_the_business_rule() {
     let app = TestApp::spawn().await;
-    let body = app
-        .post_json(
-            "/governance/validate",
-            &short_name_request("deploy-to-staging"),
-            None,
-        )
+    let body = validate(&app, &short_name_request("deploy-to-staging"))
         .await
         .expect(400, "GOVERNANCE_VALIDATION_FAILED");
     assert_eq!(body["valid"], false);
@@ -114,8 +118,7 @@ async fn analysis_drag_mode_is_refused_as_human_only() {
     let app = TestApp::spawn().await;
     let mut request = governance_request("deploy-to-staging");
     request["drag_mode"] = json!("analysis");
-    let body = app
-        .post_json("/governance/validate", &request, None)
+    let body = validate(&app, &request)
         .await
         .expect(400, "GOVERNANCE_ERROR");
     let error = body["error"].as_str().expect("error string");
@@ -126,12 +129,7 @@ async fn analysis_drag_mode_is_refused_as_human_only() {
 #[tokio::test]
 async fn empty_body_is_request_body_required() {
     let app = TestApp::spawn().await;
-    let body = app
-        .post_raw(
-            "/governance/validate",
-            Vec::new(),
-            &[("content-type", "application/json".to_owned())],
-        )
+    let body = validate_raw(&app, Vec::new())
         .await
         .expect(400, "VALIDATION_ERROR");
     assert_eq!(body["error"], "Request body required");
@@ -140,8 +138,7 @@ async fn empty_body_is_request_body_required() {
 #[tokio::test]
 async fn empty_object_is_request_body_required() {
     let app = TestApp::spawn().await;
-    let body = app
-        .post_json("/governance/validate", &json!({}), None)
+    let body = validate(&app, &json!({}))
         .await
         .expect(400, "VALIDATION_ERROR");
     assert_eq!(body["error"], "Request body required");
@@ -150,12 +147,7 @@ async fn empty_object_is_request_body_required() {
 #[tokio::test]
 async fn non_json_body_is_a_validation_error() {
     let app = TestApp::spawn().await;
-    let body = app
-        .post_raw(
-            "/governance/validate",
-            "workflow_name=deploy",
-            &[("content-type", "application/json".to_owned())],
-        )
+    let body = validate_raw(&app, "workflow_name=deploy")
         .await
         .expect(400, "VALIDATION_ERROR");
     let error = body["error"].as_str().expect("error string");
@@ -168,13 +160,9 @@ async fn deeply_nested_json_is_400_and_the_server_survives() {
     let depth = 10_000;
     let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
     let body = format!(r#"{{"workflow_name": {nested}}}"#);
-    app.post_raw(
-        "/governance/validate",
-        body,
-        &[("content-type", "application/json".to_owned())],
-    )
-    .await
-    .expect(400, "VALIDATION_ERROR");
+    validate_raw(&app, body)
+        .await
+        .expect(400, "VALIDATION_ERROR");
     let health = app.get("/health", None).await.expect_ok(200);
     assert_eq!(health["status"], "healthy");
 }
@@ -184,8 +172,7 @@ async fn body_over_one_mebibyte_is_413_payload_too_large() {
     let app = TestApp::spawn().await;
     let mut request = governance_request("deploy-to-staging");
     request["parameters"]["padding"] = json!("x".repeat(1024 * 1024 + 1));
-    let body = app
-        .post_json("/governance/validate", &request, None)
+    let body = validate(&app, &request)
         .await
         .expect(413, "PAYLOAD_TOO_LARGE");
     assert!(body["error"].is_string(), "{body}");

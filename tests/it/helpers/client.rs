@@ -1,7 +1,7 @@
 //! Talking to a server over HTTP: a client that knows the server's address and signing key, and
 //! the answers it reads, with assertions that state the expected status.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
@@ -98,6 +98,26 @@ impl TestClient {
         Reply::read(request.send().await.expect("request sent")).await
     }
 
+    /// Polls `GET /runs/{trace}` as jake until the run's status is `status`; its answer then.
+    /// Fails after `within`.
+    pub async fn wait_for_run(&self, trace: &str, status: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let run = self
+                .get(&format!("/runs/{trace}"), Some(&self.jake()))
+                .await
+                .expect_ok(200);
+            if run["status"] == status {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {trace} never became {status}: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// GETs `path`, with `Authorization: Bearer <token>` when given.
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         let mut request = self.client.get(self.url(path));
@@ -114,7 +134,18 @@ impl TestClient {
 
     /// POSTs a governed run request with `token`, with optional extra headers.
     pub async fn execute_as(&self, token: &str, body: &Value, extra: &[(&str, String)]) -> Reply {
+        let body = serde_json::to_vec(body).expect("serialize body");
         let request = self.governed_request(token, body, extra);
+        Reply::read(request.send().await.expect("request sent")).await
+    }
+
+    /// POSTs `body` as it is (labelled JSON) to the governed endpoint as jake.
+    pub async fn execute_raw(
+        &self,
+        body: impl Into<reqwest::Body>,
+        extra: &[(&str, String)],
+    ) -> Reply {
+        let request = self.governed_request(&self.jake(), body, extra);
         Reply::read(request.send().await.expect("request sent")).await
     }
 
@@ -122,7 +153,7 @@ impl TestClient {
     pub fn governed_request(
         &self,
         token: &str,
-        body: &Value,
+        body: impl Into<reqwest::Body>,
         extra: &[(&str, String)],
     ) -> reqwest::RequestBuilder {
         let mut request = self
@@ -130,7 +161,7 @@ impl TestClient {
             .post(self.url(GOVERNED))
             .header("content-type", "application/json")
             .header("authorization", format!("Bearer {token}"))
-            .body(serde_json::to_vec(body).expect("serialize body"));
+            .body(body);
         for (name, value) in extra {
             request = request.header(*name, value);
         }
