@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sustainbot::audit::{FsyncMode, JsonlStore, Outcome, Record, RunRecord, StoreOptions};
 
 use crate::helpers::{
-    governance_request, sustainbot, trace, Settings, TestApp, ANA, GOVERNED, JAKE,
+    governance_request, sustainbot, trace, Finished, Settings, TestApp, ANA, GOVERNED, JAKE,
 };
 
 /// Runs `workflow` as jake with a chosen trace id; returns the response body.
@@ -490,11 +490,7 @@ fn cli_tail_and_export_print_the_records_as_written() {
     ] {
         let output = cli(dir.path(), &args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains(name),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        output.expect_stderr(name);
     }
 }
 

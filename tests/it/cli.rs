@@ -18,15 +18,11 @@ fn repo() -> PathBuf {
 #[test]
 fn refuses_to_start_without_a_secret_outside_dev_mode() {
     let site = Site::new();
-    let output = sustainbot()
+    sustainbot()
         .current_dir(site.path())
         .run(&["--port", "0"])
-        .expect_exit(2);
-    assert!(
-        output.stderr_text().contains("JWT_SECRET is not set"),
-        "{}",
-        output.describe()
-    );
+        .expect_exit(2)
+        .expect_stderr("JWT_SECRET is not set");
 }
 
 #[test]
@@ -47,11 +43,7 @@ fn refuses_to_start_with_a_placeholder_or_short_secret() {
             "{secret}: {}",
             output.describe()
         );
-        assert!(
-            output.stderr_text().contains("JWT_SECRET"),
-            "{}",
-            output.describe()
-        );
+        output.expect_stderr("JWT_SECRET");
     }
 }
 
@@ -59,21 +51,15 @@ fn refuses_to_start_with_a_placeholder_or_short_secret() {
 fn reads_the_secret_from_a_dot_env_file_but_the_environment_wins() {
     let site = Site::new();
     site.write(".env", "JWT_SECRET=dev-secret-key-change-in-production\n");
-    let output = sustainbot().current_dir(site.path()).run(&["--port", "0"]);
-    assert!(
-        output.stderr_text().contains("placeholder"),
-        "{}",
-        output.describe()
-    );
-    let output = sustainbot()
+    sustainbot()
+        .current_dir(site.path())
+        .run(&["--port", "0"])
+        .expect_stderr("placeholder");
+    sustainbot()
         .current_dir(site.path())
         .jwt_secret("x")
-        .run(&["token", "--actor", "a@b.c"]);
-    assert!(
-        output.stderr_text().contains("1 bytes"),
-        "{}",
-        output.describe()
-    );
+        .run(&["token", "--actor", "a@b.c"])
+        .expect_stderr("1 bytes");
 }
 
 #[test]
@@ -103,11 +89,14 @@ fn run_flag_goes_through_the_gate_and_audits() {
     assert!(log.contains(r#""outcome":"started""#) && log.contains(r#""outcome":"success""#));
     assert!(log.contains(r#""role":"cli""#), "{log}");
 
-    let missing = site.run_workflow("nope").expect_exit(1);
-    assert!(missing.stdout_text().contains("WORKFLOW_NOT_FOUND"));
+    site.run_workflow("nope")
+        .expect_exit(1)
+        .expect_stdout("WORKFLOW_NOT_FOUND");
 
-    let without_aim = site.sustainbot().run(&["--run", "noop"]).expect_exit(1);
-    assert!(without_aim.stdout_text().contains("GOVERNANCE_REQUIRED"));
+    site.sustainbot()
+        .run(&["--run", "noop"])
+        .expect_exit(1)
+        .expect_stdout("GOVERNANCE_REQUIRED");
 }
 
 fn verify(site: &Site, path: &str) -> Output {
@@ -229,11 +218,7 @@ fn the_demo_script_fails_when_the_server_refuses() {
         "another-secret-0123456789abcdef0123456789",
     );
     assert!(!output.status.success(), "{}", output.describe());
-    assert!(
-        output.stderr_text().contains("expected 200, got 401"),
-        "{}",
-        output.describe()
-    );
+    output.expect_stderr("expected 200, got 401");
 }
 
 #[test]

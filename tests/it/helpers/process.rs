@@ -28,6 +28,12 @@ pub trait Finished {
     /// Asserts the exit code (with everything the process printed on failure).
     #[track_caller]
     fn expect_exit(self, code: i32) -> Self;
+    /// Asserts that stdout contains `text`.
+    #[track_caller]
+    fn expect_stdout(self, text: &str) -> Self;
+    /// Asserts that stderr contains `text`.
+    #[track_caller]
+    fn expect_stderr(self, text: &str) -> Self;
     fn stdout_text(&self) -> Cow<'_, str>;
     fn stderr_text(&self) -> Cow<'_, str>;
     /// Exit status, stdout and stderr, for failure messages.
@@ -173,6 +179,18 @@ impl Finished for Output {
     #[track_caller]
     fn expect_exit(self, code: i32) -> Self {
         assert_eq!(self.status.code(), Some(code), "{}", self.describe());
+        self
+    }
+
+    #[track_caller]
+    fn expect_stdout(self, text: &str) -> Self {
+        assert!(self.stdout_text().contains(text), "{}", self.describe());
+        self
+    }
+
+    #[track_caller]
+    fn expect_stderr(self, text: &str) -> Self {
+        assert!(self.stderr_text().contains(text), "{}", self.describe());
         self
     }
 
