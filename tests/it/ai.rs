@@ -77,7 +77,7 @@ async fn options_not_decisions_pass_and_prompts_are_rendered() {
 #[tokio::test]
 async fn grunt_and_execute_output_is_not_filtered() {
     let app = app_with_model("directive", "You should restart the service").await;
-    app.execute(&request("directive", "execute", json!({})), &[])
+    app.run_workflow("directive", json!({}))
         .await
         .expect_ok(200);
     app.execute(&request("directive", "grunt", json!({})), &[])
@@ -122,14 +122,11 @@ async fn http_steps_check_a_real_endpoint() {
         )
         .spawn()
         .await;
-    let body = app
-        .execute(&request("health", "execute", json!({})), &[])
-        .await
-        .expect_ok(200);
+    let body = app.run_workflow("health", json!({})).await.expect_ok(200);
     assert_eq!(body["steps"][0]["http_status"], 200);
     assert_eq!(body["steps"][0]["stdout"], "ok");
     let body = app
-        .execute(&request("broken", "execute", json!({})), &[])
+        .run_workflow("broken", json!({}))
         .await
         .expect(500, "WORKFLOW_FAILED");
     assert_eq!(body["steps"][0]["http_status"], 500);

@@ -55,10 +55,7 @@ async fn a_parameter_cannot_inject_a_command() {
     .await;
     let hostile = format!("; touch {0} && $(touch {0}) `touch {0}`", marker.display());
     let body = app
-        .execute(
-            &request("echo-it", "execute", json!({"text": hostile})),
-            &[],
-        )
+        .run_workflow("echo-it", json!({"text": hostile}))
         .await
         .expect_ok(200);
     assert_eq!(
@@ -77,7 +74,7 @@ async fn a_failing_command_fails_the_run_and_stops_later_steps() {
     )
     .await;
     let body = app
-        .execute(&request("two", "execute", json!({})), &[])
+        .run_workflow("two", json!({}))
         .await
         .expect(500, "WORKFLOW_FAILED");
     assert_eq!(body["steps"].as_array().unwrap().len(), 1);
@@ -101,7 +98,7 @@ async fn a_hung_step_is_killed_at_its_timeout() {
     .await;
     let started = std::time::Instant::now();
     let body = app
-        .execute(&request("hang", "execute", json!({})), &[])
+        .run_workflow("hang", json!({}))
         .await
         .expect(500, "WORKFLOW_FAILED");
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
@@ -141,9 +138,7 @@ async fn a_role_the_workflow_does_not_permit_is_forbidden_and_audited() {
     .await
     .expect_refused(&app, 403, "FORBIDDEN_ROLE");
     // An admin may.
-    app.execute(&request("admins", "execute", json!({})), &[])
-        .await
-        .expect_ok(200);
+    app.run_workflow("admins", json!({})).await.expect_ok(200);
 }
 
 #[tokio::test]
@@ -198,13 +193,9 @@ async fn the_shipped_deploy_workflow_builds_deploys_and_verifies() {
         .spawn()
         .await;
     let body = app
-        .execute(
-            &request(
-                "deploy-to-staging",
-                "execute",
-                json!({"environment": "staging", "version": "v1.2.3"}),
-            ),
-            &[],
+        .run_workflow(
+            "deploy-to-staging",
+            json!({"environment": "staging", "version": "v1.2.3"}),
         )
         .await
         .expect_ok(200);
@@ -223,13 +214,9 @@ async fn the_shipped_deploy_workflow_builds_deploys_and_verifies() {
     let health: Value = serde_json::from_str(body["steps"][3]["stdout"].as_str().unwrap()).unwrap();
     assert_eq!(health["status"], "healthy");
     // The wrong version pattern never reaches the scripts.
-    app.execute(
-        &request(
-            "deploy-to-staging",
-            "execute",
-            json!({"environment": "staging", "version": "1.2.3"}),
-        ),
-        &[],
+    app.run_workflow(
+        "deploy-to-staging",
+        json!({"environment": "staging", "version": "1.2.3"}),
     )
     .await
     .expect(400, "INVALID_PARAMETERS");
@@ -302,9 +289,7 @@ async fn changed_files_are_picked_up_without_a_restart() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    app.execute(&request("hot", "execute", json!({})), &[])
-        .await
-        .expect_ok(200);
+    app.run_workflow("hot", json!({})).await.expect_ok(200);
 }
 
 /// A YAML definition; `yes` is text in YAML 1.2.
@@ -363,7 +348,7 @@ async fn a_yaml_workflow_is_listed_runs_governed_and_survives_a_broken_edit() {
         "{reason}"
     );
     let body = app
-        .execute(&request("greet", "execute", json!({"name": "no"})), &[])
+        .run_workflow("greet", json!({"name": "no"}))
         .await
         .expect_ok(200);
     assert_eq!(body["steps"][0]["stdout"], "no", "the previous version ran");
@@ -424,10 +409,7 @@ async fn an_http_step_percent_encodes_a_parameter_into_its_path() {
         .spawn()
         .await;
     let body = app
-        .execute(
-            &request("fetch", "execute", json!({"name": "../x?y=1#z@evil.com"})),
-            &[],
-        )
+        .run_workflow("fetch", json!({"name": "../x?y=1#z@evil.com"}))
         .await
         .expect_ok(200);
     assert_eq!(body["steps"][0]["http_status"], 200);
@@ -448,10 +430,7 @@ async fn a_line_break_in_an_http_header_value_fails_the_step_unsent() {
     )
     .await;
     let body = app
-        .execute(
-            &request("inject", "execute", json!({"name": "ok\r\nX-Injected: 1"})),
-            &[],
-        )
+        .run_workflow("inject", json!({"name": "ok\r\nX-Injected: 1"}))
         .await
         .expect(500, "WORKFLOW_FAILED");
     assert_eq!(body["steps"][0]["success"], false);
@@ -478,10 +457,7 @@ async fn an_earlier_steps_output_fills_an_http_url() {
                          {"id": "get", "http": {"url": format!("{}/releases/{{{{ steps.a.output }}}}", echo.base)}}]}),
     )
     .await;
-    let body = app
-        .execute(&request("chain", "execute", json!({})), &[])
-        .await
-        .expect_ok(200);
+    let body = app.run_workflow("chain", json!({})).await.expect_ok(200);
     assert_eq!(body["steps"][1]["stdout"], "/releases/v1.2.3%2Flatest|-");
 }
 
@@ -493,10 +469,7 @@ async fn the_server_url_is_the_running_servers_own_address() {
                          {"id": "health", "http": {"url": "{{ server.url }}/health", "expect_status": 200}}]}),
     )
     .await;
-    let body = app
-        .execute(&request("self", "execute", json!({})), &[])
-        .await
-        .expect_ok(200);
+    let body = app.run_workflow("self", json!({})).await.expect_ok(200);
     assert_eq!(body["steps"][0]["stdout"], format!("{}\n", app.address));
     assert!(!app.address.ends_with(":0"), "the actual port");
     assert_eq!(body["steps"][1]["http_status"], 200);
@@ -529,7 +502,7 @@ async fn unknown_http_template_sources_are_load_errors_with_their_paths() {
             "missing {expected:?} in {reason}"
         );
     }
-    app.execute(&request("bad-http", "execute", json!({})), &[])
+    app.run_workflow("bad-http", json!({}))
         .await
         .expect(404, "WORKFLOW_NOT_FOUND");
 }
@@ -566,13 +539,10 @@ async fn an_http_step_follows_redirects_on_its_own_origin_only() {
         )
         .spawn()
         .await;
-    let body = server
-        .execute(&request("moved", "execute", json!({})), &[])
-        .await
-        .expect_ok(200);
+    let body = server.run_workflow("moved", json!({})).await.expect_ok(200);
     assert_eq!(body["steps"][0]["stdout"], "same origin");
     let body = server
-        .execute(&request("away", "execute", json!({})), &[])
+        .run_workflow("away", json!({}))
         .await
         .expect(500, "WORKFLOW_FAILED");
     let error = body["steps"][0]["error"].as_str().unwrap_or_default();
@@ -595,10 +565,7 @@ async fn an_http_step_sends_a_secret_from_the_environment_and_redacts_it_from_wh
                              "headers": {"X-Name": format!("{{{{ secrets.{name} }}}}")}})),
     )
     .await;
-    let body = app
-        .execute(&request("hook", "execute", json!({})), &[])
-        .await
-        .expect_ok(200);
+    let body = app.run_workflow("hook", json!({})).await.expect_ok(200);
     assert_eq!(echo.requests(), 1);
     // The echo server answered with the header it got: the secret was sent, and is redacted.
     assert_eq!(body["steps"][0]["stdout"], "/hook|[REDACTED]", "{body}");
@@ -612,7 +579,7 @@ async fn an_http_step_sends_a_secret_from_the_environment_and_redacts_it_from_wh
     // Not set: the step fails before sending, naming the variable but no value.
     std::env::remove_var(&name);
     let body = app
-        .execute(&request("hook", "execute", json!({})), &[])
+        .run_workflow("hook", json!({}))
         .await
         .expect(500, "WORKFLOW_FAILED");
     let error = body["steps"][0]["error"].as_str().unwrap_or_default();

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sustainbot::auth::JwtKeys;
 
-use super::JAKE;
+use super::{run_request, JAKE};
 
 /// The path of the governed run endpoint.
 pub const GOVERNED: &str = "/workflows/governed/execute";
@@ -130,6 +130,13 @@ impl TestClient {
     /// POSTs a governed run request as jake, with optional extra headers.
     pub async fn execute(&self, body: &Value, extra: &[(&str, String)]) -> Reply {
         self.execute_as(&self.jake(), body, extra).await
+    }
+
+    /// Runs `workflow` with `parameters` in DRAG mode execute, as jake: the contract's request
+    /// otherwise.
+    pub async fn run_workflow(&self, workflow: &str, parameters: Value) -> Reply {
+        self.execute(&run_request(workflow, "execute", parameters), &[])
+            .await
     }
 
     /// POSTs a governed run request with `token`, with optional extra headers.
