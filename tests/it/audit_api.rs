@@ -49,7 +49,7 @@ async fn app_with_history() -> TestApp {
         ],
     )
     .await
-    .expect(400, "VALIDATION_ERROR");
+    .expect_refused(&app, 400, "VALIDATION_ERROR");
     assert_eq!(app.audit_lines().len(), 7);
     app
 }
