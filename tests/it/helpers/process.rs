@@ -23,7 +23,7 @@ pub struct Process {
     command: Command,
 }
 
-/// A command line's exit, read whole; see [`Finished`].
+/// What a command line left when it ended (`std::process::Output`), with assertions on it.
 pub trait Finished {
     /// Asserts the exit code (with everything the process printed on failure).
     #[track_caller]
@@ -127,10 +127,7 @@ impl Process {
     /// Starts a server that writes its log as JSON lines to `log` (none to stderr) and waits for
     /// the line that gives its address.
     pub fn start_with_json_log(self, log: &Path) -> ServerProcess {
-        let mut command = self
-            .env("JSON_LOGGING_ENABLED", "true")
-            .env("JSON_LOG_PATH", log.to_str().expect("a UTF-8 path"))
-            .serve();
+        let mut command = self.json_log(log).serve();
         let child = command
             .stderr(Stdio::null())
             .spawn()

@@ -56,6 +56,12 @@ pub trait Settings: Sized {
         self.env("AUDIT_SEGMENT_MAX_BYTES", &bytes.to_string())
     }
 
+    /// `JSON_LOGGING_ENABLED` and `JSON_LOG_PATH`: the log as JSON lines, to `path`.
+    fn json_log(self, path: &Path) -> Self {
+        self.env("JSON_LOGGING_ENABLED", "true")
+            .env("JSON_LOG_PATH", utf8(path))
+    }
+
     /// `RUN_WORKERS`: runs executing at once.
     fn workers(self, workers: usize) -> Self {
         self.env("RUN_WORKERS", &workers.to_string())
