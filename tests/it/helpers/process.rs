@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use sustainbot::auth::JwtKeys;
+use sustainbot::sync;
 
 use super::{json_lines, Settings, TestClient, TEST_SECRET};
 
@@ -112,7 +113,7 @@ impl Process {
                 if let Some(address) = line.split("address=").nth(1) {
                     let _ = tx.send(address.trim().to_owned());
                 }
-                let mut lines = lines.lock().unwrap_or_else(|e| e.into_inner());
+                let mut lines = sync::lock(&lines);
                 if lines.len() == 50 {
                     lines.pop_front();
                 }
@@ -366,7 +367,7 @@ impl ServerProcess {
 
     /// The last lines it logged.
     pub fn stderr(&self) -> String {
-        let lines = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+        let lines = sync::lock(&self.stderr);
         lines.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 }
