@@ -1,10 +1,18 @@
 //! Workflow definitions: JSON or YAML files in `WORKFLOWS_DIR`, named by file stem.
 
+mod cancel;
 pub mod command;
 mod definition;
+mod display;
+mod fields;
 pub mod http_step;
 pub mod llm;
+mod params;
+mod redact;
 mod runner;
+mod secrets;
+mod step;
+mod template;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -12,19 +20,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-pub use definition::{Approval, Arg, ParamSpec, ParamType, Step, StepKind, Workflow};
+pub use definition::{Approval, Workflow};
+pub use params::{ParamSpec, ParamType};
 pub use runner::{RunFailure, RunOutput, Runner, Services, StepReport};
-
-/// Completes when a step's cancel channel turns true; never if there is no channel or its sender
-/// is dropped. Every step kind races its work against it.
-async fn until_cancelled(cancel: Option<&mut tokio::sync::watch::Receiver<bool>>) {
-    if let Some(rx) = cancel {
-        if rx.wait_for(|&cancelled| cancelled).await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending::<()>().await
-}
+pub use step::{Step, StepKind};
+pub use template::Arg;
 
 /// Why a workflow name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,9 +10,11 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 use super::command::{self, CommandSpec};
-use super::definition::{fill_templates, Arg, Step, StepKind, Workflow};
+use super::definition::Workflow;
 use super::http_step::{self, Body, HttpOutcome, HttpSpec};
 use super::llm::{self, LlmEndpoint, LlmOutcome};
+use super::step::{Step, StepKind};
+use super::template::{fill_templates, Arg};
 use crate::governance::filter::{check_output, PhraseList};
 use crate::governance::DragMode;
 use crate::runs::Run;

@@ -4,7 +4,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::redaction::{replace_ranges, secret_ranges};
+use crate::workflow::redact::{replace_ranges, secret_ranges};
 
 /// Read size for the output pipes.
 const CHUNK: usize = 16 * 1024;

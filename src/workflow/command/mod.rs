@@ -17,7 +17,6 @@
 //! to a new process that also makes itself a group leader.
 
 mod capture;
-mod redaction;
 mod supervision;
 
 use std::fmt;
@@ -32,11 +31,11 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 use tokio::sync::watch;
 
-pub use self::redaction::{redact, REDACTED};
 pub use self::supervision::{PIPE_GRACE, TERM_GRACE};
 
 use self::capture::{drain, lookahead, Capture};
 use self::supervision::{supervise, Ending, GroupGuard};
+use super::redact::redact;
 
 /// What to run. `argv[0]` is the program: a bare name is looked up on the PATH given in `env`; a
 /// relative path containing '/' is resolved against `base_dir` (the workflows directory); absolute as is.

@@ -1,6 +1,8 @@
 use serde_json::json;
 
 use super::*;
+use crate::workflow::step::StepKind;
+use crate::workflow::template::Arg;
 
 const DEPLOY: &str = r#"{
   "description": "Deploy a build to staging",
@@ -208,30 +210,6 @@ fn the_server_url_is_a_template_everywhere() {
         panic!("http")
     };
     assert_eq!(spec.url, "{{ server.url }}/health");
-}
-
-#[test]
-fn fill_templates_replaces_each_template_once() {
-    let filled = fill_templates(
-        "a {{parameters.x}} b {{ server.url }}{{ steps.s.output }}",
-        |arg| {
-            Ok(match arg {
-                Arg::Parameter(name) => format!("<{name} {{{{ parameters.x }}}}>"),
-                Arg::ServerUrl => "http://h:1".to_owned(),
-                other => format!("[{other}]"),
-            })
-        },
-    );
-    assert_eq!(
-        filled.as_deref(),
-        Ok("a <x {{ parameters.x }}> b http://h:1[{{ steps.s.output }}]"),
-        "values are never read as templates"
-    );
-    assert_eq!(
-        fill_templates("no {{ templates", |_| Err("unused".into())).as_deref(),
-        Ok("no {{ templates")
-    );
-    assert!(fill_templates("{{ nope }}", |_| Ok(String::new())).is_err());
 }
 
 /// [`DEPLOY`], written as YAML.

@@ -1,4 +1,12 @@
+use super::send::{backoff_delay, render};
 use super::*;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::workflow::template::Arg;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};

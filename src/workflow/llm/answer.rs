@@ -1,11 +1,10 @@
 //! The model server's answer: read within its bound, then its text or its error extracted for
 //! the endpoint's wire format.
 
-use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{Api, MAX_RESPONSE_BYTES};
-use crate::workflow::http_step::error_chain;
+use crate::workflow::display::{error_chain, show_status};
 
 /// How much of an unexpected answer is quoted in an error.
 pub(super) const SNIPPET_BYTES: usize = 300;
@@ -125,11 +124,4 @@ pub(super) fn cap(text: &str, max: usize) -> (String, bool) {
         end -= 1;
     }
     (text.get(..end).unwrap_or_default().to_owned(), true)
-}
-
-fn show_status(status: StatusCode) -> String {
-    match status.canonical_reason() {
-        Some(reason) => format!("{} {reason}", status.as_u16()),
-        None => status.as_u16().to_string(),
-    }
 }

@@ -23,9 +23,10 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use self::answer::{cap, exchange, Answer};
-use super::command::{redact, REDACTED};
-use super::http_step::display_url;
-use crate::workflow::until_cancelled;
+use super::cancel::until_cancelled;
+use super::display::display_url;
+use super::fields::{step_object, timeout_seconds};
+use super::redact::{redact, REDACTED};
 
 /// Bound on the whole request when `timeout_seconds` is not given (local models can be slow).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -77,7 +78,7 @@ impl LlmSpec {
     ///
     /// On failure, every problem as `"llm.<key>: message"`.
     pub fn parse(value: &Value) -> Result<LlmSpec, Vec<String>> {
-        let (map, mut problems) = super::definition::step_object(value, "llm", &KEYS)?;
+        let (map, mut problems) = step_object(value, "llm", &KEYS)?;
         let mut add = |key: &str, message: String| problems.push(format!("llm.{key}: {message}"));
         let prompt = match map.get("prompt") {
             None | Some(Value::Null) => {
@@ -122,11 +123,10 @@ impl LlmSpec {
                 None
             }
         };
-        let timeout =
-            super::definition::timeout_seconds(map, DEFAULT_TIMEOUT).unwrap_or_else(|e| {
-                add("timeout_seconds", e);
-                DEFAULT_TIMEOUT
-            });
+        let timeout = timeout_seconds(map, DEFAULT_TIMEOUT).unwrap_or_else(|e| {
+            add("timeout_seconds", e);
+            DEFAULT_TIMEOUT
+        });
         if !problems.is_empty() {
             return Err(problems);
         }
