@@ -2,13 +2,16 @@
 
 mod cancel;
 pub mod command;
+mod context;
 mod definition;
 mod display;
 mod fields;
 pub mod http_step;
 pub mod llm;
+mod openclaw;
 mod params;
 mod redact;
+mod report;
 mod runner;
 mod secrets;
 mod step;
@@ -20,9 +23,15 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+pub use command::CommandStep;
+pub use context::HttpClient;
 pub use definition::{Approval, Workflow};
+pub use http_step::HttpStep;
+pub use llm::LlmStep;
+pub use openclaw::OpenClawStep;
 pub use params::{ParamSpec, ParamType};
-pub use runner::{RunFailure, RunOutput, Runner, Services, StepReport};
+pub use report::StepReport;
+pub use runner::{RunFailure, RunOutput, Runner, Services};
 pub use step::{Step, StepKind};
 pub use template::Arg;
 

@@ -57,7 +57,7 @@ impl std::fmt::Display for Arg {
 }
 
 /// How a load error names the template forms.
-pub(super) const TEMPLATE_FORMS: &str =
+const TEMPLATE_FORMS: &str =
     "templates are {{ parameters.NAME }}, {{ steps.ID.output }}, {{ server.url }} or (in http header values and bodies) {{ secrets.NAME }}";
 
 /// Where a `{{ secrets.NAME }}` may not go, and why.
@@ -94,32 +94,81 @@ pub fn fill_templates(
     Ok(out)
 }
 
-/// A template must name a declared parameter (when the workflow declares them) or an earlier step;
-/// a secret must be allowed where it is and named like an environment variable.
-pub(super) fn check_source(
-    arg: &Arg,
-    path: &str,
-    params: Option<&BTreeMap<String, ParamSpec>>,
-    earlier: &HashSet<String>,
-    secrets_allowed: bool,
-    p: &mut Problems,
-) {
-    match arg {
-        Arg::Secret(_) if !secrets_allowed => p.add(path, SECRET_ELSEWHERE),
-        Arg::Secret(name) if !env_name_like(name) => p.add(
-            path,
-            format!("'{name}' is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
-        ),
-        Arg::Secret(name) if server_secret(name).is_some() => {
-            p.add(path, server_secret(name).unwrap_or_default());
+/// What a template may name at one place of a definition: a declared parameter (any parameter when
+/// the workflow declares none) or a step before this one.
+pub(super) struct Names<'a> {
+    pub(super) params: Option<&'a BTreeMap<String, ParamSpec>>,
+    pub(super) earlier: &'a HashSet<String>,
+}
+
+impl Names<'_> {
+    /// A template must name a declared parameter (when the workflow declares them) or an earlier
+    /// step; a secret must be allowed where it is and named like an environment variable.
+    fn check(&self, arg: &Arg, path: &str, secrets_allowed: bool, p: &mut Problems) {
+        match arg {
+            Arg::Secret(_) if !secrets_allowed => p.add(path, SECRET_ELSEWHERE),
+            Arg::Secret(name) if !env_name_like(name) => p.add(
+                path,
+                format!("'{name}' is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+            ),
+            Arg::Secret(name) if server_secret(name).is_some() => {
+                p.add(path, server_secret(name).unwrap_or_default());
+            }
+            Arg::Parameter(name)
+                if self.params.is_some_and(|params| !params.contains_key(name)) =>
+            {
+                p.add(path, format!("unknown parameter '{name}'"));
+            }
+            Arg::StepOutput(id) if !self.earlier.contains(id) => {
+                p.add(path, format!("'{id}' is not an earlier step"));
+            }
+            _ => {}
         }
-        Arg::Parameter(name) if params.is_some_and(|params| !params.contains_key(name)) => {
-            p.add(path, format!("unknown parameter '{name}'"));
+    }
+
+    /// Checks every template embedded in `text` (see [`Names::check`]).
+    pub(super) fn check_embedded(
+        &self,
+        text: &str,
+        path: &str,
+        secrets_allowed: bool,
+        p: &mut Problems,
+    ) {
+        for (_, inner) in embedded_templates(text) {
+            match Arg::from_template(inner) {
+                Some(arg) => self.check(&arg, path, secrets_allowed, p),
+                None => p.add(path, format!("'{{{{ {inner} }}}}': {TEMPLATE_FORMS}")),
+            }
         }
-        Arg::StepOutput(id) if !earlier.contains(id) => {
-            p.add(path, format!("'{id}' is not an earlier step"));
+    }
+
+    /// A command argument: literal text, or a template that is the whole argument
+    /// (`{{ parameters.NAME }}`, `{{ steps.ID.output }}` or `{{ server.url }}`).
+    pub(super) fn parse_arg(&self, text: &str, path: &str, p: &mut Problems) -> Arg {
+        let trimmed = text.trim();
+        let inner = trimmed
+            .strip_prefix("{{")
+            .and_then(|t| t.strip_suffix("}}"))
+            .map(str::trim);
+        let Some(inner) = inner else {
+            if text.contains("{{") {
+                p.add(
+                    path,
+                    "a template must be the whole argument (\"{{ parameters.x }}\"), never part of one",
+                );
+            }
+            return Arg::Literal(text.to_owned());
+        };
+        match Arg::from_template(inner) {
+            Some(arg) => {
+                self.check(&arg, path, false, p);
+                arg
+            }
+            None => {
+                p.add(path, TEMPLATE_FORMS);
+                Arg::Literal(text.to_owned())
+            }
         }
-        _ => {}
     }
 }
 
@@ -129,57 +178,6 @@ fn env_name_like(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-pub(super) fn check_embedded_templates(
-    text: &str,
-    path: &str,
-    params: Option<&BTreeMap<String, ParamSpec>>,
-    earlier: &HashSet<String>,
-    secrets_allowed: bool,
-    p: &mut Problems,
-) {
-    for (_, inner) in embedded_templates(text) {
-        match Arg::from_template(inner) {
-            Some(arg) => check_source(&arg, path, params, earlier, secrets_allowed, p),
-            None => p.add(path, format!("'{{{{ {inner} }}}}': {TEMPLATE_FORMS}")),
-        }
-    }
-}
-
-/// A template is a whole argument: `{{ parameters.NAME }}`, `{{ steps.ID.output }}` or
-/// `{{ server.url }}`.
-pub(super) fn parse_arg(
-    text: &str,
-    path: &str,
-    params: Option<&BTreeMap<String, ParamSpec>>,
-    earlier: &HashSet<String>,
-    p: &mut Problems,
-) -> Arg {
-    let trimmed = text.trim();
-    let inner = trimmed
-        .strip_prefix("{{")
-        .and_then(|t| t.strip_suffix("}}"))
-        .map(str::trim);
-    let Some(inner) = inner else {
-        if text.contains("{{") {
-            p.add(
-                path,
-                "a template must be the whole argument (\"{{ parameters.x }}\"), never part of one",
-            );
-        }
-        return Arg::Literal(text.to_owned());
-    };
-    match Arg::from_template(inner) {
-        Some(arg) => {
-            check_source(&arg, path, params, earlier, false, p);
-            arg
-        }
-        None => {
-            p.add(path, TEMPLATE_FORMS);
-            Arg::Literal(text.to_owned())
-        }
-    }
 }
 
 #[cfg(test)]

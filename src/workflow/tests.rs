@@ -1,6 +1,7 @@
 //! The registry: which files are definitions, reloads, and what a bad file does.
 
 use super::*;
+use crate::workflow::command::CommandStep;
 
 #[test]
 fn names_allow_only_alphanumerics_hyphens_and_underscores() {
@@ -85,7 +86,8 @@ fn loads_yaml_and_yml_files_by_stem() {
         registry.get("a").unwrap().description.as_deref(),
         Some("from yaml")
     );
-    let StepKind::Command { argv, .. } = &registry.get("b").unwrap().steps[0].kind else {
+    let StepKind::Command(CommandStep { argv, .. }) = &registry.get("b").unwrap().steps[0].kind
+    else {
         panic!("command")
     };
     assert_eq!(argv[1], Arg::Literal("yes".into()));

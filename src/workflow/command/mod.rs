@@ -17,6 +17,7 @@
 //! to a new process that also makes itself a group leader.
 
 mod capture;
+mod step;
 mod supervision;
 
 use std::fmt;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 use tokio::sync::watch;
 
+pub use self::step::CommandStep;
 pub use self::supervision::{PIPE_GRACE, TERM_GRACE};
 
 use self::capture::{drain, lookahead, Capture};

@@ -21,6 +21,7 @@
 
 mod send;
 mod spec;
+mod step;
 mod templates;
 mod url;
 
@@ -29,6 +30,8 @@ pub use self::spec::{
     Body, HttpSpec, DEFAULT_BACKOFF, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT, MAX_BACKOFF,
     MAX_RETRIES,
 };
+pub(super) use self::step::report;
+pub use self::step::HttpStep;
 
 #[cfg(test)]
 mod tests;

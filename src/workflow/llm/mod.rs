@@ -13,6 +13,7 @@
 //! cancellation) is reported in [`LlmOutcome::error`], never as a panic; the API key is never shown.
 
 mod answer;
+mod step;
 
 use std::fmt;
 use std::pin::pin;
@@ -23,6 +24,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use self::answer::{cap, exchange, Answer};
+pub use self::step::LlmStep;
 use super::cancel::until_cancelled;
 use super::display::display_url;
 use super::fields::{step_object, timeout_seconds};
