@@ -30,6 +30,7 @@ pub use http_step::HttpStep;
 pub use llm::LlmStep;
 pub use openclaw::OpenClawStep;
 pub use params::{ParamSpec, ParamType};
+pub use redact::OutputLimits;
 pub use report::StepReport;
 pub use runner::{RunFailure, RunOutput, Runner, Services};
 pub use step::{Step, StepKind};

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::context::StepContext;
 use super::fields::Problems;
 use super::http_step::{self, Body, HttpSpec};
+use super::redact::OutputLimits;
 use super::report::StepReport;
 
 /// The most an orchestrator has to accept a submission.
@@ -44,10 +45,13 @@ impl OpenClawStep {
             timeout: context.timeout.min(SUBMIT_TIMEOUT),
             retries: 0,
             backoff: Duration::from_millis(200),
-            max_body_bytes: context.max_output_bytes,
+        };
+        let limits = OutputLimits {
+            max_bytes: context.max_output_bytes,
             redact: Vec::new(),
         };
-        let outcome = http_step::run(context.http.get(), &spec, context.cancellation).await;
+        let outcome =
+            http_step::run(context.http.get(), &spec, &limits, context.cancellation).await;
         http_step::report(context.id, "openclaw", outcome)
     }
 }

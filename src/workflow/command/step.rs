@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::{run, CommandSpec};
 use crate::workflow::context::StepContext;
 use crate::workflow::fields::{name_like, string_list, Problems};
+use crate::workflow::redact::OutputLimits;
 use crate::workflow::report::StepReport;
 use crate::workflow::secrets::server_secret;
 use crate::workflow::template::{Arg, Names};
@@ -92,9 +93,10 @@ impl CommandStep {
         Some(CommandStep { argv, env, secrets })
     }
 
-    /// The process to start: arguments and variables filled in, the passed-through server
-    /// variables, the run's identity and the secrets; or the first value that cannot be had.
-    fn render(&self, context: &StepContext<'_>) -> Result<CommandSpec, String> {
+    /// The process to start (arguments and variables filled in, the passed-through server
+    /// variables, the run's identity and the secrets) and what may be shown of its output (the
+    /// secrets redacted); or the first value that cannot be had.
+    fn render(&self, context: &StepContext<'_>) -> Result<(CommandSpec, OutputLimits), String> {
         let resolve = |arg: &Arg| context.scope.resolve(arg);
         let argv: Result<Vec<String>, String> = self.argv.iter().map(resolve).collect();
         let mut vars: Vec<(String, String)> = PASSED_ENV
@@ -134,25 +136,28 @@ impl CommandStep {
             (Ok(argv), None) => argv,
             (Err(e), _) | (_, Some(e)) => return Err(e),
         };
-        Ok(CommandSpec {
+        let spec = CommandSpec {
             argv,
             env: vars,
             base_dir: context.workflows_dir.to_path_buf(),
             timeout: context.timeout,
-            max_output_bytes: context.max_output_bytes,
+        };
+        let limits = OutputLimits {
+            max_bytes: context.max_output_bytes,
             redact,
-        })
+        };
+        Ok((spec, limits))
     }
 
     /// Runs the step to its report: a value that cannot be filled in fails it before anything
     /// starts.
     pub(in crate::workflow) async fn run(&self, context: StepContext<'_>) -> StepReport {
-        let spec = match self.render(&context) {
-            Ok(spec) => spec,
+        let (spec, limits) = match self.render(&context) {
+            Ok(rendered) => rendered,
             Err(e) => return StepReport::failed(context.id, "command", context.started, e),
         };
         let timeout = spec.timeout;
-        match run(&spec, context.cancellation).await {
+        match run(&spec, &limits, context.cancellation).await {
             Ok(outcome) => StepReport {
                 id: context.id.to_owned(),
                 kind: "command",

@@ -14,9 +14,9 @@
 //!   error does not prove the server did nothing: only give `retries` to requests that are safe to repeat.
 //! - The cancellation channel turning true stops the step at once (mid-request or mid-backoff) with
 //!   the error `"cancelled"`.
-//! - The body is read chunk by chunk and reading stops past [`HttpSpec::max_body_bytes`] (the rest
-//!   is never downloaded); it is kept as lossy UTF-8 with every secret of [`HttpSpec::redact`]
-//!   replaced by `[REDACTED]`, as are error texts.
+//! - The body is read chunk by chunk and reading stops past what the run's
+//!   [`OutputLimits`](crate::workflow::OutputLimits) keep (the rest is never downloaded); it is kept
+//!   as lossy UTF-8 with every secret of the limits replaced by `[REDACTED]`, as are error texts.
 //! - Redirects, proxies and TLS roots are whatever the given [`reqwest::Client`] is configured with.
 
 mod send;
@@ -26,10 +26,7 @@ mod templates;
 mod url;
 
 pub use self::send::{run, HttpOutcome};
-pub use self::spec::{
-    Body, HttpSpec, DEFAULT_BACKOFF, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT, MAX_BACKOFF,
-    MAX_RETRIES,
-};
+pub use self::spec::{Body, HttpSpec, DEFAULT_BACKOFF, DEFAULT_TIMEOUT, MAX_BACKOFF, MAX_RETRIES};
 pub(super) use self::step::report;
 pub use self::step::HttpStep;
 

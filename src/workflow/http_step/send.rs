@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::spec::{HttpSpec, MAX_BACKOFF};
 use crate::workflow::cancel::until_cancelled;
 use crate::workflow::display::{display_url, error_chain, show_status};
-use crate::workflow::redact::redact;
+use crate::workflow::redact::OutputLimits;
 
 /// How the step ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +21,7 @@ pub struct HttpOutcome {
     pub attempts: u32,
     /// The last response's body: lossy UTF-8, capped, redacted. Empty if there was none.
     pub body: String,
-    /// The body was longer than `max_body_bytes` and was cut.
+    /// The body was longer than the limits' `max_bytes` and was cut.
     pub truncated: bool,
     pub duration: Duration,
     /// Why the step failed (transport error, timeout, unexpected status, "cancelled"), redacted;
@@ -49,10 +49,12 @@ struct Attempt {
 }
 
 /// Makes the request, retrying as described in the module documentation, until success, a final
-/// failure, or cancellation (`cancel` turning true; a dropped sender never cancels). Never panics.
+/// failure, or cancellation (`cancel` turning true; a dropped sender never cancels); keeps of the
+/// body and error texts what `limits` allow. Never panics.
 pub async fn run(
     client: &reqwest::Client,
     spec: &HttpSpec,
+    limits: &OutputLimits,
     mut cancel: Option<watch::Receiver<bool>>,
 ) -> HttpOutcome {
     let started = Instant::now();
@@ -65,7 +67,7 @@ pub async fn run(
         error: None,
     };
     let finish = |mut outcome: HttpOutcome, error: Option<String>| {
-        outcome.error = error.map(|e| redact(&e, &spec.redact));
+        outcome.error = error.map(|e| limits.redact(&e));
         outcome.duration = started.elapsed();
         outcome
     };
@@ -88,7 +90,7 @@ pub async fn run(
         return finish(outcome, Some("cancelled".to_owned()));
     }
     let mut cancelled = pin!(until_cancelled(cancel.as_mut()));
-    let keep = spec.max_body_bytes.saturating_add(lookahead(&spec.redact));
+    let keep = limits.keep();
 
     loop {
         outcome.attempts += 1;
@@ -110,12 +112,7 @@ pub async fn run(
             permanent: false,
         });
         outcome.status = attempt.status.map(|s| s.as_u16());
-        let (body, truncated) = render(
-            &attempt.bytes,
-            attempt.overflow,
-            spec.max_body_bytes,
-            &spec.redact,
-        );
+        let (body, truncated) = limits.render(&attempt.bytes, attempt.overflow);
         outcome.body = body;
         outcome.truncated = truncated;
 
@@ -226,64 +223,4 @@ fn show_duration(d: Duration) -> String {
     } else {
         format!("{}ms", d.as_millis())
     }
-}
-
-/// Longest secret length - 1: how far past the cap a secret starting inside it can reach.
-fn lookahead(secrets: &[String]) -> usize {
-    secrets
-        .iter()
-        .map(String::len)
-        .max()
-        .unwrap_or(0)
-        .saturating_sub(1)
-}
-
-/// Lossy UTF-8, redacted, at most `max` bytes; and whether anything was cut.
-///
-/// `bytes` holds up to `max` + [`lookahead`] bytes, so a secret that starts before the cut is seen
-/// whole: the cut is moved past it so it is replaced whole, then the redacted text is capped at
-/// `max`. Text past the cut is dropped before redaction can shift it forward, so no fragment of a
-/// secret is ever shown.
-pub(super) fn render(
-    bytes: &[u8],
-    overflow: bool,
-    max: usize,
-    secrets: &[String],
-) -> (String, bool) {
-    let text = String::from_utf8_lossy(bytes);
-    let mut truncated = overflow;
-    let cut = if text.len() > max {
-        truncated = true;
-        floor_char_boundary(&text, max)
-    } else {
-        text.len()
-    };
-    let mut end = cut;
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        let step = secret.chars().next().map_or(1, char::len_utf8);
-        let mut from = 0;
-        while let Some(found) = text.get(from..).and_then(|rest| rest.find(secret.as_str())) {
-            let start = from + found;
-            if start >= cut {
-                break;
-            }
-            end = end.max(start + secret.len());
-            from = start + step;
-        }
-    }
-    let mut shown = redact(text.get(..end).unwrap_or_default(), secrets);
-    if shown.len() > max {
-        shown.truncate(floor_char_boundary(&shown, max));
-        truncated = true;
-    }
-    (shown, truncated)
-}
-
-/// The largest char boundary of `s` that is <= `index`.
-fn floor_char_boundary(s: &str, index: usize) -> usize {
-    let mut i = index.min(s.len());
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }

@@ -8,15 +8,13 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::url::{check_url_text, percent_encode};
+use crate::workflow::display::display_url;
 use crate::workflow::fields::{step_object, timeout_seconds};
-use crate::workflow::redact::redact;
 
 /// Per-attempt timeout when `timeout_seconds` is not given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// First retry delay when `backoff_ms` is not given.
 pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
-/// Body cap set by [`HttpSpec::parse`].
-pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// The most `retries` a step may ask for.
 pub const MAX_RETRIES: u32 = 10;
 /// The most `backoff_ms` a step may ask for, and the longest delay between two attempts.
@@ -35,8 +33,8 @@ const KEYS: [&str; 8] = [
 ];
 
 /// One HTTP request to make. Built by [`HttpSpec::parse`] from the step's `http` object, possibly
-/// with templates; [`HttpSpec::render`] fills them in; `max_body_bytes` and `redact` are then set by
-/// the runner.
+/// with templates; [`HttpSpec::render`] fills them in at run time. What may be shown of the answer
+/// is the run's business ([`OutputLimits`](crate::workflow::OutputLimits)), not the request's.
 #[derive(Clone, PartialEq)]
 pub struct HttpSpec {
     /// One of GET POST PUT PATCH DELETE HEAD (upper case).
@@ -56,10 +54,6 @@ pub struct HttpSpec {
     pub retries: u32,
     /// Delay before the first retry; doubles for each further one (at most [`MAX_BACKOFF`]).
     pub backoff: Duration,
-    /// Cap on the kept body (after redaction).
-    pub max_body_bytes: usize,
-    /// Secret values replaced by "[REDACTED]" in the body and error texts (non-empty ones only).
-    pub redact: Vec<String>,
 }
 
 /// A request body.
@@ -81,31 +75,26 @@ impl Body {
     }
 }
 
-/// Shows the request with secrets redacted (URL, header values, body) and not the secrets themselves.
+/// Shows the request without what may carry a secret once it is filled in: the URL without its
+/// password, the header names without their values, the body's length.
 impl fmt::Debug for HttpSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: Vec<(&str, String)> = self
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), redact(value, &self.redact)))
-            .collect();
+        let headers: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
         f.debug_struct("HttpSpec")
             .field("method", &self.method)
-            .field("url", &redact(&self.url, &self.redact))
+            .field("url", &display_url(&self.url))
             .field("headers", &headers)
             .field(
                 "body",
                 &self
                     .body
                     .as_ref()
-                    .map(|b| redact(&b.to_wire(), &self.redact)),
+                    .map(|b| format!("<{} bytes>", b.to_wire().len())),
             )
             .field("expect_status", &self.expect_status)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("backoff", &self.backoff)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("redact", &format_args!("<{} secrets>", self.redact.len()))
             .finish()
     }
 }
@@ -277,8 +266,6 @@ impl HttpSpec {
             timeout,
             retries,
             backoff,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            redact: Vec::new(),
         })
     }
 

@@ -7,6 +7,7 @@ use super::send::{run, HttpOutcome};
 use super::spec::HttpSpec;
 use crate::workflow::context::{Scope, StepContext};
 use crate::workflow::fields::Problems;
+use crate::workflow::redact::OutputLimits;
 use crate::workflow::report::StepReport;
 use crate::workflow::template::Names;
 
@@ -51,11 +52,13 @@ impl HttpStep {
             Ok(spec) => spec,
             Err(e) => return StepReport::failed(context.id, "http", context.started, e),
         };
-        // Every secret the request carries is redacted from what comes back.
-        spec.redact = self.secret_values(&context.scope);
-        spec.max_body_bytes = context.max_output_bytes;
         spec.timeout = spec.timeout.min(context.timeout);
-        let request = run(context.http.get(), &spec, context.cancellation);
+        // Every secret the request carries is redacted from what comes back.
+        let limits = OutputLimits {
+            max_bytes: context.max_output_bytes,
+            redact: self.secret_values(&context.scope),
+        };
+        let request = run(context.http.get(), &spec, &limits, context.cancellation);
         match tokio::time::timeout(context.timeout, request).await {
             Ok(outcome) => report(context.id, "http", outcome),
             Err(_) => StepReport::timed_out(context.id, "http", context.started, context.timeout),

@@ -8,6 +8,7 @@ use crate::governance::filter::{check_output, PhraseList};
 use crate::governance::DragMode;
 use crate::workflow::context::StepContext;
 use crate::workflow::fields::Problems;
+use crate::workflow::redact::OutputLimits;
 use crate::workflow::report::StepReport;
 use crate::workflow::template::{fill_templates, Names};
 
@@ -58,9 +59,18 @@ impl LlmStep {
         }) {
             spec.prompt = prompt;
         }
-        spec.max_output_bytes = context.max_output_bytes;
         spec.timeout = spec.timeout.min(context.timeout);
-        let request = generate(context.http.get(), endpoint, &spec, context.cancellation);
+        let limits = OutputLimits {
+            max_bytes: context.max_output_bytes,
+            redact: Vec::new(),
+        };
+        let request = generate(
+            context.http.get(),
+            endpoint,
+            &spec,
+            &limits,
+            context.cancellation,
+        );
         match tokio::time::timeout(context.timeout, request).await {
             Ok(outcome) => report(context.id, outcome, context.drag_mode, phrases),
             Err(_) => StepReport::timed_out(context.id, "llm", context.started, context.timeout),
