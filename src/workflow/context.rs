@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use super::report::StepReport;
+use super::secrets::SecretSource;
 use super::template::Arg;
 use crate::governance::DragMode;
 
@@ -42,6 +43,8 @@ pub(super) struct Scope<'a> {
     pub(super) parameters: &'a Map<String, Value>,
     pub(super) earlier: &'a [StepReport],
     pub(super) server_url: &'a str,
+    /// Where `{{ secrets.NAME }}` and a command's `secrets` get their values.
+    pub(super) secrets: &'a dyn SecretSource,
 }
 
 impl Scope<'_> {
@@ -69,15 +72,18 @@ impl Scope<'_> {
         }
     }
 
-    /// A secret's value: the server's environment variable `name`, which must be set and not empty.
+    /// A secret's value from the run's source, which must be set and not empty.
     pub(super) fn secret(&self, name: &str) -> Result<String, String> {
-        match std::env::var(name) {
-            Ok(value) if !value.is_empty() => Ok(value),
-            _ => Err(format!(
-                "secret {name} is not set in the server's environment"
-            )),
+        match self.secrets.secret(name) {
+            Some(value) if !value.is_empty() => Ok(value),
+            _ => Err(unset(name)),
         }
     }
+}
+
+/// Why a step cannot have the secret `name`.
+pub(super) fn unset(name: &str) -> String {
+    format!("secret {name} is not set in the server's environment")
 }
 
 /// The HTTP client `http`, `llm` and `openclaw` steps share, built on first use: most servers

@@ -14,6 +14,7 @@ use super::context::{HttpClient, Scope, StepContext};
 use super::definition::Workflow;
 use super::llm::LlmEndpoint;
 use super::report::StepReport;
+use super::secrets::{EnvSecrets, SecretSource};
 use super::step::StepKind;
 use crate::governance::filter::PhraseList;
 use crate::governance::DragMode;
@@ -49,6 +50,8 @@ pub struct Runner {
     /// Where relative programs are found, and the working directory of command steps.
     workflows_dir: PathBuf,
     services: Arc<Services>,
+    /// Where steps' secrets come from.
+    secrets: Arc<dyn SecretSource>,
 }
 
 /// What steps talk to.
@@ -65,11 +68,19 @@ pub struct Services {
 }
 
 impl Runner {
+    /// A runner whose steps read their secrets from the server's environment (see
+    /// [`Runner::with_secrets`]).
     pub fn new(workflows_dir: PathBuf, services: Services) -> Runner {
         Runner {
             workflows_dir,
             services: Arc::new(services),
+            secrets: Arc::new(EnvSecrets),
         }
+    }
+
+    /// The runner with its steps' secrets read from `secrets`.
+    pub fn with_secrets(self, secrets: Arc<dyn SecretSource>) -> Runner {
+        Runner { secrets, ..self }
     }
 
     /// Runs `workflow` with checked `parameters`. Steps run in order; the first failure stops the
@@ -128,6 +139,7 @@ impl Runner {
                     parameters,
                     earlier: &reports,
                     server_url: &self.services.server_url,
+                    secrets: self.secrets.as_ref(),
                 },
                 timeout: limit,
                 started,
@@ -193,3 +205,6 @@ fn describe_failure(report: &StepReport) -> String {
         report.error.as_deref().unwrap_or("failed")
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::{run, CommandSpec};
-use crate::workflow::context::StepContext;
+use crate::workflow::context::{unset, StepContext};
 use crate::workflow::fields::{name_like, string_list, Problems};
 use crate::workflow::redact::OutputLimits;
 use crate::workflow::report::StepReport;
@@ -119,17 +119,14 @@ impl CommandStep {
                 Err(e) => problem = Some(e),
             }
         }
+        // Unlike a template, a command's secret may be set and empty: it becomes an empty variable.
         for name in &self.secrets {
-            match std::env::var(name) {
-                Ok(value) => {
+            match context.scope.secrets.secret(name) {
+                Some(value) => {
                     redact.push(value.clone());
                     vars.push((name.clone(), value));
                 }
-                Err(_) => {
-                    problem = Some(format!(
-                        "secret {name} is not set in the server's environment"
-                    ))
-                }
+                None => problem = Some(unset(name)),
             }
         }
         let argv = match (argv, problem) {
