@@ -191,7 +191,7 @@ impl Prepared {
                 &parameters,
                 &trace_id,
                 Some(governed.drag_mode),
-                Some(&live),
+                Some(&*live),
             )
             .await;
         let duration = started.elapsed().as_secs_f64();

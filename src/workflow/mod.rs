@@ -32,7 +32,7 @@ pub use openclaw::OpenClawStep;
 pub use params::{ParamSpec, ParamType};
 pub use redact::OutputLimits;
 pub use report::StepReport;
-pub use runner::{RunFailure, RunOutput, Runner, Services};
+pub use runner::{RunFailure, RunObserver, RunOutput, Runner, Services};
 pub use secrets::{EnvSecrets, SecretMap, SecretSource};
 pub use step::{Step, StepKind};
 pub use template::Arg;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use tokio::sync::watch;
 
 use super::context::{HttpClient, Scope, StepContext};
 use super::definition::Workflow;
@@ -18,7 +19,6 @@ use super::secrets::{EnvSecrets, SecretSource};
 use super::step::StepKind;
 use crate::governance::filter::PhraseList;
 use crate::governance::DragMode;
-use crate::runs::Run;
 
 /// A step's time limit when neither it nor its workflow sets one.
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -42,6 +42,18 @@ pub struct RunFailure {
     pub cancelled: bool,
     /// A more specific code than `WORKFLOW_FAILED` (`PRESCRIPTIVE_LANGUAGE`).
     pub code: Option<&'static str>,
+}
+
+/// What follows a run as it goes: told of each step as it starts and as it ends, and holding the
+/// switch that stops the run. The runs registry's live `Run` is one.
+pub trait RunObserver: Sync {
+    /// The step `id` starts.
+    fn step_started(&self, id: &str);
+    /// A step ended, as `report` says.
+    fn step_finished(&self, report: &StepReport);
+    /// Turns true when the run is asked to stop (the running step is stopped too: a command's
+    /// process group is killed).
+    fn cancellation(&self) -> watch::Receiver<bool>;
 }
 
 /// Executes workflows.
@@ -84,8 +96,8 @@ impl Runner {
     }
 
     /// Runs `workflow` with checked `parameters`. Steps run in order; the first failure stops the
-    /// run. The workflow's `timeout_seconds` bounds the whole run. With a live `Run`, each step is
-    /// reported to it as it starts and ends, and cancelling it stops the run (killing a running
+    /// run. The workflow's `timeout_seconds` bounds the whole run. With an observer, each step is
+    /// reported to it as it starts and ends, and its cancellation stops the run (killing a running
     /// command's process group).
     pub async fn run(
         &self,
@@ -93,7 +105,7 @@ impl Runner {
         parameters: &Map<String, Value>,
         trace_id: &str,
         drag_mode: Option<DragMode>,
-        live: Option<&Run>,
+        live: Option<&dyn RunObserver>,
     ) -> Result<RunOutput, RunFailure> {
         if workflow.steps.is_empty() {
             return Ok(RunOutput {
@@ -104,7 +116,7 @@ impl Runner {
         let deadline = workflow
             .timeout_seconds
             .map(|s| Instant::now() + Duration::from_secs(s));
-        let cancellation = live.map(Run::cancellation);
+        let cancellation = live.map(RunObserver::cancellation);
         let is_cancelled = || cancellation.as_ref().is_some_and(|c| *c.borrow());
         let mut reports: Vec<StepReport> = Vec::with_capacity(workflow.steps.len());
         for step in &workflow.steps {

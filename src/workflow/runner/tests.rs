@@ -55,3 +55,82 @@ async fn a_secret_its_source_lacks_fails_the_step_before_it_starts() {
     );
     assert_eq!(failure.steps[0].exit_code, None, "nothing ran");
 }
+
+/// Writes down what it hears; its switch stops the run.
+struct Recorder {
+    heard: std::sync::Mutex<Vec<String>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Recorder {
+    fn new() -> Recorder {
+        Recorder {
+            heard: std::sync::Mutex::default(),
+            stop: watch::channel(false).0,
+        }
+    }
+
+    fn heard(&self) -> Vec<String> {
+        self.heard.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    fn note(&self, line: String) {
+        if let Ok(mut heard) = self.heard.lock() {
+            heard.push(line);
+        }
+    }
+}
+
+impl RunObserver for Recorder {
+    fn step_started(&self, id: &str) {
+        self.note(format!("started {id}"));
+    }
+
+    fn step_finished(&self, report: &StepReport) {
+        self.note(format!("finished {} {}", report.id, report.success));
+    }
+
+    fn cancellation(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+}
+
+#[tokio::test]
+async fn an_observer_hears_each_step_start_and_end_in_order() {
+    let recorder = Recorder::new();
+    let two = workflow(json!({"steps": [{"id": "a", "command": ["/bin/echo", "a"]},
+                                        {"id": "b", "command": ["/bin/echo", "b"]}]}));
+    runner()
+        .run(&two, &Map::new(), "t1", None, Some(&recorder))
+        .await
+        .expect("succeeds");
+    assert_eq!(
+        recorder.heard(),
+        [
+            "started a",
+            "finished a true",
+            "started b",
+            "finished b true"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_observers_cancellation_stops_the_running_step_and_the_run() {
+    let recorder = Recorder::new();
+    let slow = workflow(
+        json!({"steps": [{"id": "wait", "command": ["/bin/sleep", "30"]},
+                                         {"id": "never", "command": ["/bin/echo", "no"]}]}),
+    );
+    let (runner, parameters) = (runner(), Map::new());
+    let run = runner.run(&slow, &parameters, "t1", None, Some(&recorder));
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        recorder.stop.send_replace(true);
+    };
+    let (result, ()) = tokio::join!(run, cancel);
+    let failure = result.expect_err("cancelled");
+    assert!(failure.cancelled, "{failure:?}");
+    assert_eq!(failure.steps.len(), 1);
+    assert_eq!(recorder.heard(), ["started wait", "finished wait false"]);
+}
