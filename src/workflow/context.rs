@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+use super::redact::OutputLimits;
 use super::report::StepReport;
 use super::secrets::SecretSource;
 use super::template::Arg;
@@ -35,6 +36,16 @@ pub(super) struct StepContext<'a> {
     pub(super) http: &'a HttpClient,
     /// Where relative programs are found, and the working directory of command steps.
     pub(super) workflows_dir: &'a Path,
+}
+
+impl StepContext<'_> {
+    /// What the step may show of the texts it gets back: the run's cap, with `secrets` redacted.
+    pub(super) fn output_limits(&self, secrets: Vec<String>) -> OutputLimits {
+        OutputLimits {
+            max_bytes: self.max_output_bytes,
+            redact: secrets,
+        }
+    }
 }
 
 /// What templates see during a run: the one place a template gets its value.

@@ -18,6 +18,13 @@ impl Problems {
     pub(super) fn add(&mut self, path: &str, message: impl std::fmt::Display) {
         self.0.push(format!("{path}: {message}"));
     }
+
+    /// Adds each of a step kind's own problems (`KIND.KEY: message`) under the step's `path`.
+    pub(super) fn add_each(&mut self, path: &str, problems: Vec<String>) {
+        for problem in problems {
+            self.add(path, problem);
+        }
+    }
 }
 
 pub(super) fn string_list(value: &Value, path: &str, p: &mut Problems) -> Option<Vec<String>> {

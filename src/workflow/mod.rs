@@ -30,7 +30,7 @@ pub use http_step::HttpStep;
 pub use llm::LlmStep;
 pub use openclaw::OpenClawStep;
 pub use params::{ParamSpec, ParamType};
-pub use redact::OutputLimits;
+pub use redact::{redact, OutputLimits, REDACTED};
 pub use report::StepReport;
 pub use runner::{RunFailure, RunObserver, RunOutput, Runner, Services};
 pub use secrets::{EnvSecrets, SecretMap, SecretSource};

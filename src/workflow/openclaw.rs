@@ -8,7 +8,6 @@ use serde_json::{Map, Value};
 use super::context::StepContext;
 use super::fields::Problems;
 use super::http_step::{self, Body, HttpSpec};
-use super::redact::OutputLimits;
 use super::report::StepReport;
 
 /// The most an orchestrator has to accept a submission.
@@ -17,6 +16,7 @@ const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The step's object, sent as the workflow's payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenClawStep {
+    /// An object (checked at load).
     pub payload: Value,
 }
 
@@ -46,10 +46,7 @@ impl OpenClawStep {
             retries: 0,
             backoff: Duration::from_millis(200),
         };
-        let limits = OutputLimits {
-            max_bytes: context.max_output_bytes,
-            redact: Vec::new(),
-        };
+        let limits = context.output_limits(Vec::new());
         let outcome =
             http_step::run(context.http.get(), &spec, &limits, context.cancellation).await;
         http_step::report(context.id, "openclaw", outcome)

@@ -158,30 +158,16 @@ mod tests {
 
     #[test]
     fn render_never_shows_a_fragment() {
-        let secrets = vec!["aa".to_owned()];
+        let limits = |max_bytes, redact: &[&str]| OutputLimits {
+            max_bytes,
+            redact: secrets(redact),
+        };
         // Overlapping occurrences across the cut.
-        let (shown, truncated) = OutputLimits {
-            max_bytes: 3,
-            redact: secrets,
-        }
-        .render(b"baaab", false);
+        let (shown, truncated) = limits(3, &["aa"]).render(b"baaab", false);
         assert!(truncated);
         assert!(!shown.contains('a'), "{shown}");
-        assert_eq!(
-            OutputLimits {
-                max_bytes: 10,
-                redact: Vec::new()
-            }
-            .render(b"abc", false),
-            ("abc".to_owned(), false)
-        );
-        assert_eq!(
-            OutputLimits {
-                max_bytes: 10,
-                redact: Vec::new()
-            }
-            .render(b"abc", true),
-            ("abc".to_owned(), true)
-        );
+        let all = limits(10, &[]);
+        assert_eq!(all.render(b"abc", false), ("abc".to_owned(), false));
+        assert_eq!(all.render(b"abc", true), ("abc".to_owned(), true));
     }
 }

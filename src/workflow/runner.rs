@@ -69,6 +69,7 @@ pub struct Runner {
 /// What steps talk to.
 #[derive(Debug, Clone)]
 pub struct Services {
+    /// The client of `http`, `llm` and `openclaw` steps.
     pub http: HttpClient,
     pub llm: LlmEndpoint,
     /// The prescriptive-language filter's phrases, for AI output in draft and research modes.

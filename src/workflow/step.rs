@@ -22,6 +22,7 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// The kind's key in a definition, and its name in a step's report.
     pub fn name(&self) -> &'static str {
         match self {
             StepKind::Command(_) => "command",
@@ -35,7 +36,9 @@ impl StepKind {
 /// One step of a workflow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
+    /// Letters, digits, `-` and `_`; unique in its workflow (its 1-based position when not given).
     pub id: String,
+    /// The step's own time limit; the workflow's remaining time bounds it too.
     pub timeout_seconds: Option<u64>,
     pub kind: StepKind,
 }

@@ -19,8 +19,11 @@ const PASSED_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
 /// names server environment variables passed through and redacted from outputs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandStep {
+    /// The program (always a literal) and its arguments.
     pub argv: Vec<Arg>,
+    /// Variables set for the step, in order.
     pub env: Vec<(String, Arg)>,
+    /// Names of the secrets passed as variables of the same names.
     pub secrets: Vec<String>,
 }
 
@@ -139,11 +142,7 @@ impl CommandStep {
             base_dir: context.workflows_dir.to_path_buf(),
             timeout: context.timeout,
         };
-        let limits = OutputLimits {
-            max_bytes: context.max_output_bytes,
-            redact,
-        };
-        Ok((spec, limits))
+        Ok((spec, context.output_limits(redact)))
     }
 
     /// Runs the step to its report: a value that cannot be filled in fails it before anything

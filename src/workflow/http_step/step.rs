@@ -7,7 +7,6 @@ use super::send::{run, HttpOutcome};
 use super::spec::HttpSpec;
 use crate::workflow::context::{Scope, StepContext};
 use crate::workflow::fields::Problems;
-use crate::workflow::redact::OutputLimits;
 use crate::workflow::report::StepReport;
 use crate::workflow::template::Names;
 
@@ -15,6 +14,7 @@ use crate::workflow::template::Names;
 /// [`HttpSpec::render`] fills them in at run time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpStep {
+    /// The request as defined, templates unfilled.
     pub request: HttpSpec,
 }
 
@@ -37,9 +37,7 @@ impl HttpStep {
                 Some(HttpStep { request })
             }
             Err(problems) => {
-                for problem in problems {
-                    p.add(path, problem);
-                }
+                p.add_each(path, problems);
                 None
             }
         }
@@ -54,10 +52,7 @@ impl HttpStep {
         };
         spec.timeout = spec.timeout.min(context.timeout);
         // Every secret the request carries is redacted from what comes back.
-        let limits = OutputLimits {
-            max_bytes: context.max_output_bytes,
-            redact: self.secret_values(&context.scope),
-        };
+        let limits = context.output_limits(self.secret_values(&context.scope));
         let request = run(context.http.get(), &spec, &limits, context.cancellation);
         match tokio::time::timeout(context.timeout, request).await {
             Ok(outcome) => report(context.id, "http", outcome),

@@ -8,7 +8,6 @@ use crate::governance::filter::{check_output, PhraseList};
 use crate::governance::DragMode;
 use crate::workflow::context::StepContext;
 use crate::workflow::fields::Problems;
-use crate::workflow::redact::OutputLimits;
 use crate::workflow::report::StepReport;
 use crate::workflow::template::{fill_templates, Names};
 
@@ -16,6 +15,7 @@ use crate::workflow::template::{fill_templates, Names};
 /// command).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmStep {
+    /// The completion as defined, the prompt's templates unfilled.
     pub completion: LlmSpec,
 }
 
@@ -35,9 +35,7 @@ impl LlmStep {
                 Some(LlmStep { completion })
             }
             Err(problems) => {
-                for problem in problems {
-                    p.add(path, problem);
-                }
+                p.add_each(path, problems);
                 None
             }
         }
@@ -60,10 +58,8 @@ impl LlmStep {
             spec.prompt = prompt;
         }
         spec.timeout = spec.timeout.min(context.timeout);
-        let limits = OutputLimits {
-            max_bytes: context.max_output_bytes,
-            redact: Vec::new(),
-        };
+        // The endpoint's API key is redacted by `generate` itself.
+        let limits = context.output_limits(Vec::new());
         let request = generate(
             context.http.get(),
             endpoint,
