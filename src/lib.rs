@@ -32,7 +32,7 @@ use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, RunLimits};
 use crate::workflow::llm::{Api, LlmEndpoint};
-use crate::workflow::{Runner, Services, WorkflowRegistry};
+use crate::workflow::{EnvSecrets, Runner, Services, WorkflowRegistry};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +132,8 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
             std::fs::canonicalize(&config.runs.workflows_dir)
                 .unwrap_or_else(|_| config.runs.workflows_dir.clone()),
             services,
-        ),
+        )
+        .with_secrets(Arc::new(EnvSecrets)),
         Arc::clone(&metrics),
         RunLimits {
             workers: config.runs.workers,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
 use crate::auth::Principal;
-use crate::workflow::StepReport;
+use crate::workflow::{RunObserver, StepReport};
 
 /// Finished runs kept for `GET /runs` (the audit trail keeps everything).
 const KEEP_FINISHED: usize = 200;
@@ -132,22 +132,6 @@ impl Run {
         });
     }
 
-    pub fn step_started(&self, id: &str) {
-        self.state().current_step = Some(id.to_owned());
-        self.emit(RunEvent::StepStarted { id: id.to_owned() });
-    }
-
-    pub fn step_finished(&self, report: &StepReport) {
-        {
-            let mut state = self.state();
-            state.current_step = None;
-            state.steps.push(report.clone());
-        }
-        self.emit(RunEvent::StepFinished {
-            step: report.clone(),
-        });
-    }
-
     /// Live events from now on (take a [`Run::view`] first for what already happened). `None`
     /// once the run has ended.
     pub fn subscribe(&self) -> Option<broadcast::Receiver<RunEvent>> {
@@ -244,6 +228,30 @@ impl Run {
             view["steps"] = json!(state.steps);
         }
         view
+    }
+}
+
+/// The runner reports each step to the run, for `GET /runs` and its events, and stops when the run
+/// is cancelled.
+impl RunObserver for Run {
+    fn step_started(&self, id: &str) {
+        self.state().current_step = Some(id.to_owned());
+        self.emit(RunEvent::StepStarted { id: id.to_owned() });
+    }
+
+    fn step_finished(&self, report: &StepReport) {
+        {
+            let mut state = self.state();
+            state.current_step = None;
+            state.steps.push(report.clone());
+        }
+        self.emit(RunEvent::StepFinished {
+            step: report.clone(),
+        });
+    }
+
+    fn cancellation(&self) -> watch::Receiver<bool> {
+        Run::cancellation(self)
     }
 }
 

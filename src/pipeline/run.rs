@@ -209,7 +209,7 @@ impl Prepared {
 
         let result = this
             .runner
-            .run(&definition, &parameters, &trace_id, drag_mode, Some(&live))
+            .run(&definition, &parameters, &trace_id, drag_mode, Some(&*live))
             .await;
         let duration = started.elapsed().as_secs_f64();
         let mut failure_code = None;

@@ -1,11 +1,22 @@
 //! Workflow definitions: JSON or YAML files in `WORKFLOWS_DIR`, named by file stem.
 
+mod cancel;
 pub mod command;
+mod context;
 mod definition;
+mod display;
+mod fields;
 pub mod http_step;
 pub mod llm;
 mod name;
+mod openclaw;
+mod params;
+mod redact;
+mod report;
 mod runner;
+mod secrets;
+mod step;
+mod template;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -13,20 +24,20 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-pub use definition::{Approval, Arg, ParamSpec, ParamType, Step, StepKind, Workflow};
+pub use command::CommandStep;
+pub use context::HttpClient;
+pub use definition::{Approval, Workflow};
+pub use http_step::HttpStep;
+pub use llm::LlmStep;
 pub use name::{InvalidName, WorkflowName};
-pub use runner::{RunFailure, RunOutput, Runner, Services, StepReport};
-
-/// Completes when a step's cancel channel turns true; never if there is no channel or its sender
-/// is dropped. Every step kind races its work against it.
-async fn until_cancelled(cancel: Option<&mut tokio::sync::watch::Receiver<bool>>) {
-    if let Some(rx) = cancel {
-        if rx.wait_for(|&cancelled| cancelled).await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending::<()>().await
-}
+pub use openclaw::OpenClawStep;
+pub use params::{ParamSpec, ParamType};
+pub use redact::{redact, OutputLimits, REDACTED};
+pub use report::StepReport;
+pub use runner::{RunFailure, RunObserver, RunOutput, Runner, Services};
+pub use secrets::{EnvSecrets, SecretMap, SecretSource};
+pub use step::{Step, StepKind};
+pub use template::Arg;
 
 /// The largest definition file read, in bytes (1 MiB, as a request body); a larger one is refused.
 pub const MAX_DEFINITION_BYTES: u64 = 1024 * 1024;

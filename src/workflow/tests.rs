@@ -1,6 +1,7 @@
 //! The registry: which files are definitions, reloads, and what a bad file does.
 
 use super::*;
+use crate::workflow::command::CommandStep;
 
 #[test]
 fn loads_json_files_by_stem_and_reports_bad_ones() {
@@ -77,7 +78,8 @@ fn loads_yaml_and_yml_files_by_stem() {
         registry.get("a").unwrap().description.as_deref(),
         Some("from yaml")
     );
-    let StepKind::Command { argv, .. } = &registry.get("b").unwrap().steps[0].kind else {
+    let StepKind::Command(CommandStep { argv, .. }) = &registry.get("b").unwrap().steps[0].kind
+    else {
         panic!("command")
     };
     assert_eq!(argv[1], Arg::Literal("yes".into()));

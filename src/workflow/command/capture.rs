@@ -4,7 +4,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::redaction::{replace_ranges, secret_ranges};
+use crate::workflow::redact::OutputLimits;
 
 /// Read size for the output pipes.
 const CHUNK: usize = 16 * 1024;
@@ -17,10 +17,11 @@ pub(super) struct Capture {
 }
 
 impl Capture {
-    pub(super) fn new(keep: usize) -> Capture {
+    /// Keeps what `limits` may show (see [`OutputLimits::keep`]).
+    pub(super) fn new(limits: &OutputLimits) -> Capture {
         Capture {
             bytes: Vec::new(),
-            keep,
+            keep: limits.keep(),
             total: 0,
         }
     }
@@ -32,26 +33,9 @@ impl Capture {
             .extend_from_slice(chunk.get(..room).unwrap_or_default());
     }
 
-    /// Lossy UTF-8, redacted, at most `max` bytes; and whether anything was cut.
-    ///
-    /// `keep` includes a look-ahead of (longest secret - 1) bytes past `max`, so every secret that
-    /// starts inside the visible part is seen whole and redacted; text past the visible part is
-    /// dropped before redaction can shift it forward, so no fragment of a secret is ever shown.
-    pub(super) fn render(&self, max: usize, secrets: &[String]) -> (String, bool) {
-        let text = String::from_utf8_lossy(&self.bytes);
-        let mut truncated = self.total > max;
-        let limit = if text.len() > max {
-            truncated = true;
-            floor_char_boundary(&text, max)
-        } else {
-            text.len()
-        };
-        let mut shown = replace_ranges(&text, &secret_ranges(&text, secrets), limit);
-        if shown.len() > max {
-            shown.truncate(floor_char_boundary(&shown, max));
-            truncated = true;
-        }
-        (shown, truncated)
+    /// The stream as `limits` may show it, and whether anything was cut.
+    pub(super) fn render(&self, limits: &OutputLimits) -> (String, bool) {
+        limits.render(&self.bytes, self.total > self.bytes.len())
     }
 }
 
@@ -67,23 +51,4 @@ pub(super) async fn drain<R: AsyncRead + Unpin>(pipe: Option<R>, capture: &mut C
             Err(_) => return,
         }
     }
-}
-
-/// Longest secret length - 1: how far past the cap a secret starting inside it can reach.
-pub(super) fn lookahead(secrets: &[String]) -> usize {
-    secrets
-        .iter()
-        .map(String::len)
-        .max()
-        .unwrap_or(0)
-        .saturating_sub(1)
-}
-
-/// The largest char boundary of `s` that is <= `index`.
-fn floor_char_boundary(s: &str, index: usize) -> usize {
-    let mut i = index.min(s.len());
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }

@@ -8,8 +8,8 @@
 //!   SIGKILL at once. When the step ends normally, whatever it left running in its group is killed
 //!   too, so nothing a step starts in its group outlives it.
 //! - stdout and stderr are drained concurrently for as long as the child runs (a chatty child never
-//!   blocks on a full pipe), keeping at most [`CommandSpec::max_output_bytes`] of each, with every
-//!   secret in [`CommandSpec::redact`] replaced by `[REDACTED]`.
+//!   blocks on a full pipe), keeping what the run's [`OutputLimits`] allow of each: at most
+//!   `max_bytes`, with every secret replaced by `[REDACTED]`.
 //!
 //! Known limit: after a step exits normally its group is killed once the leader has been reaped. A
 //! process-group id cannot be reused while any member of the group is alive, so this can only
@@ -17,7 +17,7 @@
 //! to a new process that also makes itself a group leader.
 
 mod capture;
-mod redaction;
+mod step;
 mod supervision;
 
 use std::fmt;
@@ -32,11 +32,12 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 use tokio::sync::watch;
 
-pub use self::redaction::{redact, REDACTED};
+pub use self::step::CommandStep;
 pub use self::supervision::{PIPE_GRACE, TERM_GRACE};
 
-use self::capture::{drain, lookahead, Capture};
+use self::capture::{drain, Capture};
 use self::supervision::{supervise, Ending, GroupGuard};
+use super::redact::OutputLimits;
 
 /// What to run. `argv[0]` is the program: a bare name is looked up on the PATH given in `env`; a
 /// relative path containing '/' is resolved against `base_dir` (the workflows directory); absolute as is.
@@ -49,24 +50,18 @@ pub struct CommandSpec {
     /// Resolves relative programs; also the working directory.
     pub base_dir: PathBuf,
     pub timeout: Duration,
-    /// Cap per stream (stdout, stderr).
-    pub max_output_bytes: usize,
-    /// Secret values to replace with "[REDACTED]" in captured output (non-empty ones only).
-    pub redact: Vec<String>,
 }
 
-/// Shows the command with secrets redacted and only the names of the environment variables.
+/// Shows only the names of the environment variables (where a command's secrets are); its
+/// arguments never hold one.
 impl fmt::Debug for CommandSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let argv: Vec<String> = self.argv.iter().map(|a| redact(a, &self.redact)).collect();
         let env: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
         f.debug_struct("CommandSpec")
-            .field("argv", &argv)
+            .field("argv", &self.argv)
             .field("env", &env)
             .field("base_dir", &self.base_dir)
             .field("timeout", &self.timeout)
-            .field("max_output_bytes", &self.max_output_bytes)
-            .field("redact", &format_args!("<{} secrets>", self.redact.len()))
             .finish()
     }
 }
@@ -82,7 +77,7 @@ pub struct CommandOutcome {
     /// Lossy UTF-8, capped, redacted.
     pub stdout: String,
     pub stderr: String,
-    /// The stream had more than `max_output_bytes` (after redaction) and was cut.
+    /// The stream had more than the limits' `max_bytes` (after redaction) and was cut.
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub duration: Duration,
@@ -118,9 +113,11 @@ pub enum CommandError {
 }
 
 /// Runs the step to completion, timeout or cancellation (`cancel` turning true; a dropped sender
-/// never cancels). Dropping the returned future kills the step's whole process group.
+/// never cancels), keeping of its output what `limits` allow. Dropping the returned future kills
+/// the step's whole process group.
 pub async fn run(
     spec: &CommandSpec,
+    limits: &OutputLimits,
     mut cancel: Option<watch::Receiver<bool>>,
 ) -> Result<CommandOutcome, CommandError> {
     let Some(program) = spec.argv.first().filter(|p| !p.is_empty()) else {
@@ -129,8 +126,8 @@ pub async fn run(
     if cancel.as_ref().is_some_and(|rx| *rx.borrow()) {
         return Err(CommandError::Cancelled);
     }
-    let shown = redact(program, &spec.redact);
-    check_env(spec)?;
+    let shown = limits.redact(program);
+    check_env(spec, limits)?;
     let base_dir = working_dir(&spec.base_dir).await?;
     let resolved = resolve_program(program, spec, &base_dir, &shown).await?;
 
@@ -157,11 +154,8 @@ pub async fn run(
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
 
-    let keep = spec
-        .max_output_bytes
-        .saturating_add(lookahead(&spec.redact));
-    let mut out = Capture::new(keep);
-    let mut err = Capture::new(keep);
+    let mut out = Capture::new(limits);
+    let mut err = Capture::new(limits);
     let ending = {
         let readers = pin!(async {
             tokio::join!(drain(stdout, &mut out), drain(stderr, &mut err));
@@ -182,8 +176,8 @@ pub async fn run(
             })
         }
     };
-    let (stdout, stdout_truncated) = out.render(spec.max_output_bytes, &spec.redact);
-    let (stderr, stderr_truncated) = err.render(spec.max_output_bytes, &spec.redact);
+    let (stdout, stdout_truncated) = out.render(limits);
+    let (stderr, stderr_truncated) = err.render(limits);
     Ok(CommandOutcome {
         exit_code,
         signal,
@@ -198,11 +192,11 @@ pub async fn run(
 
 /// Names must be non-empty without '=' or NUL, values without NUL (else the child would see a
 /// different environment from the one given).
-fn check_env(spec: &CommandSpec) -> Result<(), CommandError> {
+fn check_env(spec: &CommandSpec, limits: &OutputLimits) -> Result<(), CommandError> {
     for (name, value) in &spec.env {
         if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
             return Err(CommandError::InvalidEnv {
-                name: redact(name, &spec.redact),
+                name: limits.redact(name),
             });
         }
     }

@@ -6,7 +6,7 @@ use std::pin::{pin, Pin};
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use crate::workflow::until_cancelled;
+use crate::workflow::cancel::until_cancelled;
 use tokio::process::Child;
 use tokio::sync::watch;
 

@@ -1,6 +1,9 @@
 use serde_json::json;
 
 use super::*;
+use crate::workflow::command::CommandStep;
+use crate::workflow::step::StepKind;
+use crate::workflow::template::Arg;
 
 const DEPLOY: &str = r#"{
   "description": "Deploy a build to staging",
@@ -36,7 +39,7 @@ fn the_issue_example_loads_with_every_policy() {
         .is_some_and(|a| a.required && a.expires_seconds == 3600));
     let kinds: Vec<&str> = workflow.steps.iter().map(|s| s.kind.name()).collect();
     assert_eq!(kinds, ["command", "command", "http", "llm"]);
-    let StepKind::Command { argv, env, .. } = &workflow.steps[1].kind else {
+    let StepKind::Command(CommandStep { argv, env, .. }) = &workflow.steps[1].kind else {
         panic!("command")
     };
     assert_eq!(argv[1], Arg::StepOutput("build".into()));
@@ -199,7 +202,7 @@ fn the_server_url_is_a_template_everywhere() {
                       {"id": "notes", "llm": {"prompt": "Is {{ server.url }} up? {{ steps.health.output }}"}}]}"#,
     )
     .expect("valid");
-    let StepKind::Command { argv, .. } = &workflow.steps[0].kind else {
+    let StepKind::Command(CommandStep { argv, .. }) = &workflow.steps[0].kind else {
         panic!("command")
     };
     assert_eq!(argv[1], Arg::ServerUrl);
@@ -207,31 +210,7 @@ fn the_server_url_is_a_template_everywhere() {
     let StepKind::Http(spec) = &workflow.steps[1].kind else {
         panic!("http")
     };
-    assert_eq!(spec.url, "{{ server.url }}/health");
-}
-
-#[test]
-fn fill_templates_replaces_each_template_once() {
-    let filled = fill_templates(
-        "a {{parameters.x}} b {{ server.url }}{{ steps.s.output }}",
-        |arg| {
-            Ok(match arg {
-                Arg::Parameter(name) => format!("<{name} {{{{ parameters.x }}}}>"),
-                Arg::ServerUrl => "http://h:1".to_owned(),
-                other => format!("[{other}]"),
-            })
-        },
-    );
-    assert_eq!(
-        filled.as_deref(),
-        Ok("a <x {{ parameters.x }}> b http://h:1[{{ steps.s.output }}]"),
-        "values are never read as templates"
-    );
-    assert_eq!(
-        fill_templates("no {{ templates", |_| Err("unused".into())).as_deref(),
-        Ok("no {{ templates")
-    );
-    assert!(fill_templates("{{ nope }}", |_| Ok(String::new())).is_err());
+    assert_eq!(spec.request.url, "{{ server.url }}/health");
 }
 
 /// [`DEPLOY`], written as YAML.

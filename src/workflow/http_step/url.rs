@@ -3,8 +3,8 @@
 
 use reqwest::Url;
 
-use super::display_url;
-use crate::workflow::definition::{embedded_templates, fill_templates, Arg};
+use crate::workflow::display::display_url;
+use crate::workflow::template::{embedded_templates, fill_templates, Arg};
 
 /// Stands for `{{ server.url }}` when a templated URL is checked at load.
 const SERVER_URL_PLACEHOLDER: &str = "http://localhost";

@@ -1,11 +1,11 @@
 //! The model server's answer: read within its bound, then its text or its error extracted for
 //! the endpoint's wire format.
 
-use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{Api, MAX_RESPONSE_BYTES};
-use crate::workflow::http_step::error_chain;
+use crate::workflow::display::{error_chain, show_status};
+use crate::workflow::redact::cap;
 
 /// How much of an unexpected answer is quoted in an error.
 pub(super) const SNIPPET_BYTES: usize = 300;
@@ -113,23 +113,4 @@ fn snippet(bytes: &[u8]) -> String {
         shown.push('…');
     }
     shown
-}
-
-/// At most `max` bytes of `text`, cut on a char boundary; and whether it was cut.
-pub(super) fn cap(text: &str, max: usize) -> (String, bool) {
-    if text.len() <= max {
-        return (text.to_owned(), false);
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    (text.get(..end).unwrap_or_default().to_owned(), true)
-}
-
-fn show_status(status: StatusCode) -> String {
-    match status.canonical_reason() {
-        Some(reason) => format!("{} {reason}", status.as_u16()),
-        None => status.as_u16().to_string(),
-    }
 }

@@ -13,6 +13,7 @@
 //! cancellation) is reported in [`LlmOutcome::error`], never as a panic; the API key is never shown.
 
 mod answer;
+mod step;
 
 use std::fmt;
 use std::pin::pin;
@@ -22,15 +23,15 @@ use reqwest::Url;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use self::answer::{cap, exchange, Answer};
-use super::command::{redact, REDACTED};
-use super::http_step::display_url;
-use crate::workflow::until_cancelled;
+use self::answer::{exchange, Answer};
+pub use self::step::LlmStep;
+use super::cancel::until_cancelled;
+use super::display::display_url;
+use super::fields::{step_object, timeout_seconds};
+use super::redact::{cap, redact, OutputLimits, REDACTED};
 
 /// Bound on the whole request when `timeout_seconds` is not given (local models can be slow).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-/// Cap on the returned text set by [`LlmSpec::parse`].
-pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 64 * 1024;
 /// The most of the server's answer that is read (Ollama's answer carries a `context` array besides
 /// the text); a larger answer is an error.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -54,8 +55,8 @@ impl Api {
     }
 }
 
-/// One completion to ask for. Built by [`LlmSpec::parse`] from the step's `llm` object (templates
-/// already substituted); `max_output_bytes` may then be set by the runner.
+/// One completion to ask for. Built by [`LlmSpec::parse`] from the step's `llm` object; its prompt's
+/// templates are filled in at run time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmSpec {
     pub prompt: String,
@@ -66,8 +67,6 @@ pub struct LlmSpec {
     pub api: Option<Api>,
     /// Bound on the whole request (connecting, generating, reading the answer).
     pub timeout: Duration,
-    /// Cap on [`LlmOutcome::text`].
-    pub max_output_bytes: usize,
 }
 
 impl LlmSpec {
@@ -77,7 +76,7 @@ impl LlmSpec {
     ///
     /// On failure, every problem as `"llm.<key>: message"`.
     pub fn parse(value: &Value) -> Result<LlmSpec, Vec<String>> {
-        let (map, mut problems) = super::definition::step_object(value, "llm", &KEYS)?;
+        let (map, mut problems) = step_object(value, "llm", &KEYS)?;
         let mut add = |key: &str, message: String| problems.push(format!("llm.{key}: {message}"));
         let prompt = match map.get("prompt") {
             None | Some(Value::Null) => {
@@ -122,11 +121,10 @@ impl LlmSpec {
                 None
             }
         };
-        let timeout =
-            super::definition::timeout_seconds(map, DEFAULT_TIMEOUT).unwrap_or_else(|e| {
-                add("timeout_seconds", e);
-                DEFAULT_TIMEOUT
-            });
+        let timeout = timeout_seconds(map, DEFAULT_TIMEOUT).unwrap_or_else(|e| {
+            add("timeout_seconds", e);
+            DEFAULT_TIMEOUT
+        });
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -136,7 +134,6 @@ impl LlmSpec {
             model,
             api,
             timeout,
-            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
         })
     }
 }
@@ -199,14 +196,15 @@ impl LlmEndpoint {
 /// What the model said, or why it could not.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmOutcome {
-    /// The generated text, at most `max_output_bytes` (cut on a char boundary); empty on error.
+    /// The generated text, redacted, at most the limits' `max_bytes` (cut on a char boundary);
+    /// empty on error.
     pub text: String,
     /// The model that answered as the server names it, else the one asked for.
     pub model: String,
     pub duration: Duration,
     /// `None` on success.
     pub error: Option<String>,
-    /// The text was longer than `max_output_bytes` and was cut.
+    /// The text was longer than the limits' `max_bytes` and was cut.
     pub truncated: bool,
 }
 
@@ -217,21 +215,28 @@ impl LlmOutcome {
 }
 
 /// Asks the model server for one completion, bounded by `spec.timeout` and stopped at once by
-/// `cancel` turning true (a dropped sender never cancels). Never panics.
+/// `cancel` turning true (a dropped sender never cancels); keeps of the text what `limits` allow,
+/// the endpoint's API key redacted too. Never panics.
 pub async fn generate(
     client: &reqwest::Client,
     endpoint: &LlmEndpoint,
     spec: &LlmSpec,
+    limits: &OutputLimits,
     mut cancel: Option<watch::Receiver<bool>>,
 ) -> LlmOutcome {
     let started = Instant::now();
     let model = spec.model.clone().unwrap_or_else(|| endpoint.model.clone());
     let api = spec.api.clone().unwrap_or_else(|| endpoint.api.clone());
-    let secrets: Vec<String> = endpoint.api_key.iter().cloned().collect();
+    let secrets: Vec<String> = limits
+        .redact
+        .iter()
+        .chain(&endpoint.api_key)
+        .cloned()
+        .collect();
     let done = |result: Result<Answer, String>, model: String| {
         let (text, model, error, truncated) = match result {
             Ok(answer) => {
-                let (text, truncated) = cap(&redact(&answer.text, &secrets), spec.max_output_bytes);
+                let (text, truncated) = cap(&redact(&answer.text, &secrets), limits.max_bytes);
                 (text, answer.model.unwrap_or(model), None, truncated)
             }
             Err(e) => (String::new(), model, Some(redact(&e, &secrets)), false),

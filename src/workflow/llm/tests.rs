@@ -24,6 +24,19 @@ fn spec(prompt: &str) -> LlmSpec {
     LlmSpec::parse(&json!({ "prompt": prompt })).unwrap()
 }
 
+/// What the runner keeps of a step's output, nothing to redact.
+fn limits() -> OutputLimits {
+    OutputLimits {
+        max_bytes: 64 * 1024,
+        redact: Vec::new(),
+    }
+}
+
+/// Asks `endpoint` for `spec`'s completion, with nothing to redact and no way to cancel.
+async fn ask(endpoint: &LlmEndpoint, spec: &LlmSpec) -> LlmOutcome {
+    generate(&client(), endpoint, spec, &limits(), None).await
+}
+
 fn endpoint(base_url: &str, api: Api) -> LlmEndpoint {
     LlmEndpoint {
         base_url: base_url.to_owned(),
@@ -78,7 +91,7 @@ async fn fake_openai(headers: HeaderMap, Json(body): Json<Value>) -> (AxumStatus
 async fn ollama_generate_returns_the_response_text() {
     let base = serve(Router::new().route("/api/generate", post(fake_ollama))).await;
     let endpoint = endpoint(&base, Api::Ollama);
-    let outcome = generate(&client(), &endpoint, &spec("List the risks"), None).await;
+    let outcome = ask(&endpoint, &spec("List the risks")).await;
     assert_eq!(outcome.error, None);
     assert!(outcome.success());
     assert_eq!(outcome.text, "[llama2] system=- prompt=List the risks");
@@ -88,20 +101,17 @@ async fn ollama_generate_returns_the_response_text() {
     // System prompt and model override; a trailing slash on the base is fine.
     let mut s =
         LlmSpec::parse(&json!({"prompt": "Hi", "system": "Be brief", "model": "mistral"})).unwrap();
-    let outcome = generate(
-        &client(),
-        &self::endpoint(&format!("{base}/"), Api::Ollama),
-        &s,
-        None,
-    )
-    .await;
+    let outcome = ask(&self::endpoint(&format!("{base}/"), Api::Ollama), &s).await;
     assert_eq!(outcome.text, "[mistral] system=Be brief prompt=Hi");
     assert_eq!(outcome.model, "mistral");
 
     // The text is capped on a char boundary.
     s.prompt = "ééééé".to_owned();
-    s.max_output_bytes = 36;
-    let outcome = generate(&client(), &endpoint, &s, None).await;
+    let limits = OutputLimits {
+        max_bytes: 36,
+        ..limits()
+    };
+    let outcome = generate(&client(), &endpoint, &s, &limits, None).await;
     assert_eq!(outcome.text, "[mistral] system=Be brief prompt=é");
     assert!(outcome.truncated);
 }
@@ -113,7 +123,7 @@ async fn openai_chat_completions_with_the_bearer_key() {
     endpoint.model = "gpt-4o-mini".to_owned();
     endpoint.api_key = Some(KEY.to_owned());
     let s = LlmSpec::parse(&json!({"prompt": "Summarize", "system": "You are terse"})).unwrap();
-    let outcome = generate(&client(), &endpoint, &s, None).await;
+    let outcome = ask(&endpoint, &s).await;
     assert_eq!(outcome.error, None);
     assert_eq!(
         outcome.text,
@@ -125,14 +135,14 @@ async fn openai_chat_completions_with_the_bearer_key() {
     let mut v1 = endpoint.clone();
     v1.base_url = format!("{base}/v1");
     let s = LlmSpec::parse(&json!({"prompt": "Go", "model": "other-model"})).unwrap();
-    let outcome = generate(&client(), &v1, &s, None).await;
+    let outcome = ask(&v1, &s).await;
     assert_eq!(outcome.text, "[other-model] roles=user user=Go");
     assert_eq!(outcome.model, "other-model");
 
     // Wrong key: the server's message, and the key never shown.
     let mut wrong = endpoint.clone();
     wrong.api_key = Some("sk-wrong-key".to_owned());
-    let outcome = generate(&client(), &wrong, &spec("x"), None).await;
+    let outcome = ask(&wrong, &spec("x")).await;
     assert_eq!(
         outcome.error.as_deref(),
         Some(format!("model server at {base}/v1/chat/completions answered 401 Unauthorized: Incorrect API key provided").as_str())
@@ -152,7 +162,7 @@ async fn the_spec_api_overrides_the_endpoint() {
     let mut endpoint = endpoint(&base, Api::Ollama);
     endpoint.api_key = Some(KEY.to_owned());
     let s = LlmSpec::parse(&json!({"prompt": "p", "api": "openai"})).unwrap();
-    let outcome = generate(&client(), &endpoint, &s, None).await;
+    let outcome = ask(&endpoint, &s).await;
     assert_eq!(outcome.text, "[llama2] roles=user user=p");
 }
 
@@ -175,14 +185,14 @@ async fn server_errors_and_bad_answers_are_explained() {
             ),
     )
     .await;
-    let outcome = generate(&client(), &endpoint(&base, Api::Ollama), &spec("x"), None).await;
+    let outcome = ask(&endpoint(&base, Api::Ollama), &spec("x")).await;
     assert_eq!(
         outcome.error.as_deref(),
         Some(format!("model server at {base}/api/generate answered 500 Internal Server Error: llama runner process has terminated").as_str())
     );
     assert!(!outcome.success());
 
-    let outcome = generate(&client(), &endpoint(&base, Api::OpenAi), &spec("x"), None).await;
+    let outcome = ask(&endpoint(&base, Api::OpenAi), &spec("x")).await;
     let error = outcome.error.unwrap();
     assert!(
         error.starts_with(&format!(
@@ -210,12 +220,12 @@ async fn server_errors_and_bad_answers_are_explained() {
             ),
     )
     .await;
-    let outcome = generate(&client(), &endpoint(&base, Api::Ollama), &spec("x"), None).await;
+    let outcome = ask(&endpoint(&base, Api::Ollama), &spec("x")).await;
     assert_eq!(
         outcome.error.as_deref(),
         Some(format!("model server at {base}/api/generate answered without a response text: {{\"done\":true}}").as_str())
     );
-    let outcome = generate(&client(), &endpoint(&base, Api::OpenAi), &spec("x"), None).await;
+    let outcome = ask(&endpoint(&base, Api::OpenAi), &spec("x")).await;
     assert_eq!(
         outcome.error.as_deref(),
         Some(format!("model server at {base}/v1/chat/completions answered 404 Not Found: model \"nope\" not found, try pulling it first").as_str())
@@ -227,7 +237,7 @@ async fn server_errors_and_bad_answers_are_explained() {
         post(|| async { (AxumStatus::BAD_GATEWAY, "x".repeat(10_000)) }),
     ))
     .await;
-    let outcome = generate(&client(), &endpoint(&base, Api::Ollama), &spec("x"), None).await;
+    let outcome = ask(&endpoint(&base, Api::Ollama), &spec("x")).await;
     let error = outcome.error.unwrap();
     assert!(
         error.ends_with(&format!("502 Bad Gateway: {}…", "x".repeat(SNIPPET_BYTES))),
@@ -241,7 +251,7 @@ async fn connection_refused_names_the_url() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let endpoint = LlmEndpoint::ollama("127.0.0.1", port, "llama2");
-    let outcome = generate(&client(), &endpoint, &spec("x"), None).await;
+    let outcome = ask(&endpoint, &spec("x")).await;
     let error = outcome.error.unwrap();
     assert!(
         error.starts_with(&format!(
@@ -262,7 +272,7 @@ async fn timeout_and_cancellation() {
     let endpoint = endpoint(&base, Api::Ollama);
     let mut s = spec("x");
     s.timeout = Duration::from_millis(300);
-    let outcome = generate(&client(), &endpoint, &s, None).await;
+    let outcome = ask(&endpoint, &s).await;
     assert_eq!(
         outcome.error.as_deref(),
         Some(format!("model server at {base}/api/generate did not answer within 0.3s").as_str())
@@ -275,7 +285,7 @@ async fn timeout_and_cancellation() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let _ = tx.send(true);
     });
-    let outcome = generate(&client(), &endpoint, &s, Some(rx)).await;
+    let outcome = generate(&client(), &endpoint, &s, &limits(), Some(rx)).await;
     assert_eq!(outcome.error.as_deref(), Some("cancelled"));
     assert!(outcome.duration < Duration::from_secs(5));
 }
@@ -294,7 +304,6 @@ fn parse_checks_every_key() {
             model: Some("m".to_owned()),
             api: Some(Api::OpenAi),
             timeout: Duration::from_secs(7),
-            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
         }
     );
     let problems = LlmSpec::parse(&json!({"system": 1, "model": "", "api": "claude", "timeout_seconds": -1, "temperature": 0.2})).unwrap_err();
