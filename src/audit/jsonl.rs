@@ -2,14 +2,15 @@
 //! commit, torn-tail recovery, signed checkpoints and retention.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::{Map, Value};
 
 use super::checkpoint::Signer;
 use super::format::{self, PreEncoded, GENESIS_HASH};
+use super::lines::{first_line, last_line, line_facts, line_timestamp, read_at, rfind_newline};
+use super::record::encode;
 use super::record::{Receipt, Record};
 use super::segments;
 use super::{AuditError, FsyncMode};
@@ -459,42 +460,6 @@ impl JsonlStore {
     }
 }
 
-/// Encodes a whole record's own members.
-pub fn encode(record: &Record) -> PreEncoded {
-    match record {
-        // The hot path: members written straight from the record, in key order, without building an
-        // intermediate JSON tree (a test checks this equals the generic encoding).
-        Record::Run(run) => {
-            let mut encoded = PreEncoded::default();
-            encoded.member("aim", &run.aim);
-            encoded.member("code", &run.code);
-            encoded.member("drag_mode", &run.drag_mode);
-            encoded.member("duration_seconds", &run.duration_seconds);
-            encoded.member("error", &run.error);
-            if let Some(governed) = run.governed {
-                encoded.member("governed", &governed);
-            }
-            encoded.member("kind", "run");
-            encoded.member("outcome", &run.outcome);
-            encoded.member("parameters", &run.parameters);
-            encoded.member("principal", &run.principal);
-            encoded.member("steps", &run.steps);
-            encoded.member("trace_id", &run.trace_id);
-            encoded.member("workflow_name", &run.workflow_name);
-            encoded
-        }
-        other => encode_generic(other),
-    }
-}
-
-/// Encodes any record through a JSON tree (sorted by construction).
-pub fn encode_generic(record: &Record) -> PreEncoded {
-    match serde_json::to_value(record) {
-        Ok(Value::Object(map)) => PreEncoded::new(&map),
-        _ => PreEncoded::new(&Map::new()),
-    }
-}
-
 fn open_active(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
@@ -508,78 +473,4 @@ fn sync_dir(path: &Path) -> io::Result<()> {
         Some(dir) => File::open(dir)?.sync_all(),
         None => File::open(".")?.sync_all(),
     }
-}
-
-/// The seq and hash a complete line states (checking its own hash), and its UTC day.
-fn line_facts(line: &[u8]) -> Option<(ChainHead, NaiveDate)> {
-    let (body, stated) = format::split_line(line).ok()?;
-    if format::hash_body(&body) != stated {
-        return None;
-    }
-    let fields: Map<String, Value> = serde_json::from_slice(&body).ok()?;
-    let day = fields
-        .get("timestamp")
-        .and_then(Value::as_str)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map_or_else(
-            || Utc::now().date_naive(),
-            |t| t.with_timezone(&Utc).date_naive(),
-        );
-    let head = ChainHead {
-        seq: fields.get("seq")?.as_u64()?,
-        hash: stated,
-    };
-    Some((head, day))
-}
-
-fn line_timestamp(line: &[u8]) -> Option<DateTime<Utc>> {
-    let (body, _) = format::split_line(line).ok()?;
-    let fields: Map<String, Value> = serde_json::from_slice(&body).ok()?;
-    let text = fields.get("timestamp")?.as_str()?;
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-fn read_at(file: &mut File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0; usize::try_from(len).map_err(io::Error::other)?];
-    file.seek(SeekFrom::Start(offset))?;
-    file.read_exact(&mut buf)?;
-    Ok(buf)
-}
-
-/// The last complete line of a file of `len` bytes ending in a newline (without the newline).
-fn last_line(file: &mut File, len: u64) -> io::Result<Vec<u8>> {
-    if len == 0 {
-        return Ok(Vec::new());
-    }
-    let start = rfind_newline(file, len - 1)?.map_or(0, |nl| nl + 1);
-    read_at(file, start, len - 1 - start)
-}
-
-/// The first line of a file (without the newline).
-fn first_line(file: &mut File) -> io::Result<Vec<u8>> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut reader = io::BufReader::new(Read::by_ref(file));
-    let mut line = Vec::new();
-    io::BufRead::read_until(&mut reader, b'\n', &mut line)?;
-    if line.ends_with(b"\n") {
-        line.pop();
-    }
-    Ok(line)
-}
-
-/// Offset of the last `\n` strictly before `end`, scanning backwards in chunks.
-fn rfind_newline(file: &mut File, end: u64) -> io::Result<Option<u64>> {
-    const CHUNK: u64 = 64 * 1024;
-    let mut hi = end;
-    while hi > 0 {
-        let lo = hi.saturating_sub(CHUNK);
-        let chunk = read_at(file, lo, hi - lo)?;
-        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
-            return Ok(Some(lo + i as u64));
-        }
-        hi = lo;
-    }
-    Ok(None)
 }

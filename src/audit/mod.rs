@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod format;
 mod jsonl;
+mod lines;
 pub mod query;
 mod record;
 pub mod segments;
@@ -22,8 +23,8 @@ use crate::sync::lock;
 use tokio::sync::{mpsc, oneshot};
 
 pub use format::PreEncoded;
-pub use jsonl::{encode, encode_generic, ChainHead, JsonlStore, StoreOptions, Written};
-pub use record::{Outcome, Receipt, Record, RunRecord};
+pub use jsonl::{ChainHead, JsonlStore, StoreOptions, Written};
+pub use record::{encode, encode_generic, Outcome, Receipt, Record, RunRecord};
 pub use store::AuditStore;
 
 /// Most records written in one batch.
