@@ -205,12 +205,30 @@ impl Application {
         tokio::spawn(watch_workflows(self.state.gate.clone()));
         tokio::spawn(expire_approvals(self.state.gate.clone()));
         let app = http::router(self.state);
+        // The grace period runs from the signal, also for runs a request is waiting on: past it
+        // they are cancelled, so that their requests are answered and the HTTP shutdown completes.
+        let (signalled, deadline) = tokio::sync::oneshot::channel();
+        let timer = gate.clone();
+        let shutdown = async move {
+            shutdown.await;
+            let end_of_grace = tokio::time::Instant::now() + grace;
+            tokio::spawn(async move {
+                tokio::time::sleep_until(end_of_grace).await;
+                timer.cancel_working("shutdown");
+            });
+            let _ = signalled.send(end_of_grace);
+        };
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
-        // Requests are answered; runs may still be going (asynchronous ones). They get `grace` to
-        // finish, then are cancelled (their command steps killed) and recorded as `cancelled`.
-        gate.drain(grace, CANCEL_BOUND).await;
+        // Requests are answered; runs may still be going (asynchronous ones). They get what is left
+        // of the grace period, then are cancelled (their command steps killed) and recorded as
+        // `cancelled`.
+        let left = deadline
+            .await
+            .map(|end| end.saturating_duration_since(tokio::time::Instant::now()))
+            .unwrap_or_default();
+        gate.drain(left, CANCEL_BOUND).await;
         // A final signed checkpoint, then the writer stops.
         gate.audit().close().await;
         served

@@ -31,17 +31,16 @@ pub fn keygen(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-/// The audit log a command reads: the argument, else `AUDIT_LOG_PATH`, else the default.
+/// The audit log a command reads: the argument, else `AUDIT_LOG_PATH`, else the default. Nothing
+/// else of the configuration matters to reading a log.
 fn audit_path(env: &Env, path: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
     if let Some(path) = path {
         return Ok(path);
     }
-    env.section(|reader| AuditConfig::read(reader, false))
-        .map(|audit| audit.log_path)
-        .map_err(|e| {
-            eprintln!("sustainbot audit: {e}");
-            ExitCode::from(2)
-        })
+    env.section(AuditConfig::read_log_path).map_err(|e| {
+        eprintln!("sustainbot audit: {e}");
+        ExitCode::from(2)
+    })
 }
 
 pub fn verify(

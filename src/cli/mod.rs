@@ -163,11 +163,13 @@ impl Env {
 
 /// Runs the command line.
 pub fn run(cli: Cli, env: &Env) -> ExitCode {
+    // A bad logging variable does not stop a command that does not serve: it logs as by default
+    // (serving reads the whole configuration and refuses to start with every problem listed).
     match env.section(LoggingConfig::read) {
         Ok(config) => logging::init(&config),
         Err(e) => {
-            eprintln!("sustainbot: {e}");
-            return ExitCode::from(2);
+            logging::init(&LoggingConfig::default());
+            tracing::warn!("{e}; logging as by default");
         }
     }
     match cli.command {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 use sustainbot::auth::{JwtKeys, Principal};
 use sustainbot::config::{Config, Overrides};
-use sustainbot::pipeline::{RequestBody, RunRequest, Submitted, Wait};
+use sustainbot::pipeline::{GateError, RequestBody, RunRequest, Submitted, Wait};
 use sustainbot::trace::TraceId;
 use sustainbot::{build_state, shutdown_signal, Application};
 
@@ -129,7 +129,7 @@ async fn run_once(config: Config, name: &str, request: Option<PathBuf>) -> ExitC
         },
     };
     let request = RunRequest {
-        trace_id: TraceId::random().into_string(),
+        trace_id: TraceId::random(),
         principal: Principal::local_operator(),
         body,
         // Nobody could decide it from here: a workflow that requires approval is refused.
@@ -154,6 +154,14 @@ async fn run_once(config: Config, name: &str, request: Option<PathBuf>) -> ExitC
         Ok(_) => (
             false,
             Ok(json!({"success": false, "error": "the run did not finish"})),
+        ),
+        Err(GateError::GovernanceRequired) => (
+            false,
+            Ok(json!({
+                "success": false,
+                "code": "GOVERNANCE_REQUIRED",
+                "error": "--run needs an AIM declaration: pass --request FILE with a governance request (actor, input, mission, drag_mode)",
+            })),
         ),
         Err(e) => (
             false,

@@ -115,8 +115,8 @@ pub struct LlmConfig {
     pub api_key: Option<Secret>,
 }
 
-/// Where log lines go.
-#[derive(Debug, Clone)]
+/// Where log lines go (by default: readable text on standard error).
+#[derive(Debug, Clone, Default)]
 pub struct LoggingConfig {
     /// One JSON object per line instead of readable text.
     pub json: bool,
@@ -277,7 +277,7 @@ impl ServerConfig {
                 "GOVERNANCE_ENABLED=false: the ungoverned path is open (development only)".into(),
             );
         }
-        let database_url = reader.secret("DATABASE_URL");
+        let database_url = reader.text("DATABASE_URL").map(Secret::new);
         if database_url.is_some() {
             reader.warnings.push(
                 "DATABASE_URL is set, but this version keeps the audit trail in AUDIT_LOG_PATH"
@@ -341,6 +341,11 @@ impl AuthConfig {
 }
 
 impl AuditConfig {
+    /// `AUDIT_LOG_PATH` alone, for the commands that only read a log.
+    pub fn read_log_path(reader: &mut Reader<'_>) -> PathBuf {
+        reader.path("AUDIT_LOG_PATH", "./logs/audit.jsonl")
+    }
+
     pub fn read(reader: &mut Reader<'_>, dev: bool) -> AuditConfig {
         let fsync = match reader.text("AUDIT_FSYNC").map(|v| v.parse::<FsyncMode>()) {
             None => FsyncMode::Always,
@@ -356,7 +361,7 @@ impl AuditConfig {
             );
         }
         AuditConfig {
-            log_path: reader.path("AUDIT_LOG_PATH", "./logs/audit.jsonl"),
+            log_path: AuditConfig::read_log_path(reader),
             fsync,
             signing_key: reader.text("AUDIT_SIGNING_KEY").map(PathBuf::from),
             checkpoint_every: reader.count("AUDIT_CHECKPOINT_EVERY", 1000),
@@ -421,7 +426,7 @@ impl SlackConfig {
     pub fn read(reader: &mut Reader<'_>) -> SlackConfig {
         SlackConfig {
             signing_secret: reader.secret("SLACK_SIGNING_SECRET"),
-            webhook_url: reader.secret("SLACK_WEBHOOK_URL"),
+            webhook_url: reader.text("SLACK_WEBHOOK_URL").map(Secret::new),
         }
     }
 }

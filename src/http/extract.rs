@@ -5,7 +5,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ApiError;
@@ -81,15 +80,12 @@ where
 
 /// A JSON body read with our error model: over the limit is 413 `PAYLOAD_TOO_LARGE`, anything
 /// that is not JSON (including JSON nested deeper than the parser's limit) is 400
-/// `VALIDATION_ERROR`. An empty body reads as `null` (so `JsonBody<Option<T>>` is `None`).
+/// `VALIDATION_ERROR`. `None` for an empty (or white-space) body; a literal `null` is `Some`, a
+/// value of the wrong shape for the endpoint to refuse.
 #[derive(Debug, Clone)]
-pub struct JsonBody<T>(pub T);
+pub struct JsonBody(pub Option<Value>);
 
-impl<S, T> FromRequest<S> for JsonBody<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-{
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -113,17 +109,12 @@ pub fn unreadable(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// Reads `bytes` as JSON into `T`; white space alone reads as `null`.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// Reads `bytes` as JSON; `None` for white space alone.
+pub fn parse_json(bytes: &[u8]) -> Result<Option<Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return serde_json::from_value(Value::Null)
-            .map_err(|_| ApiError::validation("Request body required"));
+        return Ok(None);
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        if e.is_data() {
-            ApiError::validation(format!("Invalid request body: {e}"))
-        } else {
-            ApiError::validation(format!("Request body is not valid JSON: {e}"))
-        }
-    })
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| ApiError::validation(format!("Request body is not valid JSON: {e}")))
 }

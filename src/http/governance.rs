@@ -39,7 +39,7 @@ struct Filtered {
 
 async fn validate(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<Option<Value>>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<Validated>, ApiError> {
     let body = match body {
         Some(body) if !is_empty_body(&body) => body,
@@ -69,7 +69,7 @@ async fn validate(
 /// with byte offsets into `text`. Grunt and execute output is not checked (`checked: false`).
 async fn filter(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<Option<Value>>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<Filtered>, ApiError> {
     let Some(Value::Object(body)) = body else {
         return Err(ApiError::validation(

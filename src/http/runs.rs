@@ -194,7 +194,7 @@ async fn approve(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
-    JsonBody(body): JsonBody<Option<Value>>,
+    JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Approved>), ApiError> {
     let reason = reason(body)?;
     state
@@ -217,7 +217,7 @@ async fn deny(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
-    JsonBody(body): JsonBody<Option<Value>>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<Denied>, ApiError> {
     let Some(reason) = reason(body)? else {
         return Err(ApiError::validation(
@@ -302,13 +302,15 @@ async fn override_output(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
-    JsonBody(body): JsonBody<Option<OverrideBody>>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<OverrideRecorded>, ApiError> {
     let Some(body) = body else {
         return Err(ApiError::validation(
             "Request body required: {\"step\", \"replacement\", \"reason\"}",
         ));
     };
+    let body: OverrideBody = serde_json::from_value(body)
+        .map_err(|e| ApiError::validation(format!("Invalid override: {e}")))?;
     let (Some(step_id), Some(replacement), Some(reason)) = (
         body.step,
         body.replacement,

@@ -72,7 +72,7 @@ async fn events(
         }
     }
     // Slack signs the raw bytes: the body is read as JSON only once its signature holds.
-    let event = match parse_json::<Option<Value>>(&bytes)? {
+    let event = match parse_json(&bytes)? {
         Some(Value::Object(event)) => event,
         _ => {
             return Err(ApiError::validation(

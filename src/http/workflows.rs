@@ -114,7 +114,7 @@ async fn governed_execute(
     trace: TraceId,
     AuthUser(principal): AuthUser,
     headers: HeaderMap,
-    body: Result<JsonBody<Option<Value>>, ApiError>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
     let body = body.map(|JsonBody(body)| body);
     let wait = match &body {
@@ -122,7 +122,7 @@ async fn governed_execute(
         _ => Wait::Outcome,
     };
     let request = RunRequest {
-        trace_id: trace.into_string(),
+        trace_id: trace,
         principal,
         // An identified caller's unreadable request is a refusal like any other: on the record.
         body: RequestBody::Governed(body.map_err(unreadable)),
@@ -190,10 +190,10 @@ async fn ungoverned_execute(
     trace: TraceId,
     AuthUser(principal): AuthUser,
     Path(name): Path<String>,
-    body: Result<JsonBody<Option<Value>>, ApiError>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Json<UngovernedRun>, ApiError> {
     let request = RunRequest {
-        trace_id: trace.into_string(),
+        trace_id: trace,
         principal,
         body: RequestBody::Ungoverned {
             workflow_name: name.clone(),

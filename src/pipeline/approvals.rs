@@ -12,6 +12,7 @@ use crate::audit::Record;
 use crate::auth::Principal;
 use crate::auth::{may, Action};
 use crate::runs::RunStatus;
+use crate::trace::TraceId;
 
 /// A run parked until a second human decides.
 pub(super) struct Pending {
@@ -330,11 +331,18 @@ impl Gate {
                 tracing::warn!(trace_id, "approval request on the record cannot be restored (written by an older version)");
                 continue;
             };
+            let Ok(parsed_id) = TraceId::parse(&trace_id) else {
+                tracing::warn!(
+                    trace_id,
+                    "approval request on the record has an invalid trace id"
+                );
+                continue;
+            };
             let mode = request["drag_mode"].as_str().unwrap_or_default().to_owned();
             let prepared = match self
                 .prepare_counted(
                     RunRequest {
-                        trace_id: trace_id.clone(),
+                        trace_id: parsed_id,
                         principal,
                         body: RequestBody::Governed(Ok(Some(request))),
                         approvable: true,

@@ -41,7 +41,7 @@ pub enum GateError {
     TooManyRuns,
     #[error("The run was cancelled before it started")]
     Cancelled,
-    #[error("Ungoverned execution is disabled: POST /workflows/governed/execute with an AIM declaration (actor, input, mission) and a DRAG mode (from the command line: --run NAME --request FILE)")]
+    #[error("Ungoverned execution is disabled: POST /workflows/governed/execute with an AIM declaration (actor, input, mission) and a DRAG mode")]
     GovernanceRequired,
     #[error("{0}")]
     AuditUnavailable(String),

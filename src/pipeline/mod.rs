@@ -38,11 +38,13 @@ use crate::auth::Principal;
 use crate::metrics::{drag_mode_label, Metrics};
 use crate::runs::{Run, RunRegistry};
 use crate::sync::lock;
+use crate::trace::TraceId;
 use crate::workflow::{Runner, StepReport, WorkflowRegistry};
 
 /// A request to run, from any entry point.
 pub struct RunRequest {
-    pub trace_id: String,
+    /// Parsed where the request entered (`X-Trace-ID`) or made there.
+    pub trace_id: TraceId,
     pub principal: Principal,
     pub body: RequestBody,
     /// Whether a second human can decide the run from where it came (HTTP and Slack: yes). When
@@ -192,21 +194,23 @@ impl Gate {
             .in_current_span(),
         );
         answered.await.unwrap_or_else(|_| {
-            tracing::error!("a run's task ended without an answer");
-            Err(GateError::Internal(
-                "The run's task ended without an answer; GET /audit/entries/{trace_id} has what was recorded"
-                    .to_owned(),
-            ))
+            tracing::error!(
+                "a run's task ended without an answer; the audit trail has what was recorded"
+            );
+            Err(GateError::Internal("Internal server error".to_owned()))
         })
     }
 
-    /// Runs an approved run in a task of the gate's.
+    /// Runs an approved run in a task of the gate's, in a span of its own trace id (it follows
+    /// from the decision's request, whose trace id is the decider's).
     fn spawn_run(&self, prepared: Prepared) {
+        let span = tracing::info_span!("run", trace_id = %prepared.trace_id());
+        span.follows_from(tracing::Span::current());
         self.tasks.spawn(
             async move {
                 let _ = prepared.run().await;
             }
-            .in_current_span(),
+            .instrument(span),
         );
     }
 
@@ -219,12 +223,7 @@ impl Gate {
         if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
             return 0;
         }
-        let cancelled = self
-            .runs
-            .working()
-            .iter()
-            .filter(|run| run.cancel("shutdown"))
-            .count();
+        let cancelled = self.cancel_working("shutdown");
         if cancelled > 0 {
             tracing::warn!(
                 cancelled,
@@ -238,6 +237,16 @@ impl Gate {
             tracing::error!("shutdown: runs still going after their cancellation; leaving them");
         }
         cancelled
+    }
+
+    /// Asks every queued or running run to stop (each records `cancelled`); runs waiting for
+    /// approval are left waiting. Returns how many were asked.
+    pub fn cancel_working(&self, by: &str) -> usize {
+        self.runs
+            .working()
+            .iter()
+            .filter(|run| run.cancel(by))
+            .count()
     }
 
     /// Records that `by` replaced or edited the output of `step` of run `trace_id`.
@@ -266,8 +275,10 @@ impl Gate {
     }
 
     /// Records a refusal; returns the refusal, or `AuditUnavailable` when it could not be recorded.
+    /// `governed` says which path the request came by.
     async fn refuse(
         &self,
+        governed: bool,
         trace_id: &str,
         principal: &Principal,
         body: &Value,
@@ -276,6 +287,7 @@ impl Gate {
         tracing::info!(trace_id, code = refusal.code(), reason = %refusal, "run refused");
         let code = refusal.code();
         let record = run_record(
+            governed,
             trace_id,
             principal,
             body,

@@ -48,6 +48,7 @@ impl Gate {
             body,
             approvable: _,
         } = request;
+        let trace_id = trace_id.into_string();
         let checked = match body {
             RequestBody::Governed(body) => {
                 self.check_governed(&trace_id, &principal, body, count)
@@ -77,12 +78,18 @@ impl Gate {
             Err(Unreadable { code, message }) => {
                 let unreadable = GateError::Unreadable { code, message };
                 return Err(self
-                    .refuse(trace_id, principal, &Value::Null, unreadable)
+                    .refuse(true, trace_id, principal, &Value::Null, unreadable)
                     .await);
             }
             Ok(_) => {
                 return Err(self
-                    .refuse(trace_id, principal, &Value::Null, GateError::BodyRequired)
+                    .refuse(
+                        true,
+                        trace_id,
+                        principal,
+                        &Value::Null,
+                        GateError::BodyRequired,
+                    )
                     .await)
             }
         };
@@ -91,7 +98,7 @@ impl Gate {
             Err(rejection) => {
                 self.metrics.validation_failure(&rejection, &body);
                 let invalid = GateError::Invalid(rejection);
-                return Err(self.refuse(trace_id, principal, &body, invalid).await);
+                return Err(self.refuse(true, trace_id, principal, &body, invalid).await);
             }
         };
         if count {
@@ -109,13 +116,19 @@ impl Gate {
         if let Some(identity) = &principal.actor {
             if let Err(mismatch) = governed.aim.bind_identity(identity) {
                 let refusal = GateError::ActorMismatch(mismatch);
-                return Err(self.refuse(trace_id, principal, &body, refusal).await);
+                return Err(self.refuse(true, trace_id, principal, &body, refusal).await);
             }
         }
         // From here on the record carries the declaration as bound (email filled in from the token).
         let readable = record_view(&governed);
         let definition = self
-            .known_workflow(trace_id, principal, &readable, &governed.workflow_name)
+            .known_workflow(
+                true,
+                trace_id,
+                principal,
+                &readable,
+                &governed.workflow_name,
+            )
             .await?;
         Ok(Checked {
             definition,
@@ -138,26 +151,39 @@ impl Gate {
         if !self.ungoverned_allowed {
             let readable = serde_json::json!({ "workflow_name": workflow_name });
             let refusal = GateError::GovernanceRequired;
-            return Err(self.refuse(trace_id, principal, &readable, refusal).await);
+            return Err(self
+                .refuse(false, trace_id, principal, &readable, refusal)
+                .await);
         }
         let readable = ungoverned_view(&workflow_name, Map::new());
+        // The name before the body, as the original checked them.
+        if let Err(invalid) = WorkflowName::parse(&workflow_name) {
+            let refusal = GateError::InvalidName(invalid);
+            return Err(self
+                .refuse(false, trace_id, principal, &readable, refusal)
+                .await);
+        }
         let parameters = match parameters {
             Ok(None) => Map::new(),
             Ok(Some(Value::Object(map))) => map,
             Err(Unreadable { code, message }) => {
                 let refusal = GateError::Unreadable { code, message };
-                return Err(self.refuse(trace_id, principal, &readable, refusal).await);
+                return Err(self
+                    .refuse(false, trace_id, principal, &readable, refusal)
+                    .await);
             }
             Ok(Some(_)) => {
                 let refusal = GateError::Unreadable {
                     code: "VALIDATION_ERROR",
                     message: "Request body must be a JSON object".to_owned(),
                 };
-                return Err(self.refuse(trace_id, principal, &readable, refusal).await);
+                return Err(self
+                    .refuse(false, trace_id, principal, &readable, refusal)
+                    .await);
             }
         };
         let definition = self
-            .known_workflow(trace_id, principal, &readable, &workflow_name)
+            .known_workflow(false, trace_id, principal, &readable, &workflow_name)
             .await?;
         Ok(Checked {
             definition,
@@ -172,6 +198,7 @@ impl Gate {
     /// The named workflow, when the name is valid and it is loaded.
     async fn known_workflow(
         &self,
+        governed: bool,
         trace_id: &str,
         principal: &Principal,
         readable: &Value,
@@ -181,14 +208,18 @@ impl Gate {
             Ok(name) => name,
             Err(invalid) => {
                 let refusal = GateError::InvalidName(invalid);
-                return Err(self.refuse(trace_id, principal, readable, refusal).await);
+                return Err(self
+                    .refuse(governed, trace_id, principal, readable, refusal)
+                    .await);
             }
         };
         match self.workflows.get(name.as_str()) {
             Some(definition) => Ok(definition),
             None => {
                 let missing = GateError::WorkflowNotFound(name.into_string());
-                Err(self.refuse(trace_id, principal, readable, missing).await)
+                Err(self
+                    .refuse(governed, trace_id, principal, readable, missing)
+                    .await)
             }
         }
     }
@@ -209,19 +240,20 @@ impl Gate {
             requester,
             governance_summary,
         } = checked;
-        if let Some(allowed) = &definition.drag_modes {
-            if !drag_mode.is_some_and(|mode| allowed.contains(&mode)) {
+        // An ungoverned run declares no mode (development only; on the record as ungoverned).
+        if let (Some(allowed), Some(mode)) = (&definition.drag_modes, drag_mode) {
+            if !allowed.contains(&mode) {
                 let refusal = GateError::DragModeNotAllowed {
-                    mode: drag_mode
-                        .map_or("none (ungoverned)", DragMode::as_str)
-                        .to_owned(),
+                    mode: mode.to_string(),
                     allowed: allowed
                         .iter()
                         .map(|m| m.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
                 };
-                return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
+                return Err(self
+                    .refuse(true, &trace_id, &principal, &readable, refusal)
+                    .await);
             }
         }
         if let Err(refusal) = may(
@@ -231,14 +263,28 @@ impl Gate {
             },
         ) {
             return Err(self
-                .refuse(&trace_id, &principal, &readable, refusal.into())
+                .refuse(
+                    drag_mode.is_some(),
+                    &trace_id,
+                    &principal,
+                    &readable,
+                    refusal.into(),
+                )
                 .await);
         }
         let parameters = match definition.check_parameters(&parameters.unwrap_or_default()) {
             Ok(parameters) => parameters,
             Err(problems) => {
                 let refusal = GateError::InvalidParameters(problems);
-                return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
+                return Err(self
+                    .refuse(
+                        drag_mode.is_some(),
+                        &trace_id,
+                        &principal,
+                        &readable,
+                        refusal,
+                    )
+                    .await);
             }
         };
         // One live run per trace id: the id names the run in /runs, in approvals and on the record.
@@ -251,7 +297,15 @@ impl Gate {
                 .is_some_and(|p| !p.expiry_recorded);
         if live_already {
             let refusal = GateError::TraceInUse(trace_id.clone());
-            return Err(self.refuse(&trace_id, &principal, &readable, refusal).await);
+            return Err(self
+                .refuse(
+                    drag_mode.is_some(),
+                    &trace_id,
+                    &principal,
+                    &readable,
+                    refusal,
+                )
+                .await);
         }
         // The record shows the parameters the run really uses (defaults filled in).
         readable["parameters"] = Value::Object(parameters.clone());

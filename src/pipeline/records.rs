@@ -65,17 +65,19 @@ pub(super) fn record_view(request: &GovernanceRequest) -> Value {
     Value::Object(view)
 }
 
-/// The record's view of an ungoverned run: its workflow and parameters, marked `governed: false`.
+/// The record's view of an ungoverned run: its workflow and parameters.
 pub(super) fn ungoverned_view(workflow_name: &str, parameters: Map<String, Value>) -> Value {
     serde_json::json!({
-        "governed": false,
         "parameters": parameters,
         "workflow_name": workflow_name,
     })
 }
 
-/// A run record holding whatever of `body` could be read.
+/// A run record holding whatever of `body` could be read; `governed` says which path the request
+/// came by (never read from the body: a client cannot mark its own request).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run_record(
+    governed: bool,
     trace_id: &str,
     principal: &Principal,
     body: &Value,
@@ -120,6 +122,6 @@ pub(super) fn run_record(
         duration_seconds,
         principal: Some(principal.clone()),
         steps: Value::Null,
-        governed: (body.get("governed") == Some(&Value::Bool(false))).then_some(false),
+        governed: (!governed).then_some(false),
     })
 }

@@ -70,6 +70,7 @@ impl Prepared {
             return Err(self
                 .gate
                 .refuse(
+                    self.drag_mode.is_some(),
                     &self.trace_id,
                     &self.principal,
                     &self.readable,
@@ -125,7 +126,13 @@ impl Prepared {
                 .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
             return Err(self
                 .gate
-                .refuse(&self.trace_id, &self.principal, &self.readable, refusal)
+                .refuse(
+                    self.drag_mode.is_some(),
+                    &self.trace_id,
+                    &self.principal,
+                    &self.readable,
+                    refusal,
+                )
                 .await);
         }
         let mode = self.mode_label();
@@ -167,7 +174,13 @@ impl Prepared {
                     Some(GateError::TooManyRuns.to_string()),
                 );
                 return Err(this
-                    .refuse(&trace_id, &principal, &readable, GateError::TooManyRuns)
+                    .refuse(
+                        drag_mode.is_some(),
+                        &trace_id,
+                        &principal,
+                        &readable,
+                        GateError::TooManyRuns,
+                    )
                     .await);
             }
             None => None,
@@ -175,6 +188,7 @@ impl Prepared {
         if slot.is_none() || live.cancelled_by().is_some() {
             let error = "Cancelled while queued".to_owned();
             let record = run_record(
+                drag_mode.is_some(),
                 &trace_id,
                 &principal,
                 &readable,
@@ -193,6 +207,7 @@ impl Prepared {
 
         // Write-ahead: the intent is durable before anything runs.
         let intent = run_record(
+            drag_mode.is_some(),
             &trace_id,
             &principal,
             &readable,
@@ -252,6 +267,7 @@ impl Prepared {
             _ => Some(failure_code.unwrap_or("WORKFLOW_FAILED")),
         };
         let mut record = run_record(
+            drag_mode.is_some(),
             &trace_id,
             &principal,
             &readable,

@@ -226,6 +226,7 @@ async fn a_trace_id_still_waiting_cannot_be_reused() {
 async fn a_cancel_that_lands_while_the_request_is_being_recorded_still_withdraws_it() {
     use sustainbot::auth::Principal;
     use sustainbot::pipeline::{RequestBody, RunRequest};
+    use sustainbot::trace::TraceId;
     let app = app(3600).await;
     let person = |email: &str| Principal {
         actor: Some(email.to_owned()),
@@ -235,7 +236,7 @@ async fn a_cancel_that_lands_while_the_request_is_being_recorded_still_withdraws
     let gate = &app.state.gate;
     let prepared = gate
         .prepare(RunRequest {
-            trace_id: "appr-8".to_owned(),
+            trace_id: TraceId::parse("appr-8").unwrap(),
             principal: person(JAKE),
             body: RequestBody::Governed(Ok(Some(governance_request("guarded")))),
             approvable: true,

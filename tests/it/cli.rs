@@ -274,3 +274,34 @@ fn run_flag_is_cancelled_on_the_record_by_sigterm() {
     let outcomes: Vec<String> = records.iter().map(step).collect();
     assert_eq!(outcomes, ["started", "cancelled"], "{records:#?}");
 }
+
+#[test]
+fn token_and_audit_commands_need_only_their_own_settings() {
+    let site = Site::new();
+    site.run_workflow("noop").expect_exit(0);
+    // A bad setting that only serving uses does not stop reading a log or minting a token.
+    sustainbot()
+        .current_dir(site.path())
+        .env("AUDIT_FSYNC", "sometimes")
+        .env("JSON_LOGGING_ENABLED", "maybe")
+        .run(&["audit", "verify"])
+        .expect_exit(0)
+        .expect_stdout("OK");
+    sustainbot()
+        .current_dir(site.path())
+        .jwt_secret(TEST_SECRET)
+        .env("LLM_PORT", "http")
+        .env("JSON_LOGGING_ENABLED", "maybe")
+        .run(&["token", "--actor", JAKE])
+        .expect_exit(0);
+    // Serving reads everything, and names every problem.
+    sustainbot()
+        .current_dir(site.path())
+        .jwt_secret(TEST_SECRET)
+        .env("LLM_PORT", "http")
+        .env("JSON_LOGGING_ENABLED", "maybe")
+        .run(&["--port", "0"])
+        .expect_exit(2)
+        .expect_stderr("LLM_PORT")
+        .expect_stderr("JSON_LOGGING_ENABLED");
+}

@@ -584,3 +584,54 @@ async fn a_waiting_request_whose_workflow_dropped_approval_is_withdrawn_at_resta
     let server = site.start();
     assert_eq!(records(&site.audit()).len(), before, "{}", server.stderr());
 }
+
+/// The grace period runs from the signal, also for a run a request is waiting on (the ungoverned
+/// route is synchronous): past it the run is cancelled on the record and the server stops.
+#[tokio::test]
+async fn sigterm_cancels_a_synchronous_ungoverned_run_after_the_grace_period() {
+    let site = Site::new();
+    site.workflow(
+        "slow",
+        &json!({"steps": [{"id": "wait", "command": ["sleep", "30"]}]}),
+    );
+    let mut server = site.sustainbot().governance(false).grace_seconds(1).start();
+    let api = server.api.clone();
+    let token = server.jake();
+    let running = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(api.url("/workflows/slow/execute"))
+            .bearer_auth(token)
+            .header("x-trace-id", "ungov-sync-1")
+            .json(&json!({}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !records(&site.audit())
+        .iter()
+        .any(|r| r["trace_id"] == "ungov-sync-1" && r["outcome"] == "started")
+    {
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    let exit = server.terminate();
+    let took = started.elapsed();
+    assert_eq!(
+        running.await.unwrap().unwrap(),
+        500,
+        "the request is answered"
+    );
+    let outcomes: Vec<String> = records(&site.audit())
+        .iter()
+        .filter(|r| r["trace_id"] == "ungov-sync-1")
+        .filter_map(|r| r["outcome"].as_str().map(str::to_owned))
+        .collect();
+    assert!(exit.success());
+    assert!(
+        took < Duration::from_secs(15),
+        "shutdown waited {took:?} for a 30 s synchronous run (grace 1 s); outcomes {outcomes:?}"
+    );
+    assert_eq!(outcomes, ["started", "cancelled"]);
+}

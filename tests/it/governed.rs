@@ -302,3 +302,21 @@ async fn a_refused_request_records_large_members_by_size_and_hash_only() {
         "small members are kept whole"
     );
 }
+
+#[tokio::test]
+async fn a_client_cannot_mark_its_own_request_ungoverned_on_the_record() {
+    let app = TestApp::spawn().await;
+    let mut body = governance_request("noop");
+    body["governed"] = json!(false);
+    app.execute(&body, &trace("spoof-ok")).await.expect_ok(200);
+    body["aim"]["actor"]["name"] = json!("AB");
+    app.execute(&body, &trace("spoof-refused"))
+        .await
+        .expect_refused(&app, 400, "GOVERNANCE_VALIDATION_FAILED");
+    let lines = app.audit_lines();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines.iter().all(|r| r.get("governed").is_none()),
+        "{lines:?}"
+    );
+}

@@ -13,6 +13,7 @@ use sustainbot::auth::Principal;
 use sustainbot::governance::filter::PhraseList;
 use sustainbot::metrics::Metrics;
 use sustainbot::pipeline::{Gate, GateError, RequestBody, RunLimits, RunRequest, Submitted, Wait};
+use sustainbot::trace::TraceId;
 use sustainbot::workflow::llm::LlmEndpoint;
 use sustainbot::workflow::{Runner, Services, WorkflowRegistry};
 
@@ -107,7 +108,7 @@ async fn the_gate_records_through_any_audit_store_and_fails_closed_when_it_canno
         user_id: None,
     };
     let request = |trace: &str| RunRequest {
-        trace_id: trace.to_owned(),
+        trace_id: TraceId::parse(trace).unwrap(),
         principal: principal.clone(),
         body: RequestBody::Governed(Ok(Some(governance_request("touch")))),
         approvable: false,

@@ -102,7 +102,8 @@ async fn ungoverned_runs_get_the_parameter_schema_and_roles_of_their_workflow() 
         .workflow(
             "typed",
             json!({"parameters": {"version": {"type": "string", "required": true}},
-                   "roles": ["deployer"], "steps": []}),
+                   "roles": ["deployer"], "drag_modes": ["draft"], "steps": []}),
+            // drag_modes do not apply to an ungoverned run: it declares no mode.
         )
         .spawn()
         .await;
@@ -213,4 +214,25 @@ async fn ungoverned_unknown_workflow_with_governance_disabled_is_404() {
     app.post_json("/workflows/nope/execute", &json!({}), Some(&app.jake()))
         .await
         .expect(404, "WORKFLOW_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_null_body_is_not_an_empty_one() {
+    let app = TestApp::builder().governance(false).spawn().await;
+    let auth = ("authorization", format!("Bearer {}", app.jake()));
+    let body = app
+        .post_raw(
+            "/workflows/noop/execute",
+            b"null".to_vec(),
+            std::slice::from_ref(&auth),
+        )
+        .await
+        .expect(400, "VALIDATION_ERROR");
+    assert!(
+        body["error"].as_str().unwrap().contains("JSON object"),
+        "{body}"
+    );
+    app.post_raw("/runs/nope/approve", b"null".to_vec(), &[auth])
+        .await
+        .expect(400, "VALIDATION_ERROR");
 }
