@@ -2,14 +2,14 @@
 //! and graceful shutdown. The audit trail is the permanent record; this is the live view, bounded.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
 use crate::auth::Principal;
+use crate::sync::lock;
 use crate::workflow::{RunObserver, StepReport};
 
 /// Finished runs kept for `GET /runs` (the audit trail keeps everything).
@@ -101,7 +101,7 @@ fn time(t: &DateTime<Utc>) -> String {
 
 impl Run {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     pub fn status(&self) -> RunStatus {
@@ -109,7 +109,7 @@ impl Run {
     }
 
     fn emit(&self, event: RunEvent) {
-        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let events = lock(&self.events);
         if let Some(sender) = events.as_ref() {
             // No subscriber left is fine: events are for whoever watches now.
             let _ = sender.send(event);
@@ -139,7 +139,7 @@ impl Run {
         if !state.status.is_active() {
             return None;
         }
-        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut events = lock(&self.events);
         Some(
             events
                 .get_or_insert_with(|| broadcast::channel(64).0)
@@ -159,10 +159,7 @@ impl Run {
             drop(state);
             self.emit(RunEvent::Status { status });
             // Receivers see the end of the stream after the final status.
-            self.events
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
+            lock(&self.events).take();
         }
     }
 
@@ -207,28 +204,45 @@ impl Run {
         self.state().cancelled_by.clone()
     }
 
-    /// The run as the API shows it.
-    pub fn view(&self, with_steps: bool) -> Value {
+    /// The run as the API shows it (`GET /runs/{trace_id}` with its steps, `GET /runs` without).
+    pub fn view(&self, with_steps: bool) -> RunView {
         let state = self.state();
-        let mut view = json!({
-            "trace_id": self.trace_id,
-            "workflow_name": self.workflow,
-            "drag_mode": self.drag_mode,
-            "actor": self.actor,
-            "status": state.status,
-            "created_at": time(&self.created_at),
-            "started_at": state.started_at.as_ref().map(time),
-            "finished_at": state.finished_at.as_ref().map(time),
-            "current_step": state.current_step,
-            "outcome": state.outcome,
-            "error": state.error,
-            "cancelled_by": state.cancelled_by,
-        });
-        if with_steps {
-            view["steps"] = json!(state.steps);
+        RunView {
+            trace_id: self.trace_id.clone(),
+            workflow_name: self.workflow.clone(),
+            drag_mode: self.drag_mode.clone(),
+            actor: self.actor.clone(),
+            status: state.status,
+            created_at: time(&self.created_at),
+            started_at: state.started_at.as_ref().map(time),
+            finished_at: state.finished_at.as_ref().map(time),
+            current_step: state.current_step.clone(),
+            outcome: state.outcome.clone(),
+            error: state.error.clone(),
+            cancelled_by: state.cancelled_by.clone(),
+            steps: with_steps.then(|| state.steps.clone()),
         }
-        view
     }
+}
+
+/// A run as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    pub trace_id: String,
+    pub workflow_name: String,
+    /// `ungoverned` for a run of the ungoverned path.
+    pub drag_mode: String,
+    pub actor: Option<String>,
+    pub status: RunStatus,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub current_step: Option<String>,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub cancelled_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<StepReport>>,
 }
 
 /// The runner reports each step to the run, for `GET /runs` and its events, and stops when the run
@@ -271,7 +285,7 @@ pub struct RunRegistry {
 
 impl RunRegistry {
     fn runs(&self) -> MutexGuard<'_, VecDeque<Arc<Run>>> {
-        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.runs)
     }
 
     /// Adds a queued run.
@@ -332,7 +346,7 @@ impl RunRegistry {
     }
 
     /// Runs matching `filter`, newest first.
-    pub fn list(&self, filter: &RunFilter, limit: usize) -> Vec<Value> {
+    pub fn list(&self, filter: &RunFilter, limit: usize) -> Vec<RunView> {
         self.runs()
             .iter()
             .rev()
@@ -389,8 +403,8 @@ mod tests {
         assert_eq!(run.status(), RunStatus::Succeeded);
         assert!(!run.cancel("x"), "a finished run cannot be cancelled");
         assert_eq!(
-            registry.get("t1").unwrap().view(true)["status"],
-            "succeeded"
+            registry.get("t1").unwrap().view(true).status,
+            RunStatus::Succeeded
         );
     }
 

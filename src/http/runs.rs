@@ -7,11 +7,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{ApiError, AppState, AuthUser, JsonBody};
 use crate::auth::{may, Action, Principal};
-use crate::runs::{Run, RunEvent, RunFilter};
+use crate::runs::{Run, RunEvent, RunFilter, RunView};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -40,11 +40,18 @@ struct ListQuery {
     limit: Option<String>,
 }
 
+/// `GET /runs`.
+#[derive(Serialize)]
+struct RunList {
+    count: usize,
+    runs: Vec<RunView>,
+}
+
 async fn list(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunList>, ApiError> {
     let limit = match query.limit.as_deref() {
         None | Some("") => 100,
         Some(text) => text
@@ -80,7 +87,10 @@ async fn list(
         actor,
     };
     let runs = state.gate.runs().list(&filter, limit);
-    Ok(Json(json!({"count": runs.len(), "runs": runs})))
+    Ok(Json(RunList {
+        count: runs.len(),
+        runs,
+    }))
 }
 
 fn visible(
@@ -108,7 +118,7 @@ async fn show(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunView>, ApiError> {
     Ok(Json(visible(&state, &principal, &trace_id)?.view(true)))
 }
 
@@ -248,7 +258,7 @@ async fn events(
     let live = run.subscribe();
     let snapshot = Event::default()
         .event("run")
-        .data(run.view(true).to_string());
+        .data(serde_json::to_string(&run.view(true)).unwrap_or_default());
     // Nothing to follow when the run had already ended.
     let done = live.is_none();
     let first = futures_util::stream::iter([Ok(snapshot)]);

@@ -24,6 +24,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use crate::sync::{read, write};
+
 pub use command::CommandStep;
 pub use context::HttpClient;
 pub use definition::{Approval, Workflow};
@@ -122,27 +124,13 @@ impl WorkflowRegistry {
         for problem in &problems {
             tracing::warn!(file = %problem.file.display(), reason = %problem.reason, "workflow not loaded");
         }
-        *self
-            .catalog
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(catalog);
-        *self
-            .problems
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
-        *self
-            .loaded
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = fingerprint;
+        *write(&self.catalog) = Arc::new(catalog);
+        *write(&self.problems) = problems;
+        *write(&self.loaded) = fingerprint;
     }
 
     fn snapshot(&self) -> Catalog {
-        Arc::clone(
-            &self
-                .catalog
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        Arc::clone(&read(&self.catalog))
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Workflow>> {
@@ -163,10 +151,7 @@ impl WorkflowRegistry {
     }
 
     pub fn problems(&self) -> Vec<LoadProblem> {
-        self.problems
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        read(&self.problems).clone()
     }
 
     pub fn dir(&self) -> &Path {
@@ -176,11 +161,7 @@ impl WorkflowRegistry {
     /// Whether the directory changed since the last (re)load.
     pub fn changed(&self) -> bool {
         let now = self.fingerprint();
-        *self
-            .loaded
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            != now
+        *read(&self.loaded) != now
     }
 
     /// A cheap fingerprint of the directory (names, sizes, modification times of the definition
