@@ -224,8 +224,7 @@ impl Gate {
         }
     }
 
-    /// The workflow's own policy (DRAG modes, roles, parameters), one live run per trace id; then
-    /// the run is registered.
+    /// Checks the run against its workflow's policy (refusals on the record), then registers it.
     async fn check_policy(
         &self,
         trace_id: String,
@@ -240,73 +239,16 @@ impl Gate {
             requester,
             governance_summary,
         } = checked;
-        // An ungoverned run declares no mode (development only; on the record as ungoverned).
-        if let (Some(allowed), Some(mode)) = (&definition.drag_modes, drag_mode) {
-            if !allowed.contains(&mode) {
-                let refusal = GateError::DragModeNotAllowed {
-                    mode: mode.to_string(),
-                    allowed: allowed
-                        .iter()
-                        .map(|m| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                };
-                return Err(self
-                    .refuse(true, &trace_id, &principal, &readable, refusal)
-                    .await);
-            }
-        }
-        if let Err(refusal) = may(
-            &principal,
-            Action::Run {
-                allowed_roles: definition.roles.as_deref(),
-            },
-        ) {
-            return Err(self
-                .refuse(
-                    drag_mode.is_some(),
-                    &trace_id,
-                    &principal,
-                    &readable,
-                    refusal.into(),
-                )
-                .await);
-        }
-        let parameters = match definition.check_parameters(&parameters.unwrap_or_default()) {
-            Ok(parameters) => parameters,
-            Err(problems) => {
-                let refusal = GateError::InvalidParameters(problems);
-                return Err(self
-                    .refuse(
-                        drag_mode.is_some(),
-                        &trace_id,
-                        &principal,
-                        &readable,
-                        refusal,
-                    )
-                    .await);
-            }
-        };
-        // One live run per trace id: the id names the run in /runs, in approvals and on the record.
-        let live_already = self
-            .runs
-            .get(&trace_id)
-            .is_some_and(|run| run.status().is_active())
-            || lock(&self.approvals)
-                .get(&trace_id)
-                .is_some_and(|p| !p.expiry_recorded);
-        if live_already {
-            let refusal = GateError::TraceInUse(trace_id.clone());
-            return Err(self
-                .refuse(
-                    drag_mode.is_some(),
-                    &trace_id,
-                    &principal,
-                    &readable,
-                    refusal,
-                )
-                .await);
-        }
+        let parameters =
+            match self.policy(&trace_id, &principal, &definition, drag_mode, parameters) {
+                Ok(parameters) => parameters,
+                Err(refusal) => {
+                    let governed = drag_mode.is_some();
+                    return Err(self
+                        .refuse(governed, &trace_id, &principal, &readable, refusal)
+                        .await);
+                }
+            };
         // The record shows the parameters the run really uses (defaults filled in).
         readable["parameters"] = Value::Object(parameters.clone());
         let live = self.runs.register(
@@ -328,5 +270,46 @@ impl Gate {
             live,
             approved: false,
         })
+    }
+
+    /// The workflow's own policy: its DRAG modes (an ungoverned run declares none), who may run it,
+    /// its parameters (returned with defaults filled in); and one live run per trace id (the id
+    /// names the run in /runs, in approvals and on the record).
+    fn policy(
+        &self,
+        trace_id: &str,
+        principal: &Principal,
+        definition: &Workflow,
+        drag_mode: Option<DragMode>,
+        parameters: Option<Map<String, Value>>,
+    ) -> Result<Map<String, Value>, GateError> {
+        if let (Some(allowed), Some(mode)) = (&definition.drag_modes, drag_mode) {
+            if !allowed.contains(&mode) {
+                return Err(GateError::DragModeNotAllowed {
+                    mode: mode.to_string(),
+                    allowed: allowed
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        let allowed_roles = definition.roles.as_deref();
+        may(principal, Action::Run { allowed_roles })?;
+        let parameters = definition
+            .check_parameters(&parameters.unwrap_or_default())
+            .map_err(GateError::InvalidParameters)?;
+        let live_already = self
+            .runs
+            .get(trace_id)
+            .is_some_and(|run| run.status().is_active())
+            || lock(&self.approvals)
+                .get(trace_id)
+                .is_some_and(|p| !p.expiry_recorded);
+        if live_already {
+            return Err(GateError::TraceInUse(trace_id.to_owned()));
+        }
+        Ok(parameters)
     }
 }
