@@ -6,9 +6,11 @@
 #   WRITE=0 scripts/bench.sh         # print only
 #
 # Builds release, starts the server (audit durable: AUDIT_FSYNC=always, on this machine's disk) and the
-# bare-axum reference endpoint (examples/bare_reference.rs) that parses the same body, then drives
-# /health, /governance/validate, /workflows/governed/execute (no-op workflow) and the reference at 1, 16
-# and 64 connections. Peak RSS is the server's VmHWM (high-water mark) after all runs.
+# bare-axum reference server (examples/bare_reference.rs): `/parse` parses the same body, `/spawn` only
+# spawns `true` in its own process group and waits (the floor of a one-step run). Drives /health,
+# /governance/validate, /workflows/governed/execute (no-op workflow) and `/parse` at 1, 16 and 64
+# connections, the one-step workflow at 1, 16, 32 and 64, and the floor at 1 and 32; then alternating
+# pairs for the goal ratios. Peak RSS is the server's VmHWM (high-water mark) after all runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,10 +75,12 @@ LUA
 write_lua "$work/post.lua" noop
 write_lua "$work/one-step.lua" one-step
 
-# run NAME URL [LUA] -> appends "name|conns|req/s|p50|p99|non2xx" rows to $work/rows
+# run NAME URL [LUA [CONNECTIONS...]] -> appends "name|conns|req/s|p50|p99|non2xx" rows to $work/rows
 run() {
     local name=$1 url=$2 script=${3:-}
-    for c in "${CONNECTIONS[@]}"; do
+    local conns=("${@:4}")
+    [ ${#conns[@]} = 0 ] && conns=("${CONNECTIONS[@]}")
+    for c in "${conns[@]}"; do
         local threads=$(( c < 2 ? 1 : 2 ))
         local args=(-t"$threads" -c"$c" -d"${DURATION}s" --latency)
         [ -n "$script" ] && args+=(-s "$script")
@@ -96,7 +100,8 @@ run "GET /health" "http://127.0.0.1:$PORT/health"
 run "POST /governance/validate" "http://127.0.0.1:$PORT/governance/validate" "$work/post.lua"
 run "POST /workflows/governed/execute (no-op, audit fsync)" "http://127.0.0.1:$PORT/workflows/governed/execute" "$work/post.lua"
 rss_core_kib=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
-run "POST /workflows/governed/execute (one command step, audit fsync)" "http://127.0.0.1:$PORT/workflows/governed/execute" "$work/one-step.lua"
+run "POST /workflows/governed/execute (one command step, audit fsync)" "http://127.0.0.1:$PORT/workflows/governed/execute" "$work/one-step.lua" 1 16 32 64
+run "floor: spawn \`true\` in its own process group and wait (bare reference)" "http://127.0.0.1:$REF_PORT/spawn" "$work/post.lua" 1 32
 
 # The goal ratio, from alternating pairs at 64 connections (the machine's speed drifts: pair them).
 : >"$work/pairs"
@@ -107,6 +112,37 @@ for _ in 1 2 3 4 5; do
 done
 pair_median=$(sort -n "$work/pairs" | awk '{a[NR] = $1} END {printf "%.0f", 100 * a[int((NR + 1) / 2)]}')
 pair_range=$(sort -n "$work/pairs" | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.0f%%-%.0f%%", 100 * lo, 100 * hi}')
+
+# The engine's own cost: a governed one-step run against the floor (spawn `true` in its own process
+# group, wait), alternating pairs at 32 connections for throughput and at 1 connection for the p50.
+# wrk_stats CONNS URL -> "req/s p50_ms"
+wrk_stats() {
+    local threads=$(( $1 < 2 ? 1 : 2 ))
+    wrk -t"$threads" -c"$1" -d"${DURATION}s" --latency -s "$3" "$2" | awk '
+        /^Requests\/sec/ {rps = $2}
+        $1 == "50%" {v = $2; if (v ~ /us$/) {sub(/us$/, "", v); v = v / 1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)} else if (v ~ /s$/) {sub(/s$/, "", v); v = v * 1000}; p50 = v}
+        END {printf "%.0f %.3f\n", rps, p50}'
+}
+: >"$work/floor32"
+: >"$work/floor1"
+for _ in 1 2 3 4 5; do
+    read -r f _ < <(wrk_stats 32 "http://127.0.0.1:$REF_PORT/spawn" "$work/post.lua")
+    read -r o _ < <(wrk_stats 32 "http://127.0.0.1:$PORT/workflows/governed/execute" "$work/one-step.lua")
+    awk -v o="$o" -v f="$f" 'BEGIN {printf "%.3f %.0f %.0f\n", o / f, o, f}' | tee -a "$work/floor32" >&2
+done
+for _ in 1 2 3; do
+    read -r _ f < <(wrk_stats 1 "http://127.0.0.1:$REF_PORT/spawn" "$work/post.lua")
+    read -r _ o < <(wrk_stats 1 "http://127.0.0.1:$PORT/workflows/governed/execute" "$work/one-step.lua")
+    awk -v o="$o" -v f="$f" 'BEGIN {printf "%.3f %.3f %.3f\n", o - f, o, f}' | tee -a "$work/floor1" >&2
+done
+median() { sort -n "$1" | awk -v col="$2" '{a[NR] = $col} END {print a[int((NR + 1) / 2)]}'; }
+floor_ratio=$(median "$work/floor32" 1)
+floor_ratio_range=$(sort -n "$work/floor32" | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.2fx-%.2fx", lo, hi}')
+floor_rps=$(median "$work/floor32" 3)
+step_rps=$(median "$work/floor32" 2)
+floor_p50_gap=$(median "$work/floor1" 1)
+floor_p50_range=$(sort -n "$work/floor1" | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.2f-%.2f ms", lo, hi}')
+floor_p50=$(median "$work/floor1" 3)
 
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
 verdict=$(target/release/sustainbot audit verify --json "$work/audit.jsonl") || { echo "audit log does not verify after the benchmark: $verdict" >&2; exit 1; }
@@ -131,6 +167,7 @@ report=$(
     echo "- validate at 64 connections: **${pair_median}%** of the bare-axum reference (median of 5 alternating pairs, range $pair_range; ${ratio}% in the table's single run; goal: at least 80%)."
     echo "- governed execute at 64 connections: **${exe_ratio}%** of validate (two fsynced audit records per run; $records records written across the log's segments, chain verified; goal of the audit-trail issue: at least 25%)."
     echo "- governed execute of a one-step workflow (a real \`true\` child process, two fsynced records): p50 **$(step_ratio 1)x** validate's at 1 connection, $(step_ratio 16)x at 16, $(step_ratio 64)x at 64 (goal of the workflow-engine issue: at most 2x)."
+    echo "- governed one-step run against the floor (the bare reference spawning \`true\` in its own process group and waiting): **$(printf '%.2f' "$floor_ratio")x** the floor's throughput at 32 connections (median of 5 alternating pairs, range $floor_ratio_range; medians $step_rps against $floor_rps runs/s; goal: at least 0.6x); p50 at 1 connection **$(printf '%+.2f' "$floor_p50_gap") ms** from the floor's ${floor_p50} ms (median of 3 alternating pairs, range $floor_p50_range; goal: within 1 ms), of which the two durable records alone take about $(awk -v a="$(p50 "no-op" 1)" -v b="$(p50 "validate" 1)" 'BEGIN {printf "%.2f", a - b}') ms (the no-op workflow's p50 minus validate's at 1 connection in the table)."
     echo "- server peak RSS (VmHWM): **$(( rss_core_kib / 1024 )) MiB** through the health, validate and no-op execute runs up to 64 connections (goal of the core-server issue: under 30 MiB); $(( rss_kib / 1024 )) MiB after the one-step runs too (child processes, run registry)."
     echo "<!-- bench.sh:end -->"
 )

@@ -128,8 +128,12 @@ pub async fn run(
     }
     let shown = limits.redact(program);
     check_env(spec, limits)?;
-    let base_dir = working_dir(&spec.base_dir).await?;
-    let resolved = resolve_program(program, spec, &base_dir, &shown).await?;
+    // The working directory and the program are checked with plain `stat`s on this thread, not
+    // through `tokio::fs` (one blocking-pool round trip each: up to a dozen thread hand-offs per
+    // step, which cost more than the spawn itself). A `stat` of a local path is microseconds, and
+    // the spawn right after blocks this thread anyway until the child has exec'd the same path.
+    let base_dir = working_dir(&spec.base_dir)?;
+    let resolved = resolve_program(program, spec, &base_dir, &shown)?;
 
     let mut command = Command::new(&resolved);
     command
@@ -205,7 +209,7 @@ fn check_env(spec: &CommandSpec, limits: &OutputLimits) -> Result<(), CommandErr
 
 /// `base_dir` made absolute (so a relative program can't be resolved twice) and checked to be a
 /// directory.
-async fn working_dir(base_dir: &Path) -> Result<PathBuf, CommandError> {
+fn working_dir(base_dir: &Path) -> Result<PathBuf, CommandError> {
     let error = |source| CommandError::BaseDir {
         path: base_dir.to_path_buf(),
         source,
@@ -215,7 +219,7 @@ async fn working_dir(base_dir: &Path) -> Result<PathBuf, CommandError> {
     } else {
         std::env::current_dir().map_err(error)?.join(base_dir)
     };
-    match tokio::fs::metadata(&absolute).await {
+    match std::fs::metadata(&absolute) {
         Ok(meta) if meta.is_dir() => Ok(absolute),
         Ok(_) => Err(error(io::Error::new(
             io::ErrorKind::NotADirectory,
@@ -233,8 +237,8 @@ enum Probe {
 }
 
 /// Does `path` name an executable regular file (following symlinks)?
-async fn probe(path: &Path) -> Probe {
-    match tokio::fs::metadata(path).await {
+fn probe(path: &Path) -> Probe {
+    match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => Probe::Executable,
         Ok(_) => Probe::NotExecutable,
         Err(_) => Probe::Missing,
@@ -244,7 +248,7 @@ async fn probe(path: &Path) -> Probe {
 /// The program's path: with a '/', absolute or relative to `base_dir`; a bare name, the first
 /// executable file on the absolute entries of the `PATH` in `spec.env` (the last `PATH` given wins,
 /// as for the child). Never the server's own PATH.
-async fn resolve_program(
+fn resolve_program(
     program: &str,
     spec: &CommandSpec,
     base_dir: &Path,
@@ -257,7 +261,7 @@ async fn resolve_program(
         } else {
             base_dir.join(path)
         };
-        return match probe(&path).await {
+        return match probe(&path) {
             Probe::Executable => Ok(path),
             Probe::NotExecutable => Err(CommandError::NotExecutable {
                 program: shown.to_owned(),
@@ -279,7 +283,7 @@ async fn resolve_program(
             continue;
         }
         let candidate = dir.join(program);
-        if probe(&candidate).await == Probe::Executable {
+        if probe(&candidate) == Probe::Executable {
             return Ok(candidate);
         }
     }
