@@ -145,6 +145,21 @@ floor_p50_range=$(sort -n "$work/floor1" | awk 'NR == 1 {lo = $1} {hi = $1} END 
 floor_p50=$(median "$work/floor1" 3)
 
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+
+# The disk's own cost of one durable record, in this run: 500 appends of a 300-byte line, each
+# followed by fdatasync, in the audit log's directory (what the write-ahead rule pays twice per run).
+fdatasync_p50=$(python3 - "$work/fsync-probe" <<'PY'
+import os, statistics, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+line, times = b"x" * 299 + b"\n", []
+for _ in range(500):
+    start = time.perf_counter()
+    os.write(fd, line)
+    os.fdatasync(fd)
+    times.append(time.perf_counter() - start)
+print(f"{statistics.median(times) * 1000:.2f}")
+PY
+)
 verdict=$(target/release/sustainbot audit verify --json "$work/audit.jsonl") || { echo "audit log does not verify after the benchmark: $verdict" >&2; exit 1; }
 records=$(sed -n 's/.*"records":\([0-9]*\).*/\1/p' <<<"$verdict")
 
@@ -167,7 +182,7 @@ report=$(
     echo "- validate at 64 connections: **${pair_median}%** of the bare-axum reference (median of 5 alternating pairs, range $pair_range; ${ratio}% in the table's single run; goal: at least 80%)."
     echo "- governed execute at 64 connections: **${exe_ratio}%** of validate (two fsynced audit records per run; $records records written across the log's segments, chain verified; goal of the audit-trail issue: at least 25%)."
     echo "- governed execute of a one-step workflow (a real \`true\` child process, two fsynced records): p50 **$(step_ratio 1)x** validate's at 1 connection, $(step_ratio 16)x at 16, $(step_ratio 64)x at 64 (goal of the workflow-engine issue: at most 2x)."
-    echo "- governed one-step run against the floor (the bare reference spawning \`true\` in its own process group and waiting): **$(printf '%.2f' "$floor_ratio")x** the floor's throughput at 32 connections (median of 5 alternating pairs, range $floor_ratio_range; medians $step_rps against $floor_rps runs/s; goal: at least 0.6x); p50 at 1 connection **$(printf '%+.2f' "$floor_p50_gap") ms** from the floor's ${floor_p50} ms (median of 3 alternating pairs, range $floor_p50_range; goal: within 1 ms), of which the two durable records alone take about $(awk -v a="$(p50 "no-op" 1)" -v b="$(p50 "validate" 1)" 'BEGIN {printf "%.2f", a - b}') ms (the no-op workflow's p50 minus validate's at 1 connection in the table)."
+    echo "- governed one-step run against the floor (the bare reference spawning \`true\` in its own process group and waiting): **$(printf '%.2f' "$floor_ratio")x** the floor's throughput at 32 connections (median of 5 alternating pairs, range $floor_ratio_range; medians $step_rps against $floor_rps runs/s; goal: at least 0.6x); p50 at 1 connection **$(printf '%+.2f' "$floor_p50_gap") ms** from the floor's ${floor_p50} ms (median of 3 alternating pairs, range $floor_p50_range; goal: within 1 ms), of which the two durable records alone take about $(awk -v a="$(p50 "no-op" 1)" -v b="$(p50 "validate" 1)" 'BEGIN {printf "%.2f", a - b}') ms (the no-op workflow's p50 minus validate's at 1 connection in the table; the disk's own fdatasync p50 was ${fdatasync_p50} ms in this run, paid twice, one after the other, by the write-ahead rule)."
     echo "- server peak RSS (VmHWM): **$(( rss_core_kib / 1024 )) MiB** through the health, validate and no-op execute runs up to 64 connections (goal of the core-server issue: under 30 MiB); $(( rss_kib / 1024 )) MiB after the one-step runs too (child processes, run registry)."
     echo "<!-- bench.sh:end -->"
 )
