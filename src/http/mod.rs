@@ -16,7 +16,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -65,7 +65,7 @@ impl std::ops::Deref for AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let api = Router::new()
         .merge(health::router())
         .merge(governance::router())
         .merge(workflows::router())
@@ -77,16 +77,22 @@ pub fn router(state: AppState) -> Router {
             record_metrics,
         ))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    edge(api).with_state(state)
+}
+
+/// What every request passes through, outermost first: the trace id (and the request's span), a
+/// caught panic (a 500 `INTERNAL_ERROR` that still carries the trace id), the body limit.
+fn edge<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(trace_id))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 tracing::error!("a request handler panicked");
-                ApiError::internal().render()
+                ApiError::internal().into_response()
             },
         ))
-        .with_state(state)
+        .layer(middleware::from_fn(trace_id))
 }
 
 async fn not_found() -> ApiError {
@@ -154,4 +160,39 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_with_its_trace_id() {
+        let app = edge(Router::new().route(
+            "/boom",
+            get(|| async {
+                panic!("boom");
+                #[allow(unreachable_code)]
+                ()
+            }),
+        ));
+        let request = Request::get("/boom")
+            .header("x-trace-id", "panic-1")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["x-trace-id"], "panic-1");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "INTERNAL_ERROR");
+        assert_eq!(body["error"], "Internal server error");
+        assert_eq!(body["trace_id"], "panic-1");
+    }
 }
