@@ -2,10 +2,12 @@
 //! queues for a worker, writes its intent (durable before anything runs), runs, and writes its
 //! outcome.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use serde_json::{Map, Value};
 
 use super::approvals::Pending;
@@ -15,7 +17,7 @@ use crate::audit::{Outcome, Record};
 use crate::auth::Principal;
 use crate::governance::DragMode;
 use crate::runs::{Run, RunStatus};
-use crate::workflow::Workflow;
+use crate::workflow::{RunFailure, RunOutput, Workflow};
 
 /// A governed request that passed every check, registered and waiting to run.
 pub struct Prepared {
@@ -224,8 +226,12 @@ impl Prepared {
 
         let result = this
             .runner
-            .run(&definition, &parameters, &trace_id, drag_mode, Some(&*live))
-            .await;
+            .run(&definition, &parameters, &trace_id, drag_mode, Some(&*live));
+        // A panic in the engine (a bug) still ends the run on the record.
+        let result = AssertUnwindSafe(result)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(engine_panicked);
         let duration = started.elapsed().as_secs_f64();
         let mut failure_code = None;
         let (outcome, message, error, steps) = match result {
@@ -301,5 +307,43 @@ impl Prepared {
             code,
             steps,
         })
+    }
+}
+
+/// What a run that the engine panicked in comes to: a failure with `INTERNAL_ERROR`, recorded as
+/// its outcome like any other (its `started` record never stands alone; the step's child process
+/// group is killed as its handle drops).
+fn engine_panicked(_: Box<dyn std::any::Any + Send>) -> Result<RunOutput, RunFailure> {
+    tracing::error!("the workflow engine panicked; the run is recorded as failed");
+    Err(RunFailure {
+        error: "Internal error in the workflow engine; the run was stopped".to_owned(),
+        steps: Vec::new(),
+        cancelled: false,
+        code: Some("INTERNAL_ERROR"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_the_engine_becomes_a_failure_with_a_code() {
+        let panicking = async {
+            if true {
+                panic!("a bug in a step kind");
+            }
+            Ok(RunOutput {
+                outcome: String::new(),
+                steps: Vec::new(),
+            })
+        };
+        let result = AssertUnwindSafe(panicking)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(engine_panicked);
+        let failure = result.unwrap_err();
+        assert_eq!(failure.code, Some("INTERNAL_ERROR"));
+        assert!(!failure.cancelled);
     }
 }
