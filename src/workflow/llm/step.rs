@@ -109,7 +109,7 @@ fn report(
         duration_seconds: outcome.duration.as_secs_f64(),
         stdout: outcome.text,
         stderr: String::new(),
-        truncated: false,
+        truncated: outcome.truncated,
         error,
         violations,
     }

@@ -134,3 +134,37 @@ async fn an_observers_cancellation_stops_the_running_step_and_the_run() {
     assert_eq!(failure.steps.len(), 1);
     assert_eq!(recorder.heard(), ["started wait", "finished wait false"]);
 }
+
+/// A loopback server answering every request with `reply`.
+async fn serve_text(reply: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(axum::routing::any(move || async move { reply }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn an_llm_steps_report_says_when_the_answer_was_cut() {
+    // 70,000 bytes of answer: more than the 64 KiB a step keeps.
+    let answer: &'static str = Box::leak(
+        format!(
+            "{{\"response\": \"{}\", \"done\": true}}",
+            "o".repeat(70_000)
+        )
+        .into_boxed_str(),
+    );
+    let base = serve_text(answer).await;
+    let mut runner = runner();
+    Arc::get_mut(&mut runner.services).unwrap().llm = crate::workflow::llm::LlmEndpoint {
+        base_url: base,
+        ..crate::workflow::llm::LlmEndpoint::ollama("127.0.0.1", 9, "none")
+    };
+    let w = workflow(json!({"steps": [{"id": "ai", "llm": {"prompt": "x"}}]}));
+    let output = runner
+        .run(&w, &Map::new(), "t1", None, None)
+        .await
+        .expect("succeeds");
+    assert_eq!(output.steps[0].stdout.len(), 64 * 1024);
+    assert!(output.steps[0].truncated, "the answer was cut");
+}
