@@ -230,12 +230,6 @@ impl<'a> Reader<'a> {
 }
 
 impl Config {
-    /// Reads every section from the process environment (call `dotenvy::dotenv()` first to
-    /// honour `.env`).
-    pub fn from_env(overrides: Overrides) -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| std::env::var(name).ok(), overrides)
-    }
-
     /// Reads every section through any variable lookup (tests pass a map).
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,

@@ -121,14 +121,17 @@ impl Gate {
         }
         // From here on the record carries the declaration as bound (email filled in from the token).
         let readable = record_view(&governed);
-        let definition = self
-            .known_workflow(
+        let name = self
+            .valid_name(
                 true,
                 trace_id,
                 principal,
                 &readable,
                 &governed.workflow_name,
             )
+            .await?;
+        let definition = self
+            .known_workflow(true, trace_id, principal, &readable, name)
             .await?;
         Ok(Checked {
             definition,
@@ -157,12 +160,9 @@ impl Gate {
         }
         let readable = ungoverned_view(&workflow_name, Map::new());
         // The name before the body, as the original checked them.
-        if let Err(invalid) = WorkflowName::parse(&workflow_name) {
-            let refusal = GateError::InvalidName(invalid);
-            return Err(self
-                .refuse(false, trace_id, principal, &readable, refusal)
-                .await);
-        }
+        let name = self
+            .valid_name(false, trace_id, principal, &readable, &workflow_name)
+            .await?;
         let parameters = match parameters {
             Ok(None) => Map::new(),
             Ok(Some(Value::Object(map))) => map,
@@ -183,7 +183,7 @@ impl Gate {
             }
         };
         let definition = self
-            .known_workflow(false, trace_id, principal, &readable, &workflow_name)
+            .known_workflow(false, trace_id, principal, &readable, name)
             .await?;
         Ok(Checked {
             definition,
@@ -195,24 +195,35 @@ impl Gate {
         })
     }
 
-    /// The named workflow, when the name is valid and it is loaded.
-    async fn known_workflow(
+    /// The workflow name, parsed once; an invalid one is refused on the record.
+    async fn valid_name(
         &self,
         governed: bool,
         trace_id: &str,
         principal: &Principal,
         readable: &Value,
         name: &str,
-    ) -> Result<Arc<Workflow>, GateError> {
-        let name = match WorkflowName::parse(name) {
-            Ok(name) => name,
+    ) -> Result<WorkflowName, GateError> {
+        match WorkflowName::parse(name) {
+            Ok(name) => Ok(name),
             Err(invalid) => {
                 let refusal = GateError::InvalidName(invalid);
-                return Err(self
+                Err(self
                     .refuse(governed, trace_id, principal, readable, refusal)
-                    .await);
+                    .await)
             }
-        };
+        }
+    }
+
+    /// The named workflow, when it is loaded; an unknown one is refused on the record.
+    async fn known_workflow(
+        &self,
+        governed: bool,
+        trace_id: &str,
+        principal: &Principal,
+        readable: &Value,
+        name: WorkflowName,
+    ) -> Result<Arc<Workflow>, GateError> {
         match self.workflows.get(name.as_str()) {
             Some(definition) => Ok(definition),
             None => {

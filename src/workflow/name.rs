@@ -39,12 +39,6 @@ impl fmt::Display for WorkflowName {
     }
 }
 
-impl AsRef<str> for WorkflowName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
