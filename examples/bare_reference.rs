@@ -42,7 +42,9 @@ async fn append_durably() -> std::io::Result<()> {
         return Err(std::io::Error::other("no durable file given"));
     };
     tokio::task::spawn_blocking(move || {
-        let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut file = file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut line = [b'x'; 300];
         line[299] = b'\n';
         file.write_all(&line)?;

@@ -31,6 +31,7 @@ use crate::governance::filter::{PhraseList, PhraseListError};
 use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, RunLimits};
+use crate::slack::Slack;
 use crate::workflow::llm::{Api, LlmEndpoint};
 use crate::workflow::{EnvSecrets, Runner, Services, WorkflowRegistry};
 
@@ -50,6 +51,8 @@ pub enum StartError {
     },
     #[error("cannot restore the approval requests on the audit trail: {0}")]
     Approvals(String),
+    #[error("{0}")]
+    Slack(String),
 }
 
 /// The audit writer's options from the configuration (reads the signing key).
@@ -142,7 +145,12 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         },
         !config.server.governance_enabled,
     );
+    let slack = Arc::new(
+        Slack::new(&config.slack, gate.clone(), Arc::clone(&metrics)).map_err(StartError::Slack)?,
+    );
+    gate.listen(Arc::clone(&slack.notifier) as Arc<dyn pipeline::Listener>);
     Ok(AppState::new(Shared {
+        slack,
         keys: JwtKeys::new(
             config.auth.jwt_secret.expose().as_bytes(),
             config.auth.jwt_algorithm,
@@ -153,6 +161,9 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         phrases,
     }))
 }
+
+/// At shutdown, how long Slack deliveries in flight get.
+const SLACK_DRAIN_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// At shutdown, how long cancelled runs get to record `cancelled` once the grace period is over.
 const CANCEL_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
@@ -201,6 +212,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let gate = self.state.gate.clone();
+        let slack = Arc::clone(&self.state.slack);
         let grace = std::time::Duration::from_secs(self.state.config.server.shutdown_grace_seconds);
         tokio::spawn(watch_workflows(self.state.gate.clone()));
         tokio::spawn(expire_approvals(self.state.gate.clone()));
@@ -229,6 +241,8 @@ impl Application {
             .map(|end| end.saturating_duration_since(tokio::time::Instant::now()))
             .unwrap_or_default();
         gate.drain(left, CANCEL_BOUND).await;
+        // Results and notifications of the last runs go out (bounded).
+        slack.notifier.drain(SLACK_DRAIN_BOUND).await;
         // A final signed checkpoint, then the writer stops.
         gate.audit().close().await;
         served

@@ -218,6 +218,7 @@ pub struct Metrics {
     pub workflow_execution_errors: CounterFamily,
     pub slack_events_received: CounterFamily,
     pub slack_signature_verifications: CounterFamily,
+    pub slack_deliveries: CounterFamily,
     pub jwt_validations: CounterFamily,
     pub authentication_failures: CounterFamily,
     pub http_requests: CounterFamily,
@@ -281,6 +282,11 @@ impl Metrics {
                 "Slack signature verifications",
                 &["outcome"],
             ),
+            slack_deliveries: CounterFamily::new(
+                "sustainbot_slack_deliveries_total",
+                "Messages and calls to Slack (response_url, Web API methods, webhook) by result: ok, retried, refused, failed, dropped",
+                &["target", "result"],
+            ),
             jwt_validations: CounterFamily::new(
                 "sustainbot_jwt_validations_total",
                 "JWT token validations",
@@ -334,6 +340,7 @@ impl Metrics {
             &self.workflow_execution_errors,
             &self.slack_events_received,
             &self.slack_signature_verifications,
+            &self.slack_deliveries,
             &self.jwt_validations,
             &self.authentication_failures,
             &self.http_requests,

@@ -175,6 +175,12 @@ async fn run_once(config: Config, name: &str, request: Option<PathBuf>) -> ExitC
             std::time::Duration::from_secs(10),
         )
         .await;
+    // The completion notification (SLACK_WEBHOOK_URL), if any, goes out before the process ends.
+    state
+        .slack
+        .notifier
+        .drain(std::time::Duration::from_secs(10))
+        .await;
     state.gate.audit().close().await;
     println!(
         "{}",

@@ -124,12 +124,34 @@ pub struct LoggingConfig {
     pub json_log_path: Option<PathBuf>,
 }
 
-/// Slack's credentials.
+/// Slack: credentials, who the users are, where messages go.
 #[derive(Debug, Clone)]
 pub struct SlackConfig {
     pub signing_secret: Option<Secret>,
     /// For notifications (kept secret: the URL is the credential).
     pub webhook_url: Option<Secret>,
+    /// `SLACK_BOT_TOKEN` (`xoxb-...`): `chat.postMessage`, `chat.update`, `users.info`, `views.open`.
+    pub bot_token: Option<Secret>,
+    /// `SLACK_USERS_FILE`: Slack user id -> accountable human and role (JSON or YAML).
+    pub users_file: Option<PathBuf>,
+    /// `SLACK_DEFAULT_ROLE`: the role of a user not in the file, looked up with `users.info`.
+    pub default_role: Option<String>,
+    /// `SLACK_APPROVALS_CHANNEL`: where approval requests are posted (with the bot token).
+    pub approvals_channel: Option<String>,
+    /// `SLACK_API_URL`: the Web API's base (`https://slack.com/api`).
+    pub api_url: String,
+    /// `SLACK_NOTIFY`: which runs' completions go to the webhook.
+    pub notify: Notify,
+    /// `SLACK_RESPONSE_TYPE`: whether results are `ephemeral` (default) or `in_channel`.
+    pub in_channel: bool,
+}
+
+/// Which completions are posted to `SLACK_WEBHOOK_URL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notify {
+    All,
+    Failures,
+    None,
 }
 
 /// Everything wrong with the configuration, one problem per line.
@@ -418,9 +440,51 @@ impl LoggingConfig {
 
 impl SlackConfig {
     pub fn read(reader: &mut Reader<'_>) -> SlackConfig {
+        let notify = match reader.text("SLACK_NOTIFY").map(|v| v.to_ascii_lowercase()) {
+            None => Notify::All,
+            Some(v) if v == "all" => Notify::All,
+            Some(v) if v == "failures" => Notify::Failures,
+            Some(v) if v == "none" => Notify::None,
+            Some(other) => {
+                reader.problems.push(format!(
+                    "SLACK_NOTIFY must be all, failures or none, not '{other}'"
+                ));
+                Notify::All
+            }
+        };
+        let in_channel = match reader
+            .text("SLACK_RESPONSE_TYPE")
+            .map(|v| v.to_ascii_lowercase())
+        {
+            None => false,
+            Some(v) if v == "ephemeral" => false,
+            Some(v) if v == "in_channel" => true,
+            Some(other) => {
+                reader.problems.push(format!(
+                    "SLACK_RESPONSE_TYPE must be ephemeral or in_channel, not '{other}'"
+                ));
+                false
+            }
+        };
+        let default_role = reader.text("SLACK_DEFAULT_ROLE");
+        let bot_token = reader.secret("SLACK_BOT_TOKEN");
+        if default_role.is_some() && bot_token.is_none() {
+            reader.warnings.push(
+                "SLACK_DEFAULT_ROLE is set without SLACK_BOT_TOKEN: users not in SLACK_USERS_FILE cannot be looked up and are refused".into(),
+            );
+        }
         SlackConfig {
             signing_secret: reader.secret("SLACK_SIGNING_SECRET"),
             webhook_url: reader.text("SLACK_WEBHOOK_URL").map(Secret::new),
+            bot_token,
+            users_file: reader.text("SLACK_USERS_FILE").map(PathBuf::from),
+            default_role,
+            approvals_channel: reader.text("SLACK_APPROVALS_CHANNEL"),
+            api_url: reader
+                .text("SLACK_API_URL")
+                .unwrap_or_else(|| "https://slack.com/api".into()),
+            notify,
+            in_channel,
         }
     }
 }

@@ -8,5 +8,5 @@ mod request;
 pub use mode::{DragMode, DragModeError};
 pub use request::{
     summary, Actor, Aim, GovernanceRequest, IdentityMismatch, Input, InputSource, Mission,
-    Rejection, Violation, ViolationKind,
+    Rejection, Violation, ViolationKind, MIN_ACTOR_NAME_CHARS,
 };

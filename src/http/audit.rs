@@ -12,7 +12,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Semaphore;
 
 use super::{ApiError, AppState, AuthUser};
 use crate::audit::query::{parse_timestamp, Filter};
@@ -25,8 +24,7 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// The most entries one page holds.
 pub const MAX_LIMIT: usize = 1000;
 
-/// Verification reads the whole log on every core: one at a time, the others wait their turn.
-static VERIFYING: Semaphore = Semaphore::const_new(1);
+use crate::audit::verify::VERIFYING;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -76,8 +76,10 @@ impl From<GateError> for ApiError {
             GateError::ActorMismatch(_) | GateError::ForbiddenRole { .. } => StatusCode::FORBIDDEN,
             GateError::ApprovalRequired { .. }
             | GateError::NotPending(_)
-            | GateError::TraceInUse(_) => StatusCode::CONFLICT,
-            GateError::ApprovalRefused(_) => StatusCode::FORBIDDEN,
+            | GateError::TraceInUse(_)
+            | GateError::RunFinished(_) => StatusCode::CONFLICT,
+            GateError::RunNotFound(_) => StatusCode::NOT_FOUND,
+            GateError::ApprovalRefused(_) | GateError::UnknownUser(_) => StatusCode::FORBIDDEN,
             GateError::ApprovalExpired(_) => StatusCode::GONE,
             GateError::TooManyRuns => StatusCode::TOO_MANY_REQUESTS,
             GateError::Cancelled => StatusCode::CONFLICT,

@@ -43,6 +43,7 @@ pub struct AppState(Arc<Shared>);
 /// The shared parts behind [`AppState`].
 pub struct Shared {
     pub config: Arc<Config>,
+    pub slack: Arc<crate::slack::Slack>,
     pub keys: JwtKeys,
     pub gate: Gate,
     pub metrics: Arc<Metrics>,

@@ -24,14 +24,6 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{trace_id}/override", post(override_output))
 }
 
-/// Whether `principal` may see (and, for its own runs, cancel) `run`.
-fn owns(principal: &Principal, run: &Run) -> bool {
-    match (&principal.actor, &run.actor) {
-        (Some(who), Some(actor)) => who.eq_ignore_ascii_case(actor),
-        _ => false,
-    }
-}
-
 #[derive(Deserialize)]
 struct ListQuery {
     status: Option<String>,
@@ -98,20 +90,7 @@ fn visible(
     principal: &Principal,
     trace_id: &str,
 ) -> Result<std::sync::Arc<Run>, ApiError> {
-    state
-        .gate
-        .runs()
-        .get(trace_id)
-        .filter(|run| {
-            may(
-                principal,
-                Action::SeeRun {
-                    own: owns(principal, run),
-                },
-            )
-            .is_ok()
-        })
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("No run {trace_id} is known here (GET /audit/entries/{trace_id} has the permanent record)")))
+    Ok(state.gate.visible_run(principal, trace_id)?)
 }
 
 async fn show(
@@ -137,29 +116,7 @@ async fn cancel(
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
 ) -> Result<Json<Cancelling>, ApiError> {
-    let run = visible(&state, &principal, &trace_id)?;
-    may(
-        &principal,
-        Action::CancelRun {
-            own: owns(&principal, &run),
-        },
-    )
-    .map_err(ApiError::forbidden)?;
-    let by = principal
-        .actor
-        .clone()
-        .unwrap_or_else(|| principal.role.to_string());
-    if !run.cancel_as(&by, &principal) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "RUN_FINISHED",
-            format!("Run {trace_id} has already finished"),
-        ));
-    }
-    // A run waiting for approval is withdrawn on the record (nothing happens for other runs; one
-    // whose approval request is being parked right now is withdrawn by the parking instead).
-    state.gate.withdraw(&trace_id, &principal).await?;
-    tracing::info!(trace_id, by, "run cancellation requested");
+    let by = state.gate.cancel(&principal, &trace_id).await?;
     Ok(Json(Cancelling {
         trace_id,
         status: "cancelling",

@@ -1,5 +1,17 @@
-//! `POST /slack/events`: the Slack Events API endpoint. Every request must be signed with
-//! `SLACK_SIGNING_SECRET`; only an explicit dev mode without a secret accepts unsigned requests.
+//! Slack's three request URLs. Every request's signature is checked over the raw body before
+//! anything is parsed; without `SLACK_SIGNING_SECRET` they answer 503 (an explicit dev mode
+//! accepts unsigned requests, loudly).
+//!
+//! - `POST /slack/commands` and `POST /slack/events`: slash commands (form-encoded); the second
+//!   also takes the Events API (JSON: `url_verification`, `event_callback` with `app_mention`).
+//! - `POST /slack/actions`: interactive payloads (form field `payload`: buttons, modals).
+//!
+//! Slack wants an answer within 3 seconds: a command's reply is the answer when it is ready in
+//! time, else the answer says "working on it" and the reply follows at the `response_url`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -8,68 +20,167 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::extract::{parse_json, unreadable};
 use super::{ApiError, AppState};
-use crate::slack;
+use crate::slack::{self, blocks, Invocation, Slack};
+
+/// The longest Slack body read (Slack's own payloads are a few KiB).
+const SLACK_BODY_MAX: usize = 64 * 1024;
+/// How long a command may take before the answer becomes "working on it".
+const ACK_WITHIN: Duration = Duration::from_millis(2500);
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/slack/events", post(events))
+    Router::new()
+        .route("/slack/commands", post(commands))
+        .route("/slack/events", post(events))
+        .route("/slack/actions", post(actions))
 }
 
-/// An Events API callback, acknowledged.
-#[derive(Serialize)]
-struct Acknowledged {
-    ok: bool,
+/// The signature check every Slack request passes first.
+fn verified(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Arc<Slack>, ApiError> {
+    let slack = Arc::clone(&state.slack);
+    let metrics = &state.metrics;
+    if body.len() > SLACK_BODY_MAX {
+        metrics.slack_signature_verifications.inc(&["too_large"]);
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("Slack request bodies are capped at {SLACK_BODY_MAX} bytes"),
+        ));
+    }
+    let Some(secret) = slack.signing_secret() else {
+        if state.config.server.dev {
+            tracing::warn!(
+                "dev mode: accepting an unsigned Slack request (SLACK_SIGNING_SECRET is not set)"
+            );
+            return Ok(slack);
+        }
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SLACK_NOT_CONFIGURED",
+            "Slack is not configured: set SLACK_SIGNING_SECRET",
+        ));
+    };
+    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let verdict = slack::check(
+        secret.expose(),
+        header_text("x-slack-request-timestamp"),
+        header_text("x-slack-signature"),
+        body,
+        chrono::Utc::now().timestamp(),
+        &slack.replay,
+    );
+    match verdict {
+        Ok(()) => {
+            metrics.slack_signature_verifications.inc(&["success"]);
+            Ok(slack)
+        }
+        Err(refused) => {
+            metrics
+                .slack_signature_verifications
+                .inc(&[refused.label()]);
+            tracing::warn!(error = %refused, "Slack request refused");
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                refused.code(),
+                format!("Slack request refused: {refused}"),
+            ))
+        }
+    }
 }
 
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}
+
+/// `POST /slack/commands`.
+async fn commands(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = body.map_err(unreadable)?;
+    let slack = verified(&state, &headers, &bytes)?;
+    slash_command(slack, &bytes).await
+}
+
+/// A slash command's form, answered within [`ACK_WITHIN`].
+async fn slash_command(slack: Arc<Slack>, bytes: &[u8]) -> Result<Response, ApiError> {
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(bytes)
+        .map_err(|e| ApiError::validation(format!("Slack command form cannot be read: {e}")))?;
+    let field = |name: &str| form.get(name).cloned().unwrap_or_default();
+    if field("command").is_empty() || field("user_id").is_empty() {
+        return Err(ApiError::validation(
+            "Slack command form needs command and user_id",
+        ));
+    }
+    slack
+        .metrics()
+        .slack_events_received
+        .inc(&["slash_command"]);
+    let invocation = Invocation {
+        team_id: field("team_id"),
+        team_domain: field("team_domain"),
+        channel_id: field("channel_id"),
+        channel_name: field("channel_name"),
+        user_id: field("user_id"),
+        user_name: field("user_name"),
+        command: field("command"),
+        text: field("text"),
+        response_url: form.get("response_url").filter(|u| !u.is_empty()).cloned(),
+        source: "slack_slash_command",
+    };
+    tracing::info!(
+        user = invocation.user_id,
+        command = invocation.command,
+        "Slack command"
+    );
+    let response_url = invocation.response_url.clone();
+    let handler = Arc::clone(&slack);
+    let mut task = tokio::spawn(async move { handler.handle(&invocation).await });
+    let reply = match tokio::time::timeout(ACK_WITHIN, &mut task).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(_)) => {
+            tracing::error!("a Slack command's handler failed");
+            blocks::reply(
+                "ephemeral",
+                ":x: Internal error; nothing was started without a record.",
+            )
+        }
+        Err(_) => {
+            let client = slack.client.clone();
+            slack.notifier.deliver("response_url", async move {
+                if let (Ok(reply), Some(url)) = (task.await, response_url) {
+                    let _ = client.respond(&url, &reply).await;
+                }
+            });
+            blocks::reply(
+                "ephemeral",
+                ":hourglass_flowing_sand: Working on it; the answer follows here.",
+            )
+        }
+    };
+    Ok(Json(reply).into_response())
+}
+
+/// `POST /slack/events`: a slash command (form) or an Events API callback (JSON).
 async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let metrics = &state.metrics;
     let bytes = body.map_err(unreadable)?;
-    match &state.config.slack.signing_secret {
-        Some(secret) => {
-            let header_text = |name: &str| {
-                headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-            };
-            let verdict = slack::verify(
-                secret.expose(),
-                header_text("x-slack-request-timestamp"),
-                header_text("x-slack-signature"),
-                &bytes,
-                chrono::Utc::now().timestamp(),
-            );
-            if let Err(e) = verdict {
-                metrics.slack_signature_verifications.inc(&["failure"]);
-                tracing::warn!(error = %e, "Slack request refused");
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "INVALID_SIGNATURE",
-                    "Invalid signature",
-                ));
-            }
-            metrics.slack_signature_verifications.inc(&["success"]);
-        }
-        None if state.config.server.dev => {
-            tracing::warn!(
-                "dev mode: accepting an unsigned Slack request (SLACK_SIGNING_SECRET is not set)"
-            );
-        }
-        None => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SLACK_NOT_CONFIGURED",
-                "Slack is not configured: set SLACK_SIGNING_SECRET",
-            ))
-        }
+    let slack = verified(&state, &headers, &bytes)?;
+    if is_form(&headers) {
+        return slash_command(slack, &bytes).await;
     }
     // Slack signs the raw bytes: the body is read as JSON only once its signature holds.
     let event = match parse_json(&bytes)? {
@@ -91,7 +202,7 @@ async fn events(
             )
         })
         .unwrap_or("other");
-    metrics.slack_events_received.inc(&[kind]);
+    state.metrics.slack_events_received.inc(&[kind]);
     if kind == "url_verification" {
         let challenge = event
             .get("challenge")
@@ -104,5 +215,105 @@ async fn events(
         )
             .into_response());
     }
-    Ok(Json(Acknowledged { ok: true }).into_response())
+    if kind == "event_callback" {
+        mention(&slack, &event);
+    }
+    Ok(Json(json!({"ok": true})).into_response())
+}
+
+/// An `app_mention` with a command text (`@SustainBot run deploy ...`): handled like
+/// `/sustainbot <text>`, answered in the mention's thread through the bot token.
+fn mention(slack: &Arc<Slack>, callback: &serde_json::Map<String, Value>) {
+    let event = callback.get("event").cloned().unwrap_or(Value::Null);
+    if event["type"] != "app_mention" || event.get("bot_id").is_some_and(|b| !b.is_null()) {
+        return;
+    }
+    let event_id = callback
+        .get("event_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !event_id.is_empty() && !slack.first_event(event_id) {
+        return;
+    }
+    if !slack.client.has_bot_token() {
+        tracing::warn!("an app mention cannot be answered without SLACK_BOT_TOKEN");
+        return;
+    }
+    let text = event["text"].as_str().unwrap_or_default();
+    // The mention itself (`<@U0APP>`) comes first.
+    let text = match text.trim_start().strip_prefix("<@") {
+        Some(rest) => rest.split_once('>').map_or("", |(_, after)| after),
+        None => text,
+    };
+    let channel = event["channel"].as_str().unwrap_or_default().to_owned();
+    let thread = event["thread_ts"]
+        .as_str()
+        .or_else(|| event["ts"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let invocation = Invocation {
+        team_id: callback
+            .get("team_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        team_domain: callback
+            .get("team_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        channel_id: channel.clone(),
+        channel_name: channel.clone(),
+        user_id: event["user"].as_str().unwrap_or_default().to_owned(),
+        user_name: event["user"].as_str().unwrap_or_default().to_owned(),
+        command: "/sustainbot".to_owned(),
+        text: text.trim().to_owned(),
+        response_url: None,
+        source: "slack_app_mention",
+    };
+    let handler = Arc::clone(slack);
+    slack.notifier.deliver("chat.postMessage", async move {
+        let mut reply = handler.handle(&invocation).await;
+        if let Some(object) = reply.as_object_mut() {
+            object.remove("response_type");
+            object.remove("replace_original");
+        }
+        reply["channel"] = Value::String(channel);
+        reply["thread_ts"] = Value::String(thread);
+        let _ = handler.client.post_message(&reply).await;
+    });
+}
+
+/// `POST /slack/actions`: button clicks and modal submissions, acknowledged at once; decisions
+/// and their messages follow (a modal's refusal is the answer, so that it shows in the modal).
+async fn actions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = body.map_err(unreadable)?;
+    let slack = verified(&state, &headers, &bytes)?;
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|e| ApiError::validation(format!("Slack action form cannot be read: {e}")))?;
+    let payload: Value = form
+        .get("payload")
+        .and_then(|p| serde_json::from_str(p).ok())
+        .filter(Value::is_object)
+        .ok_or_else(|| {
+            ApiError::validation("Slack action needs a JSON object in the payload field")
+        })?;
+    state.metrics.slack_events_received.inc(&["interaction"]);
+    if payload["type"] == "view_submission" {
+        // Slack shows the answer in the modal: decide now (quick: one audit record).
+        let acted = slack.act(&payload).await;
+        return Ok(match acted.answer {
+            Some(answer) => Json(answer).into_response(),
+            None => StatusCode::OK.into_response(),
+        });
+    }
+    let handler = Arc::clone(&slack);
+    slack.notifier.deliver("response_url", async move {
+        handler.act(&payload).await;
+    });
+    Ok(StatusCode::OK.into_response())
 }

@@ -35,6 +35,14 @@ pub enum GateError {
     ApprovalExpired(String),
     #[error("{0}")]
     NotPending(String),
+    /// No run by that trace id is known here, or the caller may not see it.
+    #[error("No run {0} is known here (GET /audit/entries/{0} has the permanent record)")]
+    RunNotFound(String),
+    #[error("Run {0} has already finished")]
+    RunFinished(String),
+    /// The caller is not mapped to an accountable human (a Slack user not in `SLACK_USERS_FILE`).
+    #[error("{0}")]
+    UnknownUser(String),
     #[error("Trace id '{0}' belongs to a run that is still queued, running or waiting for approval; use a new trace id")]
     TraceInUse(String),
     #[error("Too many runs in progress and waiting; try again shortly")]
@@ -69,6 +77,9 @@ impl GateError {
             GateError::ApprovalRefused(_) => "APPROVAL_REFUSED",
             GateError::ApprovalExpired(_) => "APPROVAL_EXPIRED",
             GateError::NotPending(_) => "RUN_NOT_PENDING",
+            GateError::RunNotFound(_) => "NOT_FOUND",
+            GateError::RunFinished(_) => "RUN_FINISHED",
+            GateError::UnknownUser(_) => "UNKNOWN_USER",
             GateError::TraceInUse(_) => "TRACE_ID_IN_USE",
             GateError::AuditUnavailable(_) => "AUDIT_UNAVAILABLE",
             GateError::Internal(_) => "INTERNAL_ERROR",

@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 mod approvals;
 mod error;
+mod listen;
 mod pool;
 mod prepare;
 mod records;
@@ -29,17 +30,26 @@ use pool::Pool;
 use records::run_record;
 
 pub use error::GateError;
+pub use listen::{ApprovalRequested, Finished, Listener};
 pub use records::is_empty_body;
 pub use report::RunReport;
 pub use run::Prepared;
 
 use crate::audit::{AuditStore, Record};
-use crate::auth::Principal;
+use crate::auth::{may, Action, Principal};
 use crate::metrics::{drag_mode_label, Metrics};
 use crate::runs::{Run, RunRegistry};
 use crate::sync::lock;
 use crate::trace::TraceId;
 use crate::workflow::{Runner, StepReport, WorkflowRegistry};
+
+/// Whether `principal` is the run's accountable human.
+pub fn owns(principal: &Principal, run: &Run) -> bool {
+    match (&principal.actor, &run.actor) {
+        (Some(who), Some(actor)) => who.eq_ignore_ascii_case(actor),
+        _ => false,
+    }
+}
 
 /// A request to run, from any entry point.
 pub struct RunRequest {
@@ -120,6 +130,8 @@ pub struct Gate {
     ungoverned_allowed: bool,
     /// Every run's task: shutdown closes it and waits.
     tasks: TaskTracker,
+    /// Told when runs end and when they wait for approval.
+    listeners: Arc<std::sync::RwLock<Vec<Arc<dyn Listener>>>>,
 }
 
 impl Gate {
@@ -144,6 +156,18 @@ impl Gate {
             approvals_max: limits.waiting_for_approval,
             ungoverned_allowed,
             tasks: TaskTracker::new(),
+            listeners: Arc::default(),
+        }
+    }
+
+    /// Adds a listener for runs' ends and approval requests (Slack's notifications).
+    pub fn listen(&self, listener: Arc<dyn Listener>) {
+        crate::sync::write(&self.listeners).push(listener);
+    }
+
+    fn tell(&self, each: impl Fn(&dyn Listener)) {
+        for listener in crate::sync::read(&self.listeners).iter() {
+            each(listener.as_ref());
         }
     }
 
@@ -239,6 +263,50 @@ impl Gate {
         cancelled
     }
 
+    /// A run the caller may see: their own, or any for auditors and admins.
+    pub fn visible_run(
+        &self,
+        principal: &Principal,
+        trace_id: &str,
+    ) -> Result<Arc<Run>, GateError> {
+        self.runs
+            .get(trace_id)
+            .filter(|run| {
+                may(
+                    principal,
+                    Action::SeeRun {
+                        own: owns(principal, run),
+                    },
+                )
+                .is_ok()
+            })
+            .ok_or_else(|| GateError::RunNotFound(trace_id.to_owned()))
+    }
+
+    /// Stops a queued or running run, or withdraws one waiting for approval (on the record): its
+    /// accountable human or an admin. Answers who cancelled, as the run shows it.
+    pub async fn cancel(&self, principal: &Principal, trace_id: &str) -> Result<String, GateError> {
+        let run = self.visible_run(principal, trace_id)?;
+        may(
+            principal,
+            Action::CancelRun {
+                own: owns(principal, &run),
+            },
+        )?;
+        let by = principal
+            .actor
+            .clone()
+            .unwrap_or_else(|| principal.role.to_string());
+        if !run.cancel_as(&by, principal) {
+            return Err(GateError::RunFinished(trace_id.to_owned()));
+        }
+        // A run waiting for approval is withdrawn on the record (nothing happens for other runs; one
+        // whose approval request is being parked right now is withdrawn by the parking instead).
+        self.withdraw(trace_id, principal).await?;
+        tracing::info!(trace_id, by, "run cancellation requested");
+        Ok(by)
+    }
+
     /// Asks every queued or running run to stop (each records `cancelled`); runs waiting for
     /// approval are left waiting. Returns how many were asked.
     pub fn cancel_working(&self, by: &str) -> usize {
@@ -272,6 +340,26 @@ impl Gate {
         })?;
         self.metrics.human_overrides.inc(&[run.workflow.as_str()]);
         Ok(receipt)
+    }
+
+    /// Refuses, on the record, a caller who is not mapped to an accountable human (an anonymous
+    /// human is not accountable): `principal` names them as well as their client can, `body` is
+    /// what they asked for. Returns the refusal, or `AuditUnavailable`.
+    pub async fn refuse_unknown(
+        &self,
+        trace_id: &TraceId,
+        principal: &Principal,
+        body: &Value,
+        why: String,
+    ) -> GateError {
+        self.refuse(
+            true,
+            trace_id.as_str(),
+            principal,
+            body,
+            GateError::UnknownUser(why),
+        )
+        .await
     }
 
     /// Records a refusal; returns the refusal, or `AuditUnavailable` when it could not be recorded.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::approvals::Pending;
 use super::records::{run_record, step_summaries};
-use super::{Gate, GateError, RunReport};
+use super::{ApprovalRequested, Finished, Gate, GateError, RunReport};
 use crate::audit::{Outcome, Record};
 use crate::auth::Principal;
 use crate::governance::DragMode;
@@ -88,6 +88,17 @@ impl Prepared {
                     .min(10 * 365 * 86_400),
             );
         let gate = self.gate.clone();
+        let requested = ApprovalRequested {
+            trace_id: self.trace_id.clone(),
+            workflow_name: self.definition.name.clone(),
+            requested_by: self.requester.clone(),
+            approver_roles: self
+                .approval()
+                .map(|a| a.approver_roles.clone())
+                .unwrap_or_default(),
+            expires_at,
+            request: self.readable.clone(),
+        };
         let pending = Pending {
             prepared: self,
             expires_at,
@@ -114,12 +125,32 @@ impl Prepared {
             gate.close_withdrawn(pending, &by).await?;
             return Err(GateError::Cancelled);
         }
+        gate.tell(|listener| listener.approval_requested(&requested));
         Ok(expires_at)
     }
 
-    /// Queues for a worker, writes the intent, runs, writes the outcome. A run that needs approval
-    /// and has none is refused here, whatever the entry point.
+    /// Queues for a worker, writes the intent, runs, writes the outcome; then tells the gate's
+    /// listeners how it ended.
     pub(super) async fn run(self) -> Result<RunReport, GateError> {
+        let gate = self.gate.clone();
+        let (trace_id, workflow_name) = (self.trace_id.clone(), self.definition.name.clone());
+        let (actor, drag_mode) = (self.requester.clone(), self.mode_label());
+        let result = self.run_to_the_end().await;
+        gate.tell(|listener| {
+            listener.finished(&Finished {
+                trace_id: &trace_id,
+                workflow_name: &workflow_name,
+                actor: actor.as_deref(),
+                drag_mode,
+                result: &result,
+            })
+        });
+        result
+    }
+
+    /// The run itself. A run that needs approval and has none is refused here, whatever the entry
+    /// point.
+    async fn run_to_the_end(self) -> Result<RunReport, GateError> {
         if let Some(approval) = self.approval().filter(|_| !self.approved) {
             let refusal = GateError::ApprovalRequired {
                 roles: approval.approver_roles.join(", "),

@@ -1,5 +1,8 @@
 //! Slack request signatures (v0): HMAC-SHA256 of `v0:{timestamp}:{body}` with the signing secret.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -8,12 +11,104 @@ pub const MAX_SKEW_SECONDS: i64 = 300;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
+    #[error("missing X-Slack-Signature or X-Slack-Request-Timestamp")]
+    Missing,
     #[error("missing or malformed X-Slack-Request-Timestamp")]
     BadTimestamp,
     #[error("request timestamp is too far from now (possible replay)")]
     Stale,
     #[error("signature does not match")]
     Mismatch,
+    #[error("this signed request was already received (replay)")]
+    Replayed,
+}
+
+impl SignatureError {
+    /// The stable code of the 401 answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignatureError::Missing => "MISSING_SIGNATURE",
+            SignatureError::BadTimestamp | SignatureError::Stale => "STALE_REQUEST",
+            SignatureError::Mismatch => "INVALID_SIGNATURE",
+            SignatureError::Replayed => "REPLAYED_REQUEST",
+        }
+    }
+
+    /// The metric's label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SignatureError::Missing => "missing",
+            SignatureError::BadTimestamp | SignatureError::Stale => "stale",
+            SignatureError::Mismatch => "invalid",
+            SignatureError::Replayed => "replayed",
+        }
+    }
+}
+
+/// The most signatures remembered; beyond it the oldest half is forgotten (only Slack can make
+/// valid signatures, so this bounds memory against a flood of genuine requests, not an attacker).
+const REPLAY_MAX: usize = 200_000;
+
+/// The signatures of requests accepted within the timestamp window: a second arrival of the same
+/// signed request is a replay.
+#[derive(Default)]
+pub struct ReplayGuard {
+    seen: Mutex<HashMap<[u8; 32], i64>>,
+}
+
+impl ReplayGuard {
+    /// Remembers a verified request's signature; `Err(Replayed)` when it was seen already.
+    pub fn first_time(
+        &self,
+        signature: &str,
+        timestamp: i64,
+        now: i64,
+    ) -> Result<(), SignatureError> {
+        let mut key = [0u8; 32];
+        let bytes = signature
+            .strip_prefix("v0=")
+            .and_then(|h| hex::decode(h).ok());
+        match bytes {
+            Some(bytes) if bytes.len() == 32 => key.copy_from_slice(&bytes),
+            _ => return Err(SignatureError::Mismatch),
+        }
+        let mut seen = crate::sync::lock(&self.seen);
+        if seen.contains_key(&key) {
+            return Err(SignatureError::Replayed);
+        }
+        if seen.len() >= REPLAY_MAX {
+            // Outside the window a replay is refused as stale anyway.
+            seen.retain(|_, at| now.abs_diff(*at) <= MAX_SKEW_SECONDS.unsigned_abs());
+            if seen.len() >= REPLAY_MAX {
+                let mut times: Vec<i64> = seen.values().copied().collect();
+                times.sort_unstable();
+                let median = times[times.len() / 2];
+                seen.retain(|_, at| *at > median);
+            }
+        }
+        seen.insert(key, timestamp);
+        Ok(())
+    }
+}
+
+/// Verifies one request and refuses a replay of one verified before.
+pub fn check(
+    secret: &str,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: i64,
+    guard: &ReplayGuard,
+) -> Result<(), SignatureError> {
+    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
+        return Err(SignatureError::Missing);
+    };
+    verify(secret, timestamp, signature, body, now)?;
+    let ts = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::BadTimestamp)?;
+    guard.first_time(signature, ts, now)
 }
 
 /// Verifies one request. `now` is the current Unix time in seconds.
@@ -63,6 +158,21 @@ mod tests {
     fn accepts_a_fresh_correct_signature() {
         let signature = sign("secret", 1_000, b"{}");
         assert_eq!(verify("secret", "1000", &signature, b"{}", 1_100), Ok(()));
+    }
+
+    #[test]
+    fn a_request_is_accepted_once() {
+        let guard = ReplayGuard::default();
+        let signature = sign("secret", 1_000, b"a=1");
+        let check = |sig: Option<&str>| check("secret", Some("1000"), sig, b"a=1", 1_010, &guard);
+        assert_eq!(check(Some(&signature)), Ok(()));
+        assert_eq!(check(Some(&signature)), Err(SignatureError::Replayed));
+        assert_eq!(check(None), Err(SignatureError::Missing));
+        let other = sign("secret", 1_001, b"a=1");
+        assert_eq!(
+            super::check("secret", Some("1001"), Some(&other), b"a=1", 1_010, &guard),
+            Ok(())
+        );
     }
 
     #[test]

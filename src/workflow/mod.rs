@@ -17,7 +17,7 @@ mod runner;
 mod secrets;
 mod step;
 mod template;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -19,6 +19,7 @@ mod ops;
 mod properties;
 mod runs;
 mod slack;
+mod slack_commands;
 mod store;
 mod validate;
 mod workflows;

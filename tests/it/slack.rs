@@ -1,4 +1,5 @@
-//! `POST /slack/events`: signed Slack Events API requests.
+//! `POST /slack/events`: signed Slack Events API requests (the commands, buttons and
+//! notifications are in `slack_commands.rs`).
 
 use serde_json::json;
 
@@ -73,9 +74,9 @@ async fn bad_signature_is_401_invalid_signature() {
 }
 
 #[tokio::test]
-async fn missing_signature_headers_are_401_invalid_signature() {
+async fn missing_signature_headers_are_401_missing_signature() {
     let app = signed_app().await;
-    post_unsigned(&app).await.expect(401, "INVALID_SIGNATURE");
+    post_unsigned(&app).await.expect(401, "MISSING_SIGNATURE");
 }
 
 #[tokio::test]
@@ -86,7 +87,7 @@ async fn stale_timestamp_is_401_even_when_correctly_signed() {
     let signature = sustainbot::slack::sign(SIGNING_SECRET, ts, &body);
     post_signed(&app, body, ts, &signature)
         .await
-        .expect(401, "INVALID_SIGNATURE");
+        .expect(401, "STALE_REQUEST");
 }
 
 #[tokio::test]

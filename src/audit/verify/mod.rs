@@ -73,6 +73,10 @@ pub struct VerifyOptions {
     pub live: bool,
 }
 
+/// Verification reads the whole log on every core: one at a time (HTTP and Slack alike), the
+/// others wait their turn.
+pub static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// BODYs nested deeper than this are invalid (the server's own request parser stops at 128).
 pub const MAX_DEPTH: usize = 512;
 

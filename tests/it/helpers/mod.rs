@@ -10,12 +10,14 @@ use serde_json::{json, Value};
 
 mod app;
 mod client;
+mod fake_slack;
 mod loopback;
 mod process;
 mod settings;
 
 pub use app::{step, TestApp};
 pub use client::{trace, Reply, TestClient, GOVERNED};
+pub use fake_slack::{action_form, command_form, message_text, signed_headers, FakeSlack, FORM};
 pub use loopback::{http_workflow, serve, EchoServer};
 pub use process::{sigterm, sustainbot, Finished, ServerProcess, Site, BIN};
 pub use settings::Settings;

@@ -98,6 +98,18 @@ pub trait Settings: Sized {
     fn slack_signing_secret(self, secret: &str) -> Self {
         self.env("SLACK_SIGNING_SECRET", secret)
     }
+
+    /// `SLACK_USERS_FILE`: Slack user id -> accountable human.
+    fn slack_users_file(self, path: &Path) -> Self {
+        self.env("SLACK_USERS_FILE", utf8(path))
+    }
+
+    /// `SLACK_API_URL`, `SLACK_BOT_TOKEN` and `SLACK_WEBHOOK_URL` pointing at a stand-in for Slack.
+    fn slack_at(self, base: &str) -> Self {
+        self.env("SLACK_API_URL", &format!("{base}/api"))
+            .env("SLACK_BOT_TOKEN", "xoxb-test-token")
+            .env("SLACK_WEBHOOK_URL", &format!("{base}/webhook"))
+    }
 }
 
 /// The variables themselves, as the in-process server's `Config::from_lookup` reads them.
