@@ -704,3 +704,29 @@ async fn a_mention_with_a_command_is_answered_in_its_thread() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rig.slack.at("api/chat.postMessage").len(), 1);
 }
+
+#[tokio::test]
+async fn a_slow_answer_is_acknowledged_in_time_and_follows_at_the_response_url() {
+    let rig = rig_with(&[("SLACK_DEFAULT_ROLE", "user")]).await;
+    rig.slack.user(
+        "USLOW",
+        json!({"ok": true, "user": {"id": "USLOW", "profile": {"email": "slow@example.org", "real_name": "Slow Person"}}}),
+    );
+    rig.slack.slow_users_info(Duration::from_millis(3500));
+    let (reply, took) = rig
+        .command_at(
+            "/slack/commands",
+            "USLOW",
+            "/sustainbot",
+            "run ok mode=draft",
+            "r-slow",
+        )
+        .await;
+    assert!(took < Duration::from_secs(3), "acknowledged in {took:?}");
+    assert!(text_of(&reply.expect_ok(200)).contains("Working on it"));
+    // The handler's own reply and the run's result, both at the response_url (in either order).
+    let replies = rig.slack.wait_for("response/r-slow", 2, |_| true).await;
+    let texts: Vec<String> = replies.iter().map(|r| text_of(&r.body)).collect();
+    assert!(texts.iter().any(|t| t.contains("accepted")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("succeeded")), "{texts:?}");
+}

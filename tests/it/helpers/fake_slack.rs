@@ -29,6 +29,8 @@ struct Seen {
     users: Vec<(String, Value)>,
     /// Answer this many webhook posts with 500 first.
     webhook_failures: usize,
+    /// `users.info` answers after this long.
+    users_info_delay: Duration,
 }
 
 /// The stand-in. `base` is `http://127.0.0.1:<port>`.
@@ -50,6 +52,10 @@ async fn capture(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let delay = seen.lock().unwrap().users_info_delay;
+    if path == "api/users.info" && !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut seen = seen.lock().unwrap();
     seen.requests.push(Captured {
         path: path.clone(),
@@ -105,6 +111,11 @@ impl FakeSlack {
             .unwrap()
             .users
             .push((user_id.to_owned(), answer));
+    }
+
+    /// `users.info` answers only after `delay`.
+    pub fn slow_users_info(&self, delay: Duration) {
+        self.seen.lock().unwrap().users_info_delay = delay;
     }
 
     /// The next `count` webhook posts fail with 500.
