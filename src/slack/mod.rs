@@ -758,3 +758,50 @@ impl Slack {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_registers_every_command_at_our_urls() {
+        let manifest =
+            crate::workflow::yaml::to_json(include_str!("../../slack/manifest.yaml")).unwrap();
+        let commands: Vec<(&str, &str)> = manifest["features"]["slash_commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["command"].as_str().unwrap(), c["url"].as_str().unwrap()))
+            .collect();
+        for name in [
+            "/sustainbot",
+            "/sustainbot-workflows",
+            "/sustainbot-status",
+            "/sustainbot-logs",
+        ] {
+            let (_, url) = commands.iter().find(|(c, _)| *c == name).expect(name);
+            assert!(url.ends_with("/slack/commands"), "{name}: {url}");
+            // Each command of the manifest is one the parser knows.
+            assert!(command::parse(name, "").is_ok() || name == "/sustainbot-logs");
+        }
+        let settings = &manifest["settings"];
+        assert!(settings["event_subscriptions"]["request_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/slack/events"));
+        assert!(settings["interactivity"]["request_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/slack/actions"));
+    }
+
+    #[test]
+    fn parameters_take_the_declared_type_or_stay_text() {
+        use crate::workflow::ParamType;
+        assert_eq!(typed("7", ParamType::Integer), json!(7));
+        assert_eq!(typed("7.5", ParamType::Number), json!(7.5));
+        assert_eq!(typed("true", ParamType::Boolean), json!(true));
+        assert_eq!(typed("seven", ParamType::Integer), json!("seven"));
+        assert_eq!(typed("7", ParamType::String), json!("7"));
+    }
+}

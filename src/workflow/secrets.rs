@@ -5,11 +5,14 @@ use std::fmt;
 
 /// The server's own secrets: no step may read them (a workflow could otherwise send the JWT
 /// secret anywhere).
-const SERVER_SECRETS: [&str; 4] = [
+const SERVER_SECRETS: [&str; 7] = [
     "JWT_SECRET",
     "SLACK_SIGNING_SECRET",
+    "SLACK_BOT_TOKEN",
+    "SLACK_WEBHOOK_URL",
     "LLM_API_KEY",
     "AUDIT_SIGNING_KEY",
+    "DATABASE_URL",
 ];
 
 /// Why a step may not read the environment variable `name`, if it may not.
