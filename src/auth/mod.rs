@@ -26,15 +26,44 @@ pub const MIN_SECRET_BYTES: usize = 32;
 pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<Value>,
-    /// The caller's email: the human the token speaks for.
+    /// The caller: an email (the human the token speaks for) or, as the original's own demos mint
+    /// it, a display name. Anything but a string is refused by [`JwtKeys::verify`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
+    pub actor: Option<Value>,
+    /// One role, or several (a list: the caller has all of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Value>,
+    /// NumericDate: whole seconds, or with a fraction as PyJWT writes `time.time() + 3600`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "numeric_date"
+    )]
     pub iat: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "numeric_date"
+    )]
     pub exp: Option<i64>,
+}
+
+/// A NumericDate (RFC 7519: seconds, "non-integer values can be represented") as whole seconds.
+fn numeric_date<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    let value = Option::<f64>::deserialize(deserializer)?;
+    value
+        .map(|seconds| {
+            if seconds.is_finite() && seconds.abs() < 1e15 {
+                Ok(seconds.floor() as i64)
+            } else {
+                Err(serde::de::Error::custom(
+                    "a NumericDate must be a number of seconds",
+                ))
+            }
+        })
+        .transpose()
 }
 
 /// An authenticated caller.
@@ -42,7 +71,11 @@ pub struct Claims {
 pub struct Principal {
     // Fields in key order: the audit trail encodes this struct directly as canonical JSON.
     pub actor: Option<String>,
+    /// The caller's (first) role.
     pub role: Role,
+    /// Further roles, when the token's `role` claim was a list (the caller has every one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<Role>,
     pub user_id: Option<Value>,
 }
 
@@ -54,6 +87,7 @@ impl Principal {
             user_id: user,
             actor: None,
             role: Role::Cli,
+            roles: Vec::new(),
         }
     }
 
@@ -62,18 +96,87 @@ impl Principal {
         Principal {
             actor: None,
             role: Role::System,
+            roles: Vec::new(),
             user_id: None,
         }
     }
+
+    /// A caller with one role.
+    pub fn new(actor: Option<String>, role: Role, user_id: Option<Value>) -> Principal {
+        Principal {
+            actor,
+            role,
+            roles: Vec::new(),
+            user_id,
+        }
+    }
+
+    /// Every role the caller has.
+    pub fn all_roles(&self) -> impl Iterator<Item = &Role> {
+        std::iter::once(&self.role).chain(&self.roles)
+    }
+
+    /// Whether the caller has `role`.
+    pub fn has(&self, role: &Role) -> bool {
+        self.all_roles().any(|r| r == role)
+    }
+
+    /// Whether any of the caller's roles is one of `names` (as a definition writes them).
+    pub fn has_any_of(&self, names: &[String]) -> bool {
+        self.all_roles().any(|r| r.is_any_of(names))
+    }
+
+    /// The roles as a reader sees them: `admin` or `deployer, reviewer`.
+    pub fn roles_text(&self) -> String {
+        self.all_roles()
+            .map(Role::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
-impl From<Claims> for Principal {
-    fn from(claims: Claims) -> Self {
-        Principal {
+/// Why a verified token's claims cannot name a caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    #[error("Token claim 'actor' must be a string (the caller's email or name)")]
+    Actor,
+    #[error("Token claim 'role' must be a string or a list of strings")]
+    Role,
+}
+
+impl TryFrom<Claims> for Principal {
+    type Error = ClaimError;
+
+    fn try_from(claims: Claims) -> Result<Principal, ClaimError> {
+        let actor = match claims.actor {
+            None | Some(Value::Null) => None,
+            Some(Value::String(actor)) => Some(actor).filter(|a| !a.trim().is_empty()),
+            Some(_) => return Err(ClaimError::Actor),
+        };
+        let mut roles: Vec<Role> = match claims.role {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(role)) => vec![Role::from(role)],
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::String(role) => Ok(Role::from(role)),
+                    _ => Err(ClaimError::Role),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(ClaimError::Role),
+        };
+        roles.dedup();
+        let role = if roles.is_empty() {
+            Role::User
+        } else {
+            roles.remove(0)
+        };
+        Ok(Principal {
+            actor,
+            role,
+            roles,
             user_id: claims.user_id,
-            actor: claims.actor.filter(|a| !a.trim().is_empty()),
-            role: claims.role.map_or(Role::User, Role::from),
-        }
+        })
     }
 }
 
@@ -154,8 +257,8 @@ impl JwtKeys {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             user_id: Some(Value::String(actor.to_owned())),
-            actor: Some(actor.to_owned()),
-            role: Some(role.to_owned()),
+            actor: Some(Value::String(actor.to_owned())),
+            role: Some(Value::String(role.to_owned())),
             iat: Some(now),
             exp: ttl_seconds.map(|ttl| now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX))),
         };
@@ -208,9 +311,59 @@ mod tests {
         let token = keys
             .mint("jake@example.org", "admin", Some(60))
             .expect("mint");
-        let principal = Principal::from(keys.verify(&token).expect("verify"));
+        let principal = Principal::try_from(keys.verify(&token).expect("verify")).unwrap();
         assert_eq!(principal.actor.as_deref(), Some("jake@example.org"));
         assert_eq!(principal.role, Role::Admin);
+    }
+
+    fn token_of(keys: &JwtKeys, claims: serde_json::Value) -> String {
+        encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap()
+    }
+
+    #[test]
+    fn python_style_tokens_with_fractional_times_and_role_lists_verify() {
+        let keys = JwtKeys::new(SECRET.as_bytes(), Algorithm::HS256);
+        let now = chrono::Utc::now().timestamp() as f64 + 0.25;
+        let token = token_of(
+            &keys,
+            serde_json::json!({"actor": "jake@example.org", "role": ["deployer", "admin"],
+                               "iat": now, "exp": now + 3600.5}),
+        );
+        let claims = keys.verify(&token).expect("a float exp is a NumericDate");
+        let principal = Principal::try_from(claims).unwrap();
+        assert_eq!(principal.role, Role::Named("deployer".into()));
+        assert!(principal.has(&Role::Admin));
+        assert!(principal.has_any_of(&["admin".to_owned()]));
+        assert_eq!(principal.roles_text(), "deployer, admin");
+
+        let expired = token_of(
+            &keys,
+            serde_json::json!({"actor": "a@b.org", "exp": now - 10.5}),
+        );
+        assert!(keys.verify(&expired).is_err(), "a float exp in the past");
+    }
+
+    #[test]
+    fn an_actor_or_role_of_the_wrong_type_is_named() {
+        let keys = JwtKeys::new(SECRET.as_bytes(), Algorithm::HS256);
+        for (claims, error) in [
+            (serde_json::json!({"actor": 42}), ClaimError::Actor),
+            (
+                serde_json::json!({"actor": {"email": "a@b.org"}}),
+                ClaimError::Actor,
+            ),
+            (
+                serde_json::json!({"actor": "a@b.org", "role": 7}),
+                ClaimError::Role,
+            ),
+            (
+                serde_json::json!({"actor": "a@b.org", "role": ["x", 1]}),
+                ClaimError::Role,
+            ),
+        ] {
+            let claims = keys.verify(&token_of(&keys, claims)).expect("signed");
+            assert_eq!(Principal::try_from(claims), Err(error));
+        }
     }
 
     #[test]

@@ -30,11 +30,12 @@ pub struct Forbidden(pub String);
 
 /// Whether `principal` may do `action`.
 pub fn may(principal: &Principal, action: Action<'_>) -> Result<(), Forbidden> {
-    let role = &principal.role;
-    let reader = matches!(role, Role::Admin | Role::Auditor);
+    let role = principal.roles_text();
+    let admin = principal.has(&Role::Admin);
+    let reader = admin || principal.has(&Role::Auditor);
     let allowed = match action {
         Action::Run { allowed_roles } => match allowed_roles {
-            Some(roles) if !role.is_any_of(roles) => {
+            Some(roles) if !principal.has_any_of(roles) => {
                 return Err(Forbidden(format!(
                     "Role '{role}' may not run this workflow (allowed: {})",
                     roles.join(", ")
@@ -43,7 +44,7 @@ pub fn may(principal: &Principal, action: Action<'_>) -> Result<(), Forbidden> {
             _ => true,
         },
         Action::Decide { approver_roles } => {
-            if !role.is_any_of(approver_roles) {
+            if !principal.has_any_of(approver_roles) {
                 return Err(Forbidden(format!(
                     "Role '{role}' may not decide this run (approvers: {})",
                     approver_roles.join(", ")
@@ -57,7 +58,7 @@ pub fn may(principal: &Principal, action: Action<'_>) -> Result<(), Forbidden> {
             true
         }
         Action::ReloadWorkflows => {
-            return (*role == Role::Admin)
+            return admin
                 .then_some(())
                 .ok_or_else(|| Forbidden("Reloading workflows needs role admin".to_owned()))
         }
@@ -69,7 +70,7 @@ pub fn may(principal: &Principal, action: Action<'_>) -> Result<(), Forbidden> {
         Action::SeeAllRuns => reader,
         Action::SeeRun { own } => reader || own,
         Action::CancelRun { own } => {
-            return (*role == Role::Admin || own).then_some(()).ok_or_else(|| {
+            return (admin || own).then_some(()).ok_or_else(|| {
                 Forbidden("Only the run's accountable human or an admin may cancel it".to_owned())
             })
         }
@@ -89,11 +90,7 @@ mod tests {
     use super::*;
 
     fn person(role: &str) -> Principal {
-        Principal {
-            actor: Some("a@example.org".to_owned()),
-            role: Role::from(role),
-            user_id: None,
-        }
+        Principal::new(Some("a@example.org".to_owned()), Role::from(role), None)
     }
 
     #[test]

@@ -60,10 +60,19 @@ where
                     .map_err(|e| tracing::info!(error = %e, "token refused"))
                     .ok()
             });
-        match claims {
-            Some(claims) => {
+        match claims.map(Principal::try_from) {
+            Some(Ok(principal)) => {
                 metrics.jwt_validations.inc(&["success"]);
-                Ok(AuthUser(Principal::from(claims)))
+                Ok(AuthUser(principal))
+            }
+            Some(Err(bad_claim)) => {
+                metrics.authentication_failures.inc(&["invalid_token"]);
+                metrics.jwt_validations.inc(&["failure"]);
+                Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "INVALID_TOKEN",
+                    bad_claim.to_string(),
+                ))
             }
             None => {
                 metrics.authentication_failures.inc(&["invalid_token"]);

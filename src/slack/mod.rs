@@ -213,15 +213,15 @@ impl Slack {
 
     /// A Slack user nobody maps to a human: refused, and the refusal is on the record.
     async fn refuse_unknown(&self, invocation: &Invocation, command: &Command) -> Value {
-        let principal = Principal {
-            actor: None,
-            role: Role::Named("slack".to_owned()),
-            user_id: Some(json!({
+        let principal = Principal::new(
+            None,
+            Role::Named("slack".to_owned()),
+            Some(json!({
                 "slack_team": invocation.team_id,
                 "slack_user": invocation.user_id,
                 "slack_name": invocation.user_name,
             })),
-        };
+        );
         let mut body = json!({"slack_command": format!("{} {}", invocation.command, invocation.text).chars().take(256).collect::<String>()});
         if let Command::Run(run) = command {
             body["workflow_name"] = Value::String(run.workflow.clone());

@@ -28,11 +28,11 @@ pub struct SlackUser {
 impl SlackUser {
     /// The caller as the gate knows callers: the email as actor, the Slack ids as user id.
     pub fn principal(&self, team_id: &str, user_id: &str) -> Principal {
-        Principal {
-            actor: Some(self.email.clone()),
-            role: Role::from(self.role.as_str()),
-            user_id: Some(slack_id(team_id, user_id)),
-        }
+        Principal::new(
+            Some(self.email.clone()),
+            Role::from(self.role.as_str()),
+            Some(slack_id(team_id, user_id)),
+        )
     }
 
     /// The AIM actor.

@@ -228,11 +228,7 @@ async fn a_cancel_that_lands_while_the_request_is_being_recorded_still_withdraws
     use sustainbot::pipeline::{RequestBody, RunRequest};
     use sustainbot::trace::TraceId;
     let app = app(3600).await;
-    let person = |email: &str| Principal {
-        actor: Some(email.to_owned()),
-        role: "admin".into(),
-        user_id: None,
-    };
+    let person = |email: &str| Principal::new(Some(email.to_owned()), "admin".into(), None);
     let gate = &app.state.gate;
     let prepared = gate
         .prepare(RunRequest {

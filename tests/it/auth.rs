@@ -103,3 +103,57 @@ async fn token_without_exp_is_accepted_as_the_original_did() {
         .expect_ok(200);
     assert_eq!(body["success"], true, "{body}");
 }
+
+#[tokio::test]
+async fn a_pyjwt_token_with_fractional_times_is_accepted() {
+    let app = TestApp::spawn().await;
+    let now = now() as f64 + 0.618;
+    let claims = json!({"actor": JAKE, "role": "user", "iat": now, "exp": now + 3600.25});
+    let token = signed_token(&claims, TEST_SECRET.as_bytes(), Algorithm::HS256);
+    let body = execute_with_authorization(&app, &format!("Bearer {token}"))
+        .await
+        .expect_ok(200);
+    assert_eq!(body["success"], true, "{body}");
+    let expired = json!({"actor": JAKE, "exp": now - 5.5});
+    let token = signed_token(&expired, TEST_SECRET.as_bytes(), Algorithm::HS256);
+    assert_invalid_token(&execute_with_authorization(&app, &format!("Bearer {token}")).await);
+}
+
+#[tokio::test]
+async fn a_list_of_roles_gives_every_role_and_the_record_keeps_them() {
+    let app = TestApp::builder()
+        .workflow(
+            "deployers-only",
+            json!({"roles": ["deployer"], "steps": []}),
+        )
+        .spawn()
+        .await;
+    let claims = json!({"actor": JAKE, "role": ["viewer", "deployer"]});
+    let token = signed_token(&claims, TEST_SECRET.as_bytes(), Algorithm::HS256);
+    let reply = app
+        .execute_as(&token, &governance_request("deployers-only"), &[])
+        .await;
+    let body = reply.expect_ok(200);
+    let trace = body["trace_id"].as_str().unwrap();
+    let principal = &app.audit_for(trace)[0]["principal"];
+    assert_eq!(principal["role"], "viewer");
+    assert_eq!(principal["roles"], json!(["deployer"]));
+    assert!(app.verify_audit().problem.is_none());
+}
+
+#[tokio::test]
+async fn an_actor_that_is_not_a_string_is_refused_with_its_reason() {
+    let app = TestApp::spawn().await;
+    let claims = json!({"actor": {"email": JAKE}, "role": "user"});
+    let token = signed_token(&claims, TEST_SECRET.as_bytes(), Algorithm::HS256);
+    let body = execute_with_authorization(&app, &format!("Bearer {token}"))
+        .await
+        .expect(401, "INVALID_TOKEN");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("'actor' must be a string"),
+        "{body}"
+    );
+}

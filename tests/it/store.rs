@@ -102,11 +102,7 @@ async fn the_gate_records_through_any_audit_store_and_fails_closed_when_it_canno
     .unwrap();
     let store = Arc::new(Memory::default());
     let gate = gate(Arc::clone(&store), dir.path());
-    let principal = Principal {
-        actor: Some(JAKE.to_owned()),
-        role: "admin".into(),
-        user_id: None,
-    };
+    let principal = Principal::new(Some(JAKE.to_owned()), "admin".into(), None);
     let request = |trace: &str| RunRequest {
         trace_id: TraceId::parse(trace).unwrap(),
         principal: principal.clone(),
