@@ -7,6 +7,6 @@ mod request;
 
 pub use mode::{DragMode, DragModeError};
 pub use request::{
-    summary, Actor, Aim, GovernanceRequest, IdentityMismatch, Input, InputSource, Mission,
-    Rejection, Violation, ViolationKind, MIN_ACTOR_NAME_CHARS,
+    is_email, summary, Actor, Aim, GovernanceRequest, IdentityMismatch, Input, InputSource,
+    Mission, Rejection, Violation, ViolationKind, MIN_ACTOR_NAME_CHARS,
 };

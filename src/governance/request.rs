@@ -106,16 +106,31 @@ impl Aim {
         &self.mission
     }
 
-    /// Binds the declaration to an authenticated identity: a missing actor email is filled in from
-    /// `identity`; a different one is refused (compared case-insensitively).
+    /// Binds the declaration to an authenticated identity. An identity that is an email binds to
+    /// the actor's email: a missing one is filled in, a different one is refused (compared
+    /// case-insensitively). Any other identity (a display name, as the original's demos mint
+    /// tokens) binds to the actor's name, compared case- and white-space-insensitively, and is
+    /// never written into the email.
     pub fn bind_identity(&mut self, identity: &str) -> Result<(), IdentityMismatch> {
+        if !is_email(identity) {
+            return if same_name(&self.actor.name, identity) {
+                Ok(())
+            } else {
+                Err(IdentityMismatch {
+                    field: "name",
+                    declared: self.actor.name.clone(),
+                    authenticated: identity.to_owned(),
+                })
+            };
+        }
         match &self.actor.email {
             None => {
-                self.actor.email = Some(identity.to_owned());
+                self.actor.email = Some(identity.trim().to_owned());
                 Ok(())
             }
             Some(email) if email.trim().eq_ignore_ascii_case(identity.trim()) => Ok(()),
             Some(email) => Err(IdentityMismatch {
+                field: "email",
                 declared: email.clone(),
                 authenticated: identity.to_owned(),
             }),
@@ -123,9 +138,27 @@ impl Aim {
     }
 }
 
-/// The AIM actor's email differs from the authenticated identity.
+/// Whether a token's identity is an email address (else it names the person).
+pub fn is_email(identity: &str) -> bool {
+    validator::ValidateEmail::validate_email(&identity.trim())
+}
+
+/// Names compared as people read them: case and runs of white space do not count.
+fn same_name(a: &str, b: &str) -> bool {
+    let words = |s: &str| {
+        s.split_whitespace()
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+    };
+    words(a) == words(b)
+}
+
+/// The AIM actor's email (or, for a display-name identity, name) differs from the authenticated
+/// identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityMismatch {
+    /// `email` or `name`: what of the actor the identity was compared with.
+    pub field: &'static str,
     pub declared: String,
     pub authenticated: String,
 }
@@ -383,14 +416,18 @@ fn parse_actor(walk: &mut Walk, actor: &Map<String, Value>) -> Option<Actor> {
             walk.rule("aim.actor.name", MSG_ACTOR_NAME);
         }
     }
-    let email = walk.optional_string(actor, "email", "aim.actor.email");
+    // An empty email is no email (the original accepted `""`); a present one must be an address.
+    let email = walk
+        .optional_string(actor, "email", "aim.actor.email")
+        .map(|email| email.filter(|e| !e.trim().is_empty()));
     if let Some(Some(email)) = &email {
-        if !email.contains('@') {
+        if !validator::ValidateEmail::validate_email(email) {
             walk.shape("aim.actor.email", "Invalid email format");
         }
     }
+    // As the original (a minimum length of 1, not stripped): only an empty role is refused.
     let role = walk.string(actor, "role", "aim.actor.role");
-    if role.as_deref().is_some_and(|r| r.trim().is_empty()) {
+    if role.as_deref().is_some_and(str::is_empty) {
         walk.shape("aim.actor.role", "must not be empty");
     }
     Some(Actor {

@@ -15,7 +15,7 @@ pub enum GateError {
     Unreadable { code: &'static str, message: String },
     #[error("{}", .0.headline())]
     Invalid(Rejection),
-    #[error("AIM actor email '{}' does not match the authenticated identity '{}'", .0.declared, .0.authenticated)]
+    #[error("AIM actor {} '{}' does not match the authenticated identity '{}'", .0.field, .0.declared, .0.authenticated)]
     ActorMismatch(IdentityMismatch),
     #[error("{0}")]
     InvalidName(InvalidName),

@@ -138,7 +138,12 @@ impl Gate {
             readable,
             parameters: Some(std::mem::take(&mut governed.parameters)),
             drag_mode: Some(governed.drag_mode),
-            requester: governed.aim.actor().email().map(str::to_owned),
+            // The accountable human as the token names them: the bound email, or the display
+            // name of a token whose identity is a name.
+            requester: match &principal.actor {
+                Some(identity) if !crate::governance::is_email(identity) => Some(identity.clone()),
+                _ => governed.aim.actor().email().map(str::to_owned),
+            },
             governance_summary: summary(&governed),
         })
     }

@@ -157,3 +157,79 @@ async fn an_actor_that_is_not_a_string_is_refused_with_its_reason() {
         "{body}"
     );
 }
+
+/// The original's observability demo: a token whose actor is a display name.
+fn display_name_token(actor: &str) -> String {
+    let claims = json!({"actor": actor, "role": "admin"});
+    signed_token(&claims, TEST_SECRET.as_bytes(), Algorithm::HS256)
+}
+
+#[tokio::test]
+async fn a_display_name_identity_binds_to_the_actor_name_never_the_email() {
+    let app = TestApp::spawn().await;
+    let mut request = governance_request("noop");
+    request["aim"]["actor"] =
+        json!({"name": "Demo  user", "email": "demo@example.com", "role": "Observer"});
+    let body = app
+        .execute_as(&display_name_token("Demo User"), &request, &[])
+        .await
+        .expect_ok(200);
+    let records = app.audit_for(body["trace_id"].as_str().unwrap());
+    assert_eq!(records[0]["aim"]["actor"]["email"], "demo@example.com");
+    assert_eq!(records[0]["principal"]["actor"], "Demo User");
+
+    // Without an AIM email the name is not copied into the email field.
+    request["aim"]["actor"] = json!({"name": "Demo User", "role": "Observer"});
+    let body = app
+        .execute_as(&display_name_token("demo user"), &request, &[])
+        .await
+        .expect_ok(200);
+    let records = app.audit_for(body["trace_id"].as_str().unwrap());
+    assert!(
+        records[0]["aim"]["actor"]
+            .get("email")
+            .is_none_or(Value::is_null),
+        "{}",
+        records[0]
+    );
+
+    // Another person's name is refused, saying which field.
+    request["aim"]["actor"]["name"] = json!("Someone Else");
+    let refused = app
+        .execute_as(&display_name_token("Demo User"), &request, &[])
+        .await
+        .expect(403, "ACTOR_MISMATCH");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("AIM actor name 'Someone Else'"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_email_is_absent_a_bad_one_refused_and_a_blank_role_accepted_as_the_original() {
+    let app = TestApp::spawn().await;
+    let mut request = governance_request("noop");
+    request["aim"]["actor"]["email"] = json!("");
+    let body = app.execute(&request, &[]).await.expect_ok(200);
+    let records = app.audit_for(body["trace_id"].as_str().unwrap());
+    assert_eq!(
+        records[0]["aim"]["actor"]["email"], JAKE,
+        "bound from the token"
+    );
+
+    request["aim"]["actor"]["email"] = json!("jake@");
+    app.execute(&request, &[])
+        .await
+        .expect(400, "GOVERNANCE_ERROR");
+
+    let mut blank_role = governance_request("noop");
+    blank_role["aim"]["actor"]["role"] = json!("   ");
+    app.execute(&blank_role, &[]).await.expect_ok(200);
+    blank_role["aim"]["actor"]["role"] = json!("");
+    app.execute(&blank_role, &[])
+        .await
+        .expect(400, "GOVERNANCE_ERROR");
+}
