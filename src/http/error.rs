@@ -84,7 +84,9 @@ impl From<GateError> for ApiError {
             GateError::TooManyRuns => StatusCode::TOO_MANY_REQUESTS,
             GateError::Cancelled => StatusCode::CONFLICT,
             GateError::WorkflowNotFound(_) => StatusCode::NOT_FOUND,
-            GateError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GateError::AuditUnavailable(_) | GateError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GateError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             GateError::Unreadable {
                 code: "PAYLOAD_TOO_LARGE",

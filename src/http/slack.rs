@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use super::extract::{parse_json, unreadable};
 use super::{ApiError, AppState};
-use crate::slack::{self, blocks, Invocation, Slack};
+use crate::slack::{self, blocks, Invocation, Reply, Slack};
 
 /// The longest Slack body read (Slack's own payloads are a few KiB).
 const SLACK_BODY_MAX: usize = 64 * 1024;
@@ -116,6 +116,10 @@ async fn commands(
 async fn slash_command(slack: Arc<Slack>, bytes: &[u8]) -> Result<Response, ApiError> {
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(bytes)
         .map_err(|e| ApiError::validation(format!("Slack command form cannot be read: {e}")))?;
+    // Slack checks a command URL's certificate with `ssl_check=1` and no command.
+    if form.get("ssl_check").is_some_and(|v| v == "1") {
+        return Ok(StatusCode::OK.into_response());
+    }
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
     if field("command").is_empty() || field("user_id").is_empty() {
         return Err(ApiError::validation(
@@ -135,7 +139,10 @@ async fn slash_command(slack: Arc<Slack>, bytes: &[u8]) -> Result<Response, ApiE
         user_name: field("user_name"),
         command: field("command"),
         text: field("text"),
-        response_url: form.get("response_url").filter(|u| !u.is_empty()).cloned(),
+        reply: form
+            .get("response_url")
+            .filter(|u| !u.is_empty())
+            .map(|u| Reply::ResponseUrl(u.clone())),
         source: "slack_slash_command",
     };
     tracing::info!(
@@ -143,9 +150,11 @@ async fn slash_command(slack: Arc<Slack>, bytes: &[u8]) -> Result<Response, ApiE
         command = invocation.command,
         "Slack command"
     );
-    let response_url = invocation.response_url.clone();
+    let reply_to = invocation.reply.clone();
     let handler = Arc::clone(&slack);
-    let mut task = tokio::spawn(async move { handler.handle(&invocation).await });
+    let mut task = slack
+        .notifier
+        .spawn(async move { handler.handle(&invocation).await });
     let reply = match tokio::time::timeout(ACK_WITHIN, &mut task).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(_)) => {
@@ -156,10 +165,10 @@ async fn slash_command(slack: Arc<Slack>, bytes: &[u8]) -> Result<Response, ApiE
             )
         }
         Err(_) => {
-            let client = slack.client.clone();
-            slack.notifier.deliver("response_url", async move {
-                if let (Ok(reply), Some(url)) = (task.await, response_url) {
-                    let _ = client.respond(&url, &reply).await;
+            let notifier = Arc::clone(&slack.notifier);
+            slack.notifier.spawn(async move {
+                if let (Ok(reply), Some(reply_to)) = (task.await, reply_to) {
+                    notifier.reply(&reply_to, reply);
                 }
             });
             blocks::reply(
@@ -251,36 +260,33 @@ fn mention(slack: &Arc<Slack>, callback: &serde_json::Map<String, Value>) {
         .or_else(|| event["ts"].as_str())
         .unwrap_or_default()
         .to_owned();
+    let team = callback
+        .get("team_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    // The Events API names no team domain or channel name; the ids stand for them.
     let invocation = Invocation {
-        team_id: callback
-            .get("team_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        team_domain: callback
-            .get("team_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        team_id: team.clone(),
+        team_domain: team,
         channel_id: channel.clone(),
         channel_name: channel.clone(),
         user_id: event["user"].as_str().unwrap_or_default().to_owned(),
         user_name: event["user"].as_str().unwrap_or_default().to_owned(),
-        command: "/sustainbot".to_owned(),
+        command: "@mention".to_owned(),
         text: text.trim().to_owned(),
-        response_url: None,
+        reply: Some(Reply::Thread {
+            channel,
+            ts: thread,
+        }),
         source: "slack_app_mention",
     };
     let handler = Arc::clone(slack);
-    slack.notifier.deliver("chat.postMessage", async move {
-        let mut reply = handler.handle(&invocation).await;
-        if let Some(object) = reply.as_object_mut() {
-            object.remove("response_type");
-            object.remove("replace_original");
+    slack.notifier.spawn(async move {
+        let reply = handler.handle(&invocation).await;
+        if let Some(reply_to) = &invocation.reply {
+            handler.notifier.reply(reply_to, reply);
         }
-        reply["channel"] = Value::String(channel);
-        reply["thread_ts"] = Value::String(thread);
-        let _ = handler.client.post_message(&reply).await;
     });
 }
 
@@ -303,17 +309,19 @@ async fn actions(
             ApiError::validation("Slack action needs a JSON object in the payload field")
         })?;
     state.metrics.slack_events_received.inc(&["interaction"]);
-    if payload["type"] == "view_submission" {
-        // Slack shows the answer in the modal: decide now (quick: one audit record).
-        let acted = slack.act(&payload).await;
-        return Ok(match acted.answer {
-            Some(answer) => Json(answer).into_response(),
-            None => StatusCode::OK.into_response(),
-        });
-    }
+    let is_submission = payload["type"] == "view_submission";
     let handler = Arc::clone(&slack);
-    slack.notifier.deliver("response_url", async move {
-        handler.act(&payload).await;
-    });
+    let mut task = slack
+        .notifier
+        .spawn(async move { handler.act(&payload).await });
+    // A modal shows the answer (a refusal stays in the modal) when it comes within Slack's 3 s;
+    // a click is answered at once, its decision follows.
+    if is_submission {
+        if let Ok(Ok(acted)) = tokio::time::timeout(ACK_WITHIN, &mut task).await {
+            if let Some(answer) = acted.answer {
+                return Ok(Json(answer).into_response());
+            }
+        }
+    }
     Ok(StatusCode::OK.into_response())
 }

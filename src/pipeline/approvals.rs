@@ -23,6 +23,13 @@ pub(super) struct Pending {
     pub(super) expiry_recorded: bool,
 }
 
+/// Whether two callers are the same account whatever their names say: the same `user_id` (a
+/// token's, or a Slack team and user), so that an email changed in between does not make a
+/// requester a second human.
+fn same_account(a: &Principal, b: &Principal) -> bool {
+    matches!((&a.user_id, &b.user_id), (Some(x), Some(y)) if !x.is_null() && x == y)
+}
+
 /// How long an expired request is remembered after its expiry was recorded.
 const EXPIRED_KEPT: chrono::Duration = chrono::Duration::hours(1);
 
@@ -84,6 +91,10 @@ impl Gate {
         approve: bool,
         reason: Option<String>,
     ) -> Result<(), GateError> {
+        if self.tasks.is_closed() {
+            // Draining: an approval would start a run; the request waits for the next start.
+            return Err(GateError::ShuttingDown);
+        }
         let pending = lock(&self.approvals).remove(trace_id);
         let Some(mut pending) = pending else {
             return Err(GateError::NotPending(format!(
@@ -107,7 +118,10 @@ impl Gate {
             },
         ) {
             Some(GateError::ApprovalRefused(forbidden.0))
-        } else if same_human(requester) || same_human(prepared.principal.actor.as_deref()) {
+        } else if same_human(requester)
+            || same_human(prepared.principal.actor.as_deref())
+            || same_account(approver, &prepared.principal)
+        {
             Some(GateError::ApprovalRefused(
                 "Self-approval is refused: a different human must decide".to_owned(),
             ))

@@ -53,6 +53,8 @@ pub enum GateError {
     GovernanceRequired,
     #[error("{0}")]
     AuditUnavailable(String),
+    #[error("The server is shutting down; try again when it is back")]
+    ShuttingDown,
     /// A run's task ended without an answer (a bug): the audit trail has whatever was recorded.
     #[error("{0}")]
     Internal(String),
@@ -82,6 +84,7 @@ impl GateError {
             GateError::UnknownUser(_) => "UNKNOWN_USER",
             GateError::TraceInUse(_) => "TRACE_ID_IN_USE",
             GateError::AuditUnavailable(_) => "AUDIT_UNAVAILABLE",
+            GateError::ShuttingDown => "SHUTTING_DOWN",
             GateError::Internal(_) => "INTERNAL_ERROR",
         }
     }

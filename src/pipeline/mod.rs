@@ -188,6 +188,26 @@ impl Gate {
     /// workflow asks for one, or queues it and, with [`Wait::Outcome`], waits for its end. The run
     /// executes in a task of the gate's: a caller that goes away does not cut it.
     pub async fn submit(&self, request: RunRequest, wait: Wait) -> Result<Submitted, GateError> {
+        if self.tasks.is_closed() {
+            // Draining: nothing new starts (a Slack click or a slow handler may still arrive).
+            let (governed, view) = match &request.body {
+                RequestBody::Governed(Ok(Some(body))) => (true, body.clone()),
+                RequestBody::Governed(_) => (true, Value::Null),
+                RequestBody::Ungoverned { workflow_name, .. } => {
+                    (false, serde_json::json!({ "workflow_name": workflow_name }))
+                }
+            };
+            let trace_id = request.trace_id.as_str().to_owned();
+            return Err(self
+                .refuse(
+                    governed,
+                    &trace_id,
+                    &request.principal,
+                    &view,
+                    GateError::ShuttingDown,
+                )
+                .await);
+        }
         let gate = self.clone();
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.tasks.spawn(

@@ -219,7 +219,7 @@ pub fn decided(
     }
     json!({
         "replace_original": true,
-        "text": format!("{decision} by {by} (trace {trace_id})"),
+        "text": format!("{decision} by {} (trace {})", escape(by), escape(trace_id)),
         "blocks": [section(&text), context(&format!("Trace `{}`", escape(trace_id)))],
     })
 }

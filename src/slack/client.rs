@@ -99,7 +99,7 @@ impl SlackClient {
 
     /// Posts a message to a slash command's or an action's `response_url`.
     pub async fn respond(&self, response_url: &str, message: &Value) -> Result<(), DeliveryError> {
-        self.post(Target::ResponseUrl, response_url, None, message)
+        self.post(Target::ResponseUrl, response_url, None, message.into())
             .await
             .map(drop)
     }
@@ -111,7 +111,7 @@ impl SlackClient {
                 target: "SLACK_WEBHOOK_URL",
             });
         };
-        self.post(Target::Webhook, url.expose(), None, message)
+        self.post(Target::Webhook, url.expose(), None, message.into())
             .await
             .map(drop)
     }
@@ -139,14 +139,10 @@ impl SlackClient {
             .map(drop)
     }
 
-    /// `users.info` of `user_id`: the whole answer.
+    /// `users.info` of `user_id`: the whole answer. (A form: this method takes no JSON body.)
     pub async fn users_info(&self, user_id: &str) -> Result<Value, DeliveryError> {
-        self.api(
-            Target::UsersInfo,
-            "users.info",
-            &serde_json::json!({ "user": user_id }),
-        )
-        .await
+        let form = Body::Form(vec![("user", user_id.to_owned())]);
+        self.api(Target::UsersInfo, "users.info", form).await
     }
 
     /// A Web API method with the bot token; Slack answers 200 with `ok: false` on its errors.
@@ -154,7 +150,7 @@ impl SlackClient {
         &self,
         target: Target,
         method: &str,
-        body: &Value,
+        body: impl Into<Body<'_>>,
     ) -> Result<Value, DeliveryError> {
         let Some(token) = &self.bot_token else {
             return Err(DeliveryError::NotConfigured {
@@ -162,9 +158,10 @@ impl SlackClient {
             });
         };
         let url = format!("{}/{method}", self.api_url);
-        let answer = self.post(target, &url, Some(token), body).await?;
+        let answer = self.post(target, &url, Some(token), body.into()).await?;
         let answer: Value = serde_json::from_slice(&answer).map_err(|e| {
             self.count(target, "failed");
+            tracing::warn!(target = target.label(), error = %e, "Slack's answer is not JSON");
             DeliveryError::Failed {
                 target: target.label(),
                 reason: format!("answer is not JSON: {e}"),
@@ -173,6 +170,7 @@ impl SlackClient {
         if answer["ok"].as_bool() != Some(true) {
             self.count(target, "refused");
             let error = answer["error"].as_str().unwrap_or("unknown error");
+            tracing::warn!(target = target.label(), error, "Slack refused a call");
             return Err(DeliveryError::Failed {
                 target: target.label(),
                 reason: format!("Slack answered ok=false: {error}"),
@@ -187,12 +185,15 @@ impl SlackClient {
         target: Target,
         url: &str,
         token: Option<&Secret>,
-        body: &Value,
+        body: Body<'_>,
     ) -> Result<bytes::Bytes, DeliveryError> {
         let mut backoff = FIRST_BACKOFF;
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
-            let mut request = self.http.post(url).json(body);
+            let mut request = match &body {
+                Body::Json(json) => self.http.post(url).json(json),
+                Body::Form(fields) => self.http.post(url).form(fields),
+            };
             if let Some(token) = token {
                 request = request.bearer_auth(token.expose());
             }
@@ -234,6 +235,18 @@ impl SlackClient {
 
     fn count(&self, target: Target, result: &str) {
         self.metrics.slack_deliveries.inc(&[target.label(), result]);
+    }
+}
+
+/// What a call sends: JSON, or a form (for the Web API methods that take no JSON).
+pub enum Body<'a> {
+    Json(&'a Value),
+    Form(Vec<(&'static str, String)>),
+}
+
+impl<'a> From<&'a Value> for Body<'a> {
+    fn from(json: &'a Value) -> Body<'a> {
+        Body::Json(json)
     }
 }
 

@@ -6,6 +6,7 @@
 //! turns one [`Invocation`] into a reply; the [`Notifier`] posts what comes later (results,
 //! approval requests, notifications).
 
+mod actions;
 pub mod blocks;
 pub mod client;
 pub mod command;
@@ -19,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub use actions::Acted;
 pub use client::SlackClient;
 pub use command::{Command, RunCommand, Usage, USAGE};
-pub use notify::Notifier;
+pub use notify::{Notifier, Reply};
 pub use signature::{check, sign, verify, ReplayGuard, SignatureError, MAX_SKEW_SECONDS};
 pub use users::{SlackUser, UsersFile};
 
@@ -48,8 +50,8 @@ pub struct Invocation {
     /// `/sustainbot`, `/sustainbot-workflows`, ...
     pub command: String,
     pub text: String,
-    /// Where later messages go (a mention has none: its answers go to its thread).
-    pub response_url: Option<String>,
+    /// Where later messages go: the command's `response_url`, or a mention's thread.
+    pub reply: Option<Reply>,
     /// How the request came, for the AIM input source (`slack_slash_command`, `slack_app_mention`).
     pub source: &'static str,
 }
@@ -133,7 +135,7 @@ impl Slack {
 
     /// The human behind a Slack user: the users file, else (with a bot token and a default role) a
     /// `users.info` lookup, cached.
-    pub async fn identify(&self, user_id: &str) -> Option<SlackUser> {
+    pub async fn identify(&self, team_id: &str, user_id: &str) -> Option<SlackUser> {
         if let Some(user) = self.users.get(user_id) {
             return Some(user.clone());
         }
@@ -146,7 +148,7 @@ impl Slack {
         }
         // A failed lookup is not cached: Slack may answer next time.
         let answer = self.client.users_info(user_id).await.ok()?;
-        let user = users::from_users_info(&answer, role);
+        let user = users::from_users_info(&answer, role, team_id);
         lock(&self.lookups).put(user_id, user.clone());
         user
     }
@@ -161,7 +163,10 @@ impl Slack {
         if command == Command::Help {
             return blocks::reply("ephemeral", &format!("*SustainBot commands*\n{USAGE}"));
         }
-        let Some(user) = self.identify(&invocation.user_id).await else {
+        let Some(user) = self
+            .identify(&invocation.team_id, &invocation.user_id)
+            .await
+        else {
             return self.refuse_unknown(invocation, &command).await;
         };
         let principal = user.principal(&invocation.team_id, &invocation.user_id);
@@ -286,8 +291,8 @@ impl Slack {
             "drag_mode": run.mode.as_str(),
             "parameters": parameters,
         });
-        if let Some(url) = &invocation.response_url {
-            self.notifier.expect(trace_id.as_str(), url);
+        if let Some(reply) = &invocation.reply {
+            self.notifier.expect(trace_id.as_str(), reply.clone());
         }
         let id = trace_id.as_str().to_owned();
         let request = RunRequest {
@@ -531,232 +536,6 @@ fn record_line(record: &Value) -> String {
             .map(|e| format!(" · {}", blocks::escape(e)))
             .unwrap_or_default()
     )
-}
-
-/// What an interaction (a button click, a modal's submission) comes to.
-#[derive(Debug, Default)]
-pub struct Acted {
-    /// The HTTP answer's body, when Slack reads one (a modal's validation errors).
-    pub answer: Option<Value>,
-}
-
-impl Slack {
-    /// An interactive payload: Approve / Deny buttons (`block_actions`) and the deny modal's
-    /// submission (`view_submission`). The clicking user is mapped like any caller; decisions go
-    /// through the gate (self-approval and roles are its checks).
-    pub async fn act(&self, payload: &Value) -> Acted {
-        match payload["type"].as_str() {
-            Some("block_actions") => {
-                for action in payload["actions"].as_array().into_iter().flatten() {
-                    let trace_id = action["value"].as_str().unwrap_or_default();
-                    match action["action_id"].as_str() {
-                        Some(blocks::APPROVE) => self.button(payload, trace_id, true).await,
-                        Some(blocks::DENY) => self.button(payload, trace_id, false).await,
-                        _ => {}
-                    }
-                }
-                Acted::default()
-            }
-            Some("view_submission") if payload["view"]["callback_id"] == blocks::DENY_MODAL => {
-                self.deny_submitted(payload).await
-            }
-            _ => Acted::default(),
-        }
-    }
-
-    /// The clicking human, or their refusal (on the record) posted back to them.
-    async fn clicker(&self, payload: &Value, trace_id: &str) -> Option<(SlackUser, Principal)> {
-        let user_id = payload["user"]["id"].as_str().unwrap_or_default();
-        let team_id = payload["team"]["id"]
-            .as_str()
-            .or_else(|| payload["user"]["team_id"].as_str())
-            .unwrap_or_default();
-        if let Some(user) = self.identify(user_id).await {
-            let principal = user.principal(team_id, user_id);
-            return Some((user, principal));
-        }
-        let invocation = Invocation {
-            team_id: team_id.to_owned(),
-            user_id: user_id.to_owned(),
-            user_name: payload["user"]["username"]
-                .as_str()
-                .or_else(|| payload["user"]["name"].as_str())
-                .unwrap_or_default()
-                .to_owned(),
-            command: "[button]".to_owned(),
-            text: format!("decide {trace_id}"),
-            ..Invocation::default()
-        };
-        let refusal = self.refuse_unknown(&invocation, &Command::Runs).await;
-        self.tell_clicker(payload, refusal);
-        None
-    }
-
-    /// An ephemeral reply to whoever clicked (the message stays as it is).
-    fn tell_clicker(&self, payload: &Value, mut message: Value) {
-        if let Some(url) = payload["response_url"].as_str() {
-            message["replace_original"] = Value::Bool(false);
-            message["response_type"] = Value::String("ephemeral".to_owned());
-            self.notifier.respond(url, message);
-        }
-    }
-
-    async fn button(&self, payload: &Value, trace_id: &str, approve: bool) {
-        let Some((user, principal)) = self.clicker(payload, trace_id).await else {
-            return;
-        };
-        let channel = payload["container"]["channel_id"]
-            .as_str()
-            .or_else(|| payload["channel"]["id"].as_str())
-            .unwrap_or_default();
-        let ts = payload["container"]["message_ts"]
-            .as_str()
-            .or_else(|| payload["message"]["ts"].as_str())
-            .unwrap_or_default();
-        let response_url = payload["response_url"].as_str().unwrap_or_default();
-        if !approve {
-            // A reason from a modal when Slack can show one; else a default reason.
-            if let (true, Some(trigger)) =
-                (self.client.has_bot_token(), payload["trigger_id"].as_str())
-            {
-                let view = blocks::deny_modal(trace_id, channel, ts, response_url);
-                let opened = self
-                    .client
-                    .open_view(&json!({"trigger_id": trigger, "view": view}))
-                    .await;
-                if opened.is_ok() {
-                    return;
-                }
-            }
-        }
-        let reason = (!approve).then(|| format!("Denied in Slack by {}", user.name));
-        self.decide_from_slack(
-            &principal,
-            &user,
-            trace_id,
-            approve,
-            reason,
-            channel,
-            ts,
-            response_url,
-            payload,
-        )
-        .await;
-    }
-
-    /// The deny modal's submission: the reason, then the decision; a refusal shows in the modal.
-    async fn deny_submitted(&self, payload: &Value) -> Acted {
-        let metadata: Value = payload["view"]["private_metadata"]
-            .as_str()
-            .and_then(|m| serde_json::from_str(m).ok())
-            .unwrap_or(Value::Null);
-        let text = |key: &str| metadata[key].as_str().unwrap_or_default().to_owned();
-        let trace_id = text("trace_id");
-        let reason = payload["view"]["state"]["values"]["reason"]["reason"]["value"]
-            .as_str()
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned);
-        let Some((user, principal)) = self.clicker(payload, &trace_id).await else {
-            return Acted {
-                answer: Some(
-                    json!({"response_action": "errors", "errors": {"reason": "You are not mapped to an accountable human in SustainBot."}}),
-                ),
-            };
-        };
-        let reason = reason.unwrap_or_else(|| format!("Denied in Slack by {}", user.name));
-        match self
-            .gate
-            .decide(&trace_id, &principal, false, Some(reason.clone()))
-            .await
-        {
-            Ok(()) => {
-                self.update_decided(
-                    &trace_id,
-                    "denied",
-                    &user.name,
-                    Some(&reason),
-                    &text("channel"),
-                    &text("ts"),
-                    &text("response_url"),
-                );
-                Acted::default()
-            }
-            Err(refusal) => Acted {
-                answer: Some(
-                    json!({"response_action": "errors", "errors": {"reason": format!("{refusal} ({})", refusal.code())}}),
-                ),
-            },
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn decide_from_slack(
-        &self,
-        principal: &Principal,
-        user: &SlackUser,
-        trace_id: &str,
-        approve: bool,
-        reason: Option<String>,
-        channel: &str,
-        ts: &str,
-        response_url: &str,
-        payload: &Value,
-    ) {
-        match self
-            .gate
-            .decide(trace_id, principal, approve, reason.clone())
-            .await
-        {
-            Ok(()) => {
-                let decision = if approve { "approved" } else { "denied" };
-                self.update_decided(
-                    trace_id,
-                    decision,
-                    &user.name,
-                    reason.as_deref(),
-                    channel,
-                    ts,
-                    response_url,
-                );
-            }
-            Err(refusal) => self.tell_clicker(payload, blocks::refusal(&refusal)),
-        }
-    }
-
-    /// The approval message, updated with who decided: `chat.update` with the bot token, else
-    /// through the interaction's `response_url`.
-    #[allow(clippy::too_many_arguments)]
-    fn update_decided(
-        &self,
-        trace_id: &str,
-        decision: &str,
-        by: &str,
-        reason: Option<&str>,
-        channel: &str,
-        ts: &str,
-        response_url: &str,
-    ) {
-        let workflow = self
-            .gate
-            .runs()
-            .get(trace_id)
-            .map(|run| run.workflow.clone());
-        let mut message = blocks::decided(trace_id, workflow.as_deref(), decision, by, reason);
-        if self.client.has_bot_token() && !channel.is_empty() && !ts.is_empty() {
-            if let Some(object) = message.as_object_mut() {
-                object.remove("replace_original");
-            }
-            message["channel"] = Value::String(channel.to_owned());
-            message["ts"] = Value::String(ts.to_owned());
-            let client = self.client.clone();
-            self.notifier.deliver("chat.update", async move {
-                let _ = client.update(&message).await;
-            });
-        } else if !response_url.is_empty() {
-            self.notifier.respond(response_url, message);
-        }
-    }
 }
 
 #[cfg(test)]

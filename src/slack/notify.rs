@@ -27,9 +27,26 @@ const ORIGINS_MAX: usize = 10_000;
 
 /// Where a run's requester waits for its result.
 #[derive(Debug, Clone)]
-pub struct Origin {
-    pub response_url: String,
-    pub at: Instant,
+pub enum Reply {
+    /// A slash command's or an interaction's `response_url`.
+    ResponseUrl(String),
+    /// A mention's thread (answered with `chat.postMessage`).
+    Thread { channel: String, ts: String },
+}
+
+#[derive(Debug, Clone)]
+struct Origin {
+    reply: Reply,
+    at: Instant,
+}
+
+/// A place among the deliveries in flight, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Delivers to Slack on the gate's news.
@@ -74,7 +91,7 @@ impl Notifier {
 
     /// Remembers where the run `trace_id`'s requester waits (before it is submitted: a quick run
     /// may end before the submission returns).
-    pub fn expect(&self, trace_id: &str, response_url: &str) {
+    pub fn expect(&self, trace_id: &str, reply: Reply) {
         let mut origins = lock(&self.origins);
         if origins.len() >= ORIGINS_MAX {
             origins.retain(|_, o| o.at.elapsed() < RESPONSE_URL_LIFETIME);
@@ -83,7 +100,7 @@ impl Notifier {
             origins.insert(
                 trace_id.to_owned(),
                 Origin {
-                    response_url: response_url.to_owned(),
+                    reply,
                     at: Instant::now(),
                 },
             );
@@ -119,11 +136,42 @@ impl Notifier {
             tracing::warn!(target, "too many Slack deliveries in flight; one dropped");
             return;
         }
-        let in_flight = Arc::clone(&self.in_flight);
+        // Given back however the task ends (a panic included).
+        let slot = Slot(Arc::clone(&self.in_flight));
         self.tasks.spawn(async move {
+            let _slot = slot;
             delivery.await;
-            in_flight.fetch_sub(1, Ordering::AcqRel);
         });
+    }
+
+    /// Runs an inbound Slack task (a command's handler, a click) in a task of the notifier's, so
+    /// that shutdown waits for it (bounded) like a delivery.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(task)
+    }
+
+    /// Posts `message` where `reply` says, in a delivery task.
+    pub fn reply(&self, reply: &Reply, message: Value) {
+        match reply {
+            Reply::ResponseUrl(url) => self.respond(url, message),
+            Reply::Thread { channel, ts } => {
+                let mut message = message;
+                if let Some(object) = message.as_object_mut() {
+                    object.remove("response_type");
+                    object.remove("replace_original");
+                }
+                message["channel"] = Value::String(channel.clone());
+                message["thread_ts"] = Value::String(ts.clone());
+                let client = self.client.clone();
+                self.deliver("chat.postMessage", async move {
+                    let _ = client.post_message(&message).await;
+                });
+            }
+        }
     }
 
     /// Posts `message` to a `response_url` in a delivery task.
@@ -153,7 +201,7 @@ impl Listener for Notifier {
                 Ok(report) => blocks::run_result(report, self.response_type()),
                 Err(error) => blocks::run_refused(run.workflow_name, run.trace_id, error),
             };
-            self.respond(&origin.response_url, message);
+            self.reply(&origin.reply, message);
         }
         let Ok(report) = run.result else {
             return;
@@ -175,7 +223,7 @@ impl Listener for Notifier {
     fn approval_requested(&self, request: &ApprovalRequested) {
         let message = blocks::approval_request(request);
         if let Some(origin) = self.origin(&request.trace_id, false) {
-            self.respond(&origin.response_url, message.clone());
+            self.reply(&origin.reply, message.clone());
         }
         let client = self.client.clone();
         match &self.approvals_channel {

@@ -139,10 +139,26 @@ impl LookupCache {
     }
 }
 
-/// A `users.info` answer as a human, when it names one with an email.
-pub fn from_users_info(answer: &Value, role: &str) -> Option<SlackUser> {
+/// A `users.info` answer as a human, when it names a full member of `team_id` with an email:
+/// never a bot, a deactivated account, a guest (`is_restricted`, `is_ultra_restricted`) or a
+/// member of another organisation in a shared channel (`is_stranger`, another `team_id`).
+pub fn from_users_info(answer: &Value, role: &str, team_id: &str) -> Option<SlackUser> {
     let user = answer.get("user")?;
-    if user["deleted"].as_bool() == Some(true) || user["is_bot"].as_bool() == Some(true) {
+    let flag = |name: &str| user[name].as_bool() == Some(true);
+    if [
+        "deleted",
+        "is_bot",
+        "is_app_user",
+        "is_restricted",
+        "is_ultra_restricted",
+        "is_stranger",
+    ]
+    .iter()
+    .any(|name| flag(name))
+    {
+        return None;
+    }
+    if user["team_id"].as_str().is_some_and(|t| t != team_id) {
         return None;
     }
     let profile = &user["profile"];
@@ -172,6 +188,7 @@ pub fn from_users_info(answer: &Value, role: &str) -> Option<SlackUser> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn reads_json_and_yaml_and_names_the_bad_entry() {
@@ -214,14 +231,27 @@ mod tests {
     fn a_looked_up_user_needs_an_email_and_a_name() {
         let answer = serde_json::json!({"ok": true, "user": {"id": "U9", "name": "sam",
             "real_name": "Sam Doe", "profile": {"email": "sam@example.org", "real_name": "Sam Doe"}}});
-        let sam = from_users_info(&answer, "user").unwrap();
+        let sam = from_users_info(&answer, "user", "T1").unwrap();
         assert_eq!(
             (sam.name.as_str(), sam.email.as_str()),
             ("Sam Doe", "sam@example.org")
         );
         let no_email = serde_json::json!({"ok": true, "user": {"name": "sam", "profile": {}}});
-        assert_eq!(from_users_info(&no_email, "user"), None);
+        assert_eq!(from_users_info(&no_email, "user", "T1"), None);
         let bot = serde_json::json!({"ok": true, "user": {"is_bot": true, "profile": {"email": "b@x.org", "real_name": "Bot Bot"}}});
-        assert_eq!(from_users_info(&bot, "user"), None);
+        assert_eq!(from_users_info(&bot, "user", "T1"), None);
+        for (flag, value) in [
+            ("is_restricted", json!(true)),
+            ("is_ultra_restricted", json!(true)),
+            ("is_stranger", json!(true)),
+            ("team_id", json!("TOTHER")),
+        ] {
+            let mut guest = answer.clone();
+            guest["user"][flag] = value;
+            assert_eq!(from_users_info(&guest, "user", "T1"), None, "{flag}");
+        }
+        let mut member = answer.clone();
+        member["user"]["team_id"] = json!("T1");
+        assert!(from_users_info(&member, "user", "T1").is_some());
     }
 }

@@ -80,13 +80,25 @@ impl Rig {
 
     /// Clicks a button; Slack gets an empty 200 at once, the rest follows at `reply_to`.
     async fn click(&self, user: &str, action_id: &str, trace_id: &str, reply_to: &str) {
+        self.click_with(user, action_id, trace_id, reply_to, "trigger-1")
+            .await
+    }
+
+    async fn click_with(
+        &self,
+        user: &str,
+        action_id: &str,
+        trace_id: &str,
+        reply_to: &str,
+        trigger: &str,
+    ) {
         let payload = json!({
             "type": "block_actions",
             "user": {"id": user, "username": "clicker", "team_id": "T0001"},
             "team": {"id": "T0001", "domain": "acme"},
             "channel": {"id": "C0APPROVE", "name": "approvals"},
             "container": {"type": "message", "channel_id": "C0APPROVE", "message_ts": "1700000000.000100"},
-            "trigger_id": "trigger-1",
+            "trigger_id": trigger,
             "response_url": self.slack.response_url(reply_to),
             "actions": [{"action_id": action_id, "block_id": "sustainbot_decision", "value": trace_id, "type": "button"}],
         });
@@ -495,8 +507,9 @@ async fn an_approval_is_decided_by_a_second_humans_click_never_the_requesters() 
         "nothing ran yet"
     );
 
-    // Ana approves: the message says who decided, the run runs, Jake gets the result.
-    rig.click("UANA", "sustainbot_approve", &trace_id, "click-ana")
+    // Ana approves: the message says who decided, the run runs, Jake gets the result. The click's
+    // response_url has expired here, so the message is updated with chat.update.
+    rig.click("UANA", "sustainbot_approve", &trace_id, "gone-ana")
         .await;
     let update = &rig.slack.wait_for("api/chat.update", 1, |_| true).await[0].body;
     assert_eq!(update["channel"], "C0APPROVE");
@@ -568,7 +581,12 @@ async fn a_deny_click_asks_for_a_reason_in_a_modal_and_the_submission_denies() {
     let reply = rig.app.post_raw("/slack/actions", body, &headers).await;
     assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
     assert!(reply.text.is_empty(), "the modal closes: {}", reply.text);
-    let update = &rig.slack.wait_for("api/chat.update", 1, |_| true).await[0].body;
+    // The clicked message is replaced through the click's response_url.
+    let update = &rig
+        .slack
+        .wait_for("response/click-ana", 1, |m| m["replace_original"] == true)
+        .await[0]
+        .body;
     assert!(
         text_of(update).contains("denied by Ana Lopez: Not during the freeze"),
         "{update}"
@@ -702,7 +720,18 @@ async fn a_mention_with_a_command_is_answered_in_its_thread() {
         .await
         .expect_ok(200);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(rig.slack.at("api/chat.postMessage").len(), 1);
+    let started = rig
+        .app
+        .audit_lines()
+        .into_iter()
+        .filter(|r| r["outcome"] == "started")
+        .count();
+    assert_eq!(started, 1, "the retried event ran nothing");
+    assert_eq!(
+        rig.slack.at("api/chat.postMessage").len(),
+        2,
+        "the ack and the result"
+    );
 }
 
 #[tokio::test]
@@ -729,4 +758,52 @@ async fn a_slow_answer_is_acknowledged_in_time_and_follows_at_the_response_url()
     let texts: Vec<String> = replies.iter().map(|r| text_of(&r.body)).collect();
     assert!(texts.iter().any(|t| t.contains("accepted")), "{texts:?}");
     assert!(texts.iter().any(|t| t.contains("succeeded")), "{texts:?}");
+}
+
+#[tokio::test]
+async fn a_deny_whose_reason_dialog_cannot_open_denies_nothing() {
+    let rig = rig().await;
+    let trace_id = rig.request_guarded("r-jake").await;
+    rig.click_with("UANA", "sustainbot_deny", &trace_id, "click-ana", "expired")
+        .await;
+    let told = &rig.slack.wait_for("response/click-ana", 1, |_| true).await[0].body;
+    assert!(text_of(told).contains("/sustainbot deny"), "{told}");
+    assert_eq!(rig.app.outcomes(&trace_id), ["requested"]);
+}
+
+#[tokio::test]
+async fn the_same_account_under_another_name_cannot_approve_its_own_run() {
+    use crate::helpers::{signed_token, TEST_SECRET};
+    let app = TestApp::builder()
+        .workflow(
+            "guarded",
+            json!({"approval": {"required": true, "approver_roles": ["admin"]}, "steps": []}),
+        )
+        .spawn()
+        .await;
+    let token = |actor: &str| {
+        let claims = json!({"actor": actor, "role": "admin", "user_id": 4242});
+        signed_token(
+            &claims,
+            TEST_SECRET.as_bytes(),
+            jsonwebtoken::Algorithm::HS256,
+        )
+    };
+    let request = crate::helpers::governance_request("guarded");
+    let accepted = app
+        .execute_as(&token(JAKE), &request, &[])
+        .await
+        .expect_ok(202);
+    let trace_id = accepted["trace_id"].as_str().unwrap();
+    let refused = app
+        .post_empty(
+            &format!("/runs/{trace_id}/approve"),
+            &token("jake.alias@example.org"),
+        )
+        .await
+        .expect(403, "APPROVAL_REFUSED");
+    assert!(
+        refused["error"].as_str().unwrap().contains("Self-approval"),
+        "{refused}"
+    );
 }

@@ -47,7 +47,19 @@ async fn capture(
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // JSON, or a form (users.info takes no JSON) read as an object of strings.
+    let body: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        Value::Object(
+            form.into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
+    });
+    let is_json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
     let authorization = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -72,6 +84,20 @@ async fn capture(
             "message": {"text": body["text"]}
         }))
         .into_response(),
+        // As Slack: users.info does not accept a JSON body.
+        "api/users.info" if is_json => {
+            Json(json!({"ok": false, "error": "invalid_arguments"})).into_response()
+        }
+        // As Slack: only a message the app posted with chat.postMessage can be updated.
+        "api/chat.update" if body["ts"] != "1700000000.000100" => {
+            Json(json!({"ok": false, "error": "cant_update_message"})).into_response()
+        }
+        "api/views.open" if body["trigger_id"] == "expired" => {
+            Json(json!({"ok": false, "error": "expired_trigger_id"})).into_response()
+        }
+        p if p.starts_with("response/gone") => {
+            (axum::http::StatusCode::NOT_FOUND, "expired_url").into_response()
+        }
         "api/users.info" => {
             let id = body["user"].as_str().unwrap_or_default();
             let answer = seen
