@@ -165,6 +165,7 @@ impl Gate {
                     .prepared
                     .live
                     .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
+                self.tell_ended(&pending.prepared, refusal.clone());
                 pending.expiry_recorded = true;
                 self.park_as_is(pending);
                 Err(refusal)
@@ -190,10 +191,26 @@ impl Gate {
                 pending
                     .prepared
                     .live
-                    .finish(RunStatus::Rejected, None, Some(why));
+                    .finish(RunStatus::Rejected, None, Some(why.clone()));
+                self.tell_ended(&pending.prepared, GateError::ApprovalRefused(why));
                 Ok(())
             }
         }
+    }
+
+    /// Tells the listeners that a run waiting for approval ended without running (denied or
+    /// expired), so that its requester hears of it where they asked.
+    fn tell_ended(&self, prepared: &Prepared, why: GateError) {
+        let result = Err(why);
+        self.tell(|listener| {
+            listener.finished(&super::Finished {
+                trace_id: &prepared.trace_id,
+                workflow_name: &prepared.definition.name,
+                actor: prepared.requester.as_deref(),
+                drag_mode: prepared.mode_label(),
+                result: &result,
+            })
+        });
     }
 
     /// Ends a run that waits for approval without a decision (it was cancelled), on the record.
@@ -280,6 +297,7 @@ impl Gate {
                     .prepared
                     .live
                     .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
+                self.tell_ended(&pending.prepared, refusal);
                 expired += 1;
             }
             // Not recorded (audit unavailable): stays due for the next sweep.

@@ -11,7 +11,7 @@ use super::{GateError, RunReport};
 /// Hears about runs. Both methods have empty defaults.
 pub trait Listener: Send + Sync {
     /// A run that was admitted has ended: finished (successfully or not, or cancelled), or was
-    /// refused after admission (queue full, approval missing, audit unavailable).
+    /// refused after admission (queue full, approval missing, audit unavailable, denied, expired).
     fn finished(&self, _run: &Finished<'_>) {}
 
     /// A run waits for a second human's decision (its `requested` record is durable).

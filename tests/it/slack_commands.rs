@@ -636,6 +636,12 @@ async fn approve_deny_and_cancel_also_work_as_commands() {
         .command("UANA", &format!("deny {first} not this week"), "r")
         .await;
     assert!(text_of(&reply).contains("Denied run"), "{reply}");
+    // The requester hears of it where they asked.
+    rig.slack
+        .wait_for("response/r1", 1, |m| {
+            text_of(m).contains("Denied by ana@example.org: not this week")
+        })
+        .await;
 
     let second = rig.request_guarded("r2").await;
     let reply = rig.command("UJAKE", &format!("cancel {second}"), "r").await;
