@@ -1,11 +1,12 @@
 //! The `sustainbot` command line: serve (the default), run one workflow, mint a token, read and
-//! verify an audit log. Every command reads its configuration from one snapshot of the
-//! environment, and only the sections it needs.
+//! verify an audit log, check and migrate workflow files. Every command reads its configuration
+//! from one snapshot of the environment, and only the sections it needs.
 
 mod audit;
 mod logging;
 mod serve;
 mod token;
+mod workflows;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -66,6 +67,38 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Workflow-file tools: check a directory, migrate the original server's files.
+    Workflows {
+        #[command(subcommand)]
+        command: WorkflowsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WorkflowsCommand {
+    /// Say what each definition file of a directory is: native, legacy (the original server's
+    /// format, run through OpenClaw) or invalid (with the reason). One line per file; exits 1 when
+    /// any file is invalid, 2 when the directory cannot be read.
+    Check {
+        /// The directory [default: WORKFLOWS_DIR or ./workflows]
+        dir: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a native definition (one `openclaw` step posting the same body) for each legacy file
+    /// of DIR into OUT, and copy native files there unchanged. Exits 1 when any file is invalid
+    /// (not written), 2 when nothing could be written.
+    Migrate {
+        /// The directory of the files to migrate.
+        dir: PathBuf,
+        /// Where to write the definitions (created if needed; may be DIR itself, with --force).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Overwrite files that exist in OUT.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -185,6 +218,10 @@ pub fn run(cli: Cli, env: &Env) -> ExitCode {
             AuditCommand::Keygen { out } => audit::keygen(&out),
             AuditCommand::Tail { path, n } => audit::tail(env, path, n),
             AuditCommand::Export(args) => audit::export(env, args),
+        },
+        Some(Command::Workflows { command }) => match command {
+            WorkflowsCommand::Check { dir, json } => workflows::check(env, dir, json),
+            WorkflowsCommand::Migrate { dir, out, force } => workflows::migrate(&dir, &out, force),
         },
     }
 }

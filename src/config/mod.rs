@@ -391,9 +391,14 @@ impl AuditConfig {
 }
 
 impl RunsConfig {
+    /// `WORKFLOWS_DIR` alone, for the commands that only read definition files.
+    pub fn read_workflows_dir(reader: &mut Reader<'_>) -> PathBuf {
+        reader.path("WORKFLOWS_DIR", "./workflows")
+    }
+
     pub fn read(reader: &mut Reader<'_>) -> RunsConfig {
         RunsConfig {
-            workflows_dir: reader.path("WORKFLOWS_DIR", "./workflows"),
+            workflows_dir: RunsConfig::read_workflows_dir(reader),
             workers: reader.size("RUN_WORKERS", 32).max(1),
             queue: reader.size("RUN_QUEUE", 256),
             approvals_max: reader.size("RUN_APPROVALS_MAX", 10_000),

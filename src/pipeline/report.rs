@@ -17,7 +17,8 @@ pub struct RunReport {
     /// Why the run failed (failure).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The failure's code (`WORKFLOW_FAILED`, `PRESCRIPTIVE_LANGUAGE`, `CANCELLED`); `None` on success.
+    /// The failure's code (`WORKFLOW_FAILED`, `PRESCRIPTIVE_LANGUAGE`, `OPENCLAW_UNAVAILABLE`,
+    /// `CANCELLED`); `None` on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
     pub audit_logged: bool,

@@ -1,4 +1,5 @@
-//! Workflow definitions: JSON or YAML files in `WORKFLOWS_DIR`, named by file stem.
+//! Workflow definitions: JSON or YAML files in `WORKFLOWS_DIR`, named by file stem (legacy JSON
+//! files of the original server too, see `legacy.rs`).
 
 mod cancel;
 pub mod command;
@@ -7,7 +8,9 @@ mod definition;
 mod display;
 mod fields;
 pub mod http_step;
+mod legacy;
 pub mod llm;
+mod load;
 mod name;
 mod openclaw;
 mod params;
@@ -20,7 +23,6 @@ mod template;
 pub(crate) mod yaml;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -30,9 +32,12 @@ pub use command::CommandStep;
 pub use context::HttpClient;
 pub use definition::{Approval, Workflow};
 pub use http_step::HttpStep;
+pub use legacy::{native_definition, LEGACY_STEP_ID};
 pub use llm::LlmStep;
+use load::{defined_twice, definition_files, load_file, Format};
+pub use load::{inspect_dir, DefinitionFile, Loaded, MAX_DEFINITION_BYTES};
 pub use name::{InvalidName, WorkflowName};
-pub use openclaw::OpenClawStep;
+pub use openclaw::{OpenClawBody, OpenClawStep, OPENCLAW_UNAVAILABLE};
 pub use params::{ParamSpec, ParamType};
 pub use redact::{redact, OutputLimits, REDACTED};
 pub use report::StepReport;
@@ -40,27 +45,6 @@ pub use runner::{RunFailure, RunObserver, RunOutput, Runner, Services};
 pub use secrets::{EnvSecrets, SecretMap, SecretSource};
 pub use step::{Step, StepKind};
 pub use template::Arg;
-
-/// The largest definition file read, in bytes (1 MiB, as a request body); a larger one is refused.
-pub const MAX_DEFINITION_BYTES: u64 = 1024 * 1024;
-
-/// The formats a definition file may be in, by extension: `.json`, `.yaml` or `.yml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Json,
-    Yaml,
-}
-
-impl Format {
-    /// The format of a file, or `None` when the file is not a definition.
-    fn of(path: &Path) -> Option<Format> {
-        match path.extension()?.to_str()? {
-            "json" => Some(Format::Json),
-            "yaml" | "yml" => Some(Format::Yaml),
-            _ => None,
-        }
-    }
-}
 
 /// A definition file that could not be loaded, and why.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -186,76 +170,30 @@ impl WorkflowRegistry {
 fn read_dir(dir: &Path) -> (BTreeMap<String, Arc<Workflow>>, Vec<LoadProblem>) {
     let mut catalog = BTreeMap::new();
     let mut problems = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
+    let files = match definition_files(dir) {
+        Ok(files) => files,
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "workflows directory not readable; no workflows loaded");
             return (catalog, problems);
         }
     };
-    // The definition files of each name, in path order so that problems come out the same way
-    // every time.
-    let mut files: BTreeMap<String, Vec<(PathBuf, Format)>> = BTreeMap::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Some(format) = Format::of(&path) else {
-            continue;
-        };
-        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
-            continue;
-        };
-        files.entry(name).or_default().push((path, format));
-    }
+    // Each name's files come in path order, so that problems come out the same way every time.
     for (name, mut paths) in files {
-        paths.sort_by(|a, b| a.0.cmp(&b.0));
         let loaded = match paths.as_slice() {
-            [(path, format)] => load_file(&name, path, *format),
-            _ => Err(format!(
-                "workflow '{name}' is defined by more than one file ({}); keep one",
-                paths
-                    .iter()
-                    .map(|(path, _)| path.file_name().unwrap_or_default().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            [path] => load_file(&name, path),
+            _ => Err(defined_twice(&name, &paths)),
         };
         match loaded {
-            Ok(workflow) => {
-                catalog.insert(name, Arc::new(workflow));
+            Ok(loaded) => {
+                catalog.insert(name, Arc::new(loaded.into_workflow()));
             }
             Err(reason) => problems.push(LoadProblem {
-                file: paths.remove(0).0,
+                file: paths.remove(0),
                 reason,
             }),
         }
     }
     (catalog, problems)
-}
-
-/// Reads and validates one definition file; on failure, every problem in one line.
-fn load_file(name: &str, path: &Path, format: Format) -> Result<Workflow, String> {
-    WorkflowName::parse(name).map_err(|e| e.to_string())?;
-    let text = read_bounded(path)?;
-    match format {
-        Format::Json => Workflow::from_json(name, &text),
-        Format::Yaml => Workflow::from_yaml(name, &text),
-    }
-    .map_err(|problems| problems.join("; "))
-}
-
-/// A file's text, refused past [`MAX_DEFINITION_BYTES`] (read at most one byte beyond, whatever
-/// the file's size when it was listed).
-fn read_bounded(path: &Path) -> Result<String, String> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_DEFINITION_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_DEFINITION_BYTES {
-        return Err(format!(
-            "the file is larger than {MAX_DEFINITION_BYTES} bytes (1 MiB), the limit for a definition"
-        ));
-    }
-    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ pub struct StepReport {
     pub stderr: String,
     pub truncated: bool,
     pub error: Option<String>,
+    /// A more specific code for the run's failure than `WORKFLOW_FAILED`, when this step knows one
+    /// (`OPENCLAW_UNAVAILABLE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
 }
 
 impl StepReport {
@@ -49,6 +53,7 @@ impl StepReport {
             stderr: String::new(),
             truncated: false,
             error: Some(error),
+            code: None,
         }
     }
 

@@ -40,7 +40,7 @@ pub struct RunFailure {
     pub steps: Vec<StepReport>,
     /// The run stopped because someone cancelled it (or the server is shutting down).
     pub cancelled: bool,
-    /// A more specific code than `WORKFLOW_FAILED` (`PRESCRIPTIVE_LANGUAGE`).
+    /// A more specific code than `WORKFLOW_FAILED` (`PRESCRIPTIVE_LANGUAGE`, `OPENCLAW_UNAVAILABLE`).
     pub code: Option<&'static str>,
 }
 
@@ -187,10 +187,10 @@ impl Runner {
                 } else {
                     format!("Workflow '{}' failed: {last}", workflow.name)
                 };
-                let code = reports
-                    .last()
-                    .filter(|r| !r.violations.is_empty())
-                    .map(|_| "PRESCRIPTIVE_LANGUAGE");
+                let code = reports.last().and_then(|r| {
+                    r.code
+                        .or_else(|| (!r.violations.is_empty()).then_some("PRESCRIPTIVE_LANGUAGE"))
+                });
                 return Err(RunFailure {
                     error,
                     steps: reports,

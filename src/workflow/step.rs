@@ -91,6 +91,7 @@ pub(super) fn parse_steps(
                 "http",
                 "llm",
                 "openclaw",
+                "openclaw_body",
             ]
             .contains(&key.as_str())
             {
@@ -106,6 +107,12 @@ pub(super) fn parse_steps(
             params,
             earlier: &earlier,
         };
+        if step.contains_key("openclaw_body") && kinds != ["openclaw"] {
+            p.add(
+                &format!("{path}.openclaw_body"),
+                "only for an openclaw step",
+            );
+        }
         let kind = match kinds.as_slice() {
             ["command"] => CommandStep::parse(step, &path, &names, p).map(StepKind::Command),
             ["http"] => HttpStep::parse(&step["http"], &path, &names, p).map(StepKind::Http),

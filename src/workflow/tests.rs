@@ -179,3 +179,57 @@ fn the_shipped_workflows_all_load() {
     assert!(registry.get("disk-report").is_some(), "the YAML example");
     assert!(registry.get("deploy-to-staging").is_some());
 }
+
+#[test]
+fn a_legacy_file_loads_beside_native_ones_and_is_no_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("native.json"), r#"{"steps": []}"#).unwrap();
+    std::fs::write(
+        dir.path().join("example.json"),
+        r#"{"name": "example-workflow", "steps": [{"type": "task", "name": "step1"}]}"#,
+    )
+    .unwrap();
+    let registry = WorkflowRegistry::load(dir.path());
+    assert_eq!(registry.names(), ["example", "native"]);
+    assert!(registry.problems().is_empty(), "{:?}", registry.problems());
+    let example = registry.get("example").unwrap();
+    assert_eq!(example.steps[0].kind.name(), "openclaw");
+}
+
+#[test]
+fn inspect_dir_tells_native_legacy_and_invalid_apart_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("native.yaml"), "description: n\n").unwrap();
+    std::fs::write(dir.path().join("legacy.json"), r#"{"name": "legacy"}"#).unwrap();
+    std::fs::write(dir.path().join("broken.json"), "{").unwrap();
+    std::fs::write(dir.path().join("twice.json"), "{}").unwrap();
+    std::fs::write(dir.path().join("twice.yml"), "{}\n").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+    let found = inspect_dir(dir.path()).unwrap();
+    let seen: Vec<(String, &str)> = found
+        .iter()
+        .map(|f| {
+            let file = f.file.file_name().unwrap().to_string_lossy().into_owned();
+            let kind = match &f.verdict {
+                Ok(Loaded::Native(_)) => "native",
+                Ok(Loaded::Legacy { .. }) => "legacy",
+                Err(_) => "invalid",
+            };
+            (file, kind)
+        })
+        .collect();
+    let expected = [
+        ("broken.json", "invalid"),
+        ("legacy.json", "legacy"),
+        ("native.yaml", "native"),
+        ("twice.json", "invalid"),
+        ("twice.yml", "invalid"),
+    ];
+    assert_eq!(
+        seen,
+        expected
+            .map(|(file, kind)| (file.to_owned(), kind))
+            .to_vec()
+    );
+    assert!(inspect_dir(&dir.path().join("missing")).is_err());
+}

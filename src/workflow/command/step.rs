@@ -177,6 +177,7 @@ impl CommandStep {
                 }),
                 stdout: outcome.stdout,
                 stderr: outcome.stderr,
+                code: None,
             },
             Err(e) => StepReport::failed(context.id, "command", context.started, e.to_string()),
         }

@@ -417,3 +417,16 @@ fn no_step_may_read_the_servers_own_secrets() {
         );
     }
 }
+
+#[test]
+fn openclaw_body_belongs_to_openclaw_steps_only() {
+    assert_eq!(
+        problems(r#"{"steps": [{"id": "a", "command": ["true"], "openclaw_body": "original"}]}"#),
+        ["steps[0].openclaw_body: only for an openclaw step"]
+    );
+    Workflow::from_json(
+        "w",
+        r#"{"steps": [{"id": "a", "openclaw": {"name": "x"}, "openclaw_body": "original"}]}"#,
+    )
+    .expect("valid on an openclaw step");
+}

@@ -91,5 +91,6 @@ pub(in crate::workflow) fn report(
         truncated: outcome.truncated,
         error: outcome.error,
         violations: Vec::new(),
+        code: None,
     }
 }

@@ -112,5 +112,6 @@ fn report(
         truncated: outcome.truncated,
         error,
         violations,
+        code: None,
     }
 }

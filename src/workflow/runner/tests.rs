@@ -168,3 +168,23 @@ async fn an_llm_steps_report_says_when_the_answer_was_cut() {
     assert_eq!(output.steps[0].stdout.len(), 64 * 1024);
     assert!(output.steps[0].truncated, "the answer was cut");
 }
+
+#[tokio::test]
+async fn an_unreachable_orchestrator_fails_the_run_with_openclaw_unavailable() {
+    let legacy = workflow(
+        json!({"steps": [{"id": "submit", "openclaw_body": "original",
+                                            "openclaw": {"name": "example-workflow"}}]}),
+    );
+    let failure = runner()
+        .run(&legacy, &Map::new(), "t-oc", None, None)
+        .await
+        .expect_err("nothing listens on port 9");
+    assert_eq!(failure.code, Some("OPENCLAW_UNAVAILABLE"));
+    assert!(!failure.cancelled);
+    let error = &failure.error;
+    assert!(
+        error.contains("OpenClaw is unreachable") && error.contains("/api/workflows/execute"),
+        "{error}"
+    );
+    assert_eq!(failure.steps[0].code, Some("OPENCLAW_UNAVAILABLE"));
+}

@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use axum::http::{HeaderMap, Uri};
-use axum::Router;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::post;
+use axum::{Json, Router};
 use serde_json::{json, Value};
 
 /// Serves `app` on a free loopback port for the rest of the test; its address.
@@ -56,4 +57,41 @@ impl EchoServer {
 /// A workflow of one `http` step, `call`, with `spec` (`url`, `headers`, `body`, ...).
 pub fn http_workflow(spec: Value) -> Value {
     json!({"steps": [{"id": "call", "http": spec}]})
+}
+
+/// A stand-in for OpenClaw: `POST /api/workflows/execute` answers `status` with `answer` and keeps
+/// every body it was sent.
+pub struct FakeOpenClaw {
+    /// `http://127.0.0.1:<port>`, for `OPENCLAW_URL`.
+    pub base: String,
+    received: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeOpenClaw {
+    /// Accepts every submission as the orchestrator does: 202 `{"status": "submitted"}`.
+    pub async fn accepting() -> FakeOpenClaw {
+        FakeOpenClaw::answering(202, json!({"status": "submitted"})).await
+    }
+
+    pub async fn answering(status: u16, answer: Value) -> FakeOpenClaw {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&received);
+        let status = StatusCode::from_u16(status).expect("a status code");
+        let app = Router::new().route(
+            "/api/workflows/execute",
+            post(move |Json(body): Json<Value>| async move {
+                sustainbot::sync::lock(&kept).push(body);
+                (status, Json(answer))
+            }),
+        );
+        FakeOpenClaw {
+            base: format!("http://{}", serve(app).await),
+            received,
+        }
+    }
+
+    /// The bodies it was sent, in order.
+    pub fn received(&self) -> Vec<Value> {
+        sustainbot::sync::lock(&self.received).clone()
+    }
 }

@@ -18,7 +18,7 @@ mod settings;
 pub use app::{step, TestApp};
 pub use client::{trace, Reply, TestClient, GOVERNED};
 pub use fake_slack::{action_form, command_form, message_text, signed_headers, FakeSlack, FORM};
-pub use loopback::{http_workflow, serve, EchoServer};
+pub use loopback::{http_workflow, serve, EchoServer, FakeOpenClaw};
 pub use process::{sigterm, sustainbot, Finished, ServerProcess, Site, BIN};
 pub use settings::Settings;
 
