@@ -14,6 +14,7 @@ mod failure;
 mod filter;
 mod governed;
 mod helpers;
+mod legacy_audit;
 mod logging;
 mod ops;
 mod properties;
