@@ -2,7 +2,10 @@
 """Verify a SustainBot audit log, written from docs/audit-format.md alone (standard library only).
 
 usage: verify_audit.py [--public-key FILE] PATH
+       verify_audit.py --legacy OLD [[--public-key FILE] PATH]
   PATH is the active log file (its rotated segments beside it are included) or their directory.
+  --legacy OLD checks every line of the original (Python) server's audit log OLD its way and, with
+  PATH, that a genesis record in that log holds OLD's SHA-256.
   exit 0 valid; 1 naming the first bad file and line; 2 unreadable or bad arguments
 """
 import glob
@@ -16,6 +19,7 @@ DOMAIN = b"sustainbot-audit-v1\n"
 SIG_DOMAIN = b"sustainbot-checkpoint-v1\n"
 GENESIS = "sha256:" + "0" * 64
 SUFFIX = re.compile(rb',"integrity_hash":"(sha256:[0-9a-f]{64})"\}\Z')
+TAGGED_SHA256 = re.compile(r"sha256:[0-9a-f]{64}\Z")
 MAX_DEPTH = 512
 
 # --- Ed25519 verification (RFC 8032, section 5.1.7), for signed checkpoints ---------------------
@@ -177,26 +181,134 @@ def verify(path, public_key=None):
                 if len(signature) != 64 or not ed25519_verify(public_key, message, signature):
                     return where, "checkpoint signature does not verify"
             checkpoints += 1
+        if record.get("kind") == "genesis":
+            count = record.get("lines")
+            if type(count) is not int or not 1 <= count < 2**64:
+                return where, "genesis record without lines (a whole number, at least 1)"
+            if not isinstance(record.get("sha256"), str) or not TAGGED_SHA256.match(record["sha256"]):
+                return where, "genesis record without sha256 (sha256: and 64 hex digits)"
         prev, expected = stated, expected + 1
     if public_key is not None and lines and checkpoints == 0:
         return lines[-1][0], "no signed checkpoint"
     return None, f"{len(lines)} records in {len(files)} file(s), head {prev}, {checkpoints} checkpoint(s)"
 
 
+# --- The original (Python) server's audit log ("The original's audit log" in the spec) -----------
+LEGACY_FORMAT = "sustainbot-python-jsonl"
+LEGACY_HASH = re.compile(r"[0-9a-f]{64}\Z")
+ISOFORMAT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?"
+    r"([+-][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{6})?)?)?\Z"
+)
+
+
+def legacy_line(line):
+    """The timestamp of one verified line of the original's log (without its newline)."""
+    if depth(line) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+
+    def unique(items):
+        if len({k for k, _ in items}) != len(items):
+            raise ValueError("a member name appears twice in one object")
+        return dict(items)
+
+    try:
+        entry = json.loads(line.decode("utf-8"), object_pairs_hook=unique)
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON: {error}") from None
+    if not isinstance(entry, dict):
+        raise ValueError("not a JSON object")
+    stated = entry.pop("integrity_hash", None)
+    if not isinstance(stated, str) or not LEGACY_HASH.match(stated):
+        raise ValueError("no integrity_hash of 64 lower-case hex digits")
+    if "timestamp" not in entry:
+        raise ValueError("no timestamp")
+    written = entry["timestamp"]
+    if not isinstance(written, str) or not ISOFORMAT.match(written):
+        raise ValueError("timestamp is not in the original's form (datetime.isoformat())")
+    # The original hashed str(datetime): a space where isoformat() has the T.
+    entry["timestamp"] = written[:10] + " " + written[11:]
+    if hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest() != stated:
+        raise ValueError("integrity_hash does not match the line (the line was edited)")
+    return written
+
+
+def verify_legacy(name):
+    """(first bad (line, message) or None, lines verified, sha256 of the file, first and last timestamp)."""
+    digest, count, first, last, problem = hashlib.sha256(), 0, None, None, None
+    with open(name, "rb") as log:
+        for number, line in enumerate(log, start=1):
+            digest.update(line)
+            if problem:
+                continue
+            if not line.endswith(b"\n"):
+                problem = number, "no final newline (the last line is torn or was cut)"
+                continue
+            try:
+                written = legacy_line(line[:-1])
+            except (ValueError, RecursionError) as error:
+                problem = number, str(error)
+                continue
+            count, first, last = count + 1, first or written, written
+    return problem, count, "sha256:" + digest.hexdigest(), first, last
+
+
+def genesis_records(path):
+    """The genesis records of a log that verified."""
+    for name in log_files(path):
+        with open(name, "rb") as log:
+            for line in log:
+                record = json.loads(line)
+                if record.get("kind") == "genesis":
+                    yield record
+
+
+def main_legacy(old, path, public_key):
+    problem, count, sha256, first, last = verify_legacy(old)
+    if problem:
+        print(f"FAILED {old}: line {problem[0]}: {problem[1]}")
+        return 1
+    anchored = ""
+    if path is not None:
+        where, message = verify(path, public_key)
+        if where is not None:
+            print(f"FAILED {where[0]}: line {where[1]}: {message}")
+            return 1
+        seqs = [r.get("seq") for r in genesis_records(path)
+                if r.get("sha256") == sha256 and r.get("legacy_format") == LEGACY_FORMAT]
+        if not seqs:
+            print(f"FAILED {old}: not anchored in {path}: no genesis record there holds {sha256}")
+            return 1
+        anchored = f"; anchored by the genesis record at seq {seqs[0]}"
+    print(f"OK {old}: {count} lines verify in the original's format ({first} .. {last}), {sha256}{anchored}")
+    return 0
+
+
 def main(argv):
-    public_key = None
-    if len(argv) == 4 and argv[1] == "--public-key":
-        with open(argv[2]) as key_file:
-            public_key = bytes.fromhex(key_file.read().strip())
-        argv = [argv[0], argv[3]]
-    if len(argv) != 2:
+    args, public_key, legacy = argv[1:], None, None
+    try:
+        while len(args) >= 2 and args[0] in ("--public-key", "--legacy"):
+            if args[0] == "--legacy":
+                legacy = args[1]
+            else:
+                with open(args[1]) as key_file:
+                    public_key = bytes.fromhex(key_file.read().strip())
+            args = args[2:]
+    except (OSError, ValueError) as error:
+        print(f"cannot read the public key: {error}", file=sys.stderr)
+        return 2
+    if len(args) > 1 or (legacy is None and not args) or (legacy and public_key and not args):
         print(__doc__.strip(), file=sys.stderr)
         return 2
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * MAX_DEPTH))
     try:
-        where, message = verify(argv[1], public_key)
+        if legacy is not None:
+            return main_legacy(legacy, args[0] if args else None, public_key)
+        where, message = verify(args[0], public_key)
     except OSError as error:
-        print(f"cannot read {argv[1]}: {error}", file=sys.stderr)
+        print(f"cannot read: {error}", file=sys.stderr)
         return 2
     if where is None:
         print(f"OK {message}")

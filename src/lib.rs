@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use crate::audit::checkpoint::{KeyFileError, Signer};
 use crate::audit::{AuditError, AuditLog, AuditOptions, AuditStore};
 use crate::auth::JwtKeys;
-use crate::config::Config;
+use crate::config::{AuditConfig, Config};
 use crate::governance::filter::{PhraseList, PhraseListError};
 use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
@@ -56,18 +56,18 @@ pub enum StartError {
 }
 
 /// The audit writer's options from the configuration (reads the signing key).
-pub fn audit_options(config: &Config) -> Result<AuditOptions, StartError> {
-    let signer = match &config.audit.signing_key {
+pub fn audit_options(audit: &AuditConfig) -> Result<AuditOptions, StartError> {
+    let signer = match &audit.signing_key {
         Some(path) => Some(Signer::from_file(path)?),
         None => None,
     };
-    let mut options = AuditOptions::new(config.audit.fsync);
-    options.store.segment_max_bytes = config.audit.segment_max_bytes;
-    options.store.rotate_daily = config.audit.rotate_daily;
-    options.store.retention_days = config.audit.retention_days;
-    options.store.checkpoint_every = config.audit.checkpoint_every;
+    let mut options = AuditOptions::new(audit.fsync);
+    options.store.segment_max_bytes = audit.segment_max_bytes;
+    options.store.rotate_daily = audit.rotate_daily;
+    options.store.retention_days = audit.retention_days;
+    options.store.checkpoint_every = audit.checkpoint_every;
     options.store.signer = signer;
-    options.maintenance_interval = std::time::Duration::from_secs(config.audit.checkpoint_seconds);
+    options.maintenance_interval = std::time::Duration::from_secs(audit.checkpoint_seconds);
     Ok(options)
 }
 
@@ -103,7 +103,7 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
     // The trail is always kept: with governance disabled, ungoverned runs are on it as such.
     let audit: Arc<dyn AuditStore> = Arc::new(AuditLog::open_with(
         &config.audit.log_path,
-        audit_options(&config)?,
+        audit_options(&config.audit)?,
     )?);
     let phrases = match &config.server.prescriptive_phrases_path {
         Some(path) => PhraseList::from_file(path)?,

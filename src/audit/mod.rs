@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod format;
 mod jsonl;
+pub mod legacy;
 mod lines;
 pub mod query;
 mod record;

@@ -111,6 +111,26 @@ pub enum Record {
         removed_last_hash: String,
         retention_days: u32,
     },
+    /// An older audit log, verified and anchored here by its digest (`sustainbot audit
+    /// import-legacy`): any later edit of that file changes `sha256`, which no longer matches.
+    Genesis {
+        /// The old file's name (without its directory).
+        source: String,
+        /// How its lines were checked: [`super::legacy::LEGACY_FORMAT`].
+        legacy_format: String,
+        /// Its line count (one record each), all of which verified.
+        lines: u64,
+        /// `sha256:` + hex SHA-256 of every byte of the file.
+        sha256: String,
+        /// The first and last lines' `timestamp`, as written there.
+        first_timestamp: String,
+        last_timestamp: String,
+        /// The last line's `integrity_hash` (bare hex, as the original wrote it).
+        last_integrity_hash: String,
+        imported_at: String,
+        /// Who imported it (the local operator of the command line).
+        principal: Principal,
+    },
 }
 
 /// Proof that a record is durable: its position and hash in the chain.

@@ -43,6 +43,21 @@ fn audit_path(env: &Env, path: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
     })
 }
 
+/// Verification options with the public key read from `public_key`, if given.
+pub(super) fn verify_options(public_key: Option<PathBuf>) -> Result<VerifyOptions, ExitCode> {
+    let mut options = VerifyOptions::default();
+    if let Some(key_path) = public_key {
+        match PublicKey::from_file(&key_path) {
+            Ok(key) => options.public_key = Some(key),
+            Err(e) => {
+                eprintln!("sustainbot audit verify: {e}");
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(options)
+}
+
 pub fn verify(
     env: &Env,
     path: Option<PathBuf>,
@@ -53,16 +68,10 @@ pub fn verify(
         Ok(path) => path,
         Err(code) => return code,
     };
-    let mut options = VerifyOptions::default();
-    if let Some(key_path) = public_key {
-        match PublicKey::from_file(&key_path) {
-            Ok(key) => options.public_key = Some(key),
-            Err(e) => {
-                eprintln!("sustainbot audit verify: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let options = match verify_options(public_key) {
+        Ok(options) => options,
+        Err(code) => return code,
+    };
     let signed = options.public_key.is_some();
     let report = match verify_log(&path, &options) {
         Ok(report) => report,

@@ -3,6 +3,7 @@
 //! from one snapshot of the environment, and only the sections it needs.
 
 mod audit;
+mod audit_legacy;
 mod logging;
 mod serve;
 mod token;
@@ -105,10 +106,16 @@ pub enum WorkflowsCommand {
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Verify a log's hash chain (all its segments), and with --public-key every checkpoint
-    /// signature; exits non-zero naming the first bad line.
+    /// signature; exits non-zero naming the first bad line. With --legacy FILE: verify the
+    /// original (Python) server's audit log instead, and with PATH also that our log anchors it.
     Verify {
-        /// The log's active file or its directory [default: AUDIT_LOG_PATH or ./logs/audit.jsonl]
+        /// The log's active file or its directory [default: AUDIT_LOG_PATH or ./logs/audit.jsonl;
+        /// with --legacy, only when given]
         path: Option<PathBuf>,
+        /// The original server's audit.jsonl: check every line's integrity_hash its way (and, with
+        /// PATH, that a genesis record there holds this file's digest).
+        #[arg(long, value_name = "FILE")]
+        legacy: Option<PathBuf>,
         /// The public key (`sustainbot audit keygen`) that must have signed the checkpoints.
         #[arg(long, value_name = "FILE")]
         public_key: Option<PathBuf>,
@@ -130,6 +137,13 @@ pub enum AuditCommand {
         /// How many records.
         #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
         n: usize,
+    },
+    /// Verify the original (Python) server's audit log FILE and anchor it in ours
+    /// (AUDIT_LOG_PATH): one `genesis` record with its line count and SHA-256. Refuses a file
+    /// with any bad line; a file already anchored is not written again.
+    ImportLegacy {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
     /// Print every record that matches, in seq order, one JSON line each, exactly as written (so
     /// each line still carries its own verifiable integrity_hash).
@@ -155,7 +169,7 @@ pub struct ExportArgs {
     /// Only this DRAG mode: draft, research, grunt, execute.
     #[arg(long)]
     pub drag_mode: Option<String>,
-    /// Only this kind of record: run, recovery, checkpoint, retention.
+    /// Only this kind of record: run, recovery, checkpoint, retention, approval, override, genesis.
     #[arg(long)]
     pub kind: Option<String>,
     /// Only records stamped at or after this RFC 3339 time (e.g. 2026-01-31T00:00:00Z).
@@ -212,9 +226,17 @@ pub fn run(cli: Cli, env: &Env) -> ExitCode {
         Some(Command::Audit { command }) => match command {
             AuditCommand::Verify {
                 path,
+                legacy: Some(file),
+                public_key,
+                json,
+            } => audit_legacy::verify(&file, path, public_key, json),
+            AuditCommand::Verify {
+                path,
+                legacy: None,
                 public_key,
                 json,
             } => audit::verify(env, path, public_key, json),
+            AuditCommand::ImportLegacy { file } => audit_legacy::import(env, &file),
             AuditCommand::Keygen { out } => audit::keygen(&out),
             AuditCommand::Tail { path, n } => audit::tail(env, path, n),
             AuditCommand::Export(args) => audit::export(env, args),

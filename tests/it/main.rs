@@ -15,6 +15,7 @@ mod filter;
 mod governed;
 mod helpers;
 mod legacy;
+mod legacy_audit;
 mod logging;
 mod ops;
 mod properties;

@@ -49,8 +49,8 @@ pub struct Filter {
     pub outcome: Option<String>,
     /// This `drag_mode`, ignoring ASCII case.
     pub drag_mode: Option<String>,
-    /// This `kind` (`run`, `recovery`, `checkpoint`, `retention`, `approval`, `override`),
-    /// ignoring ASCII case.
+    /// This `kind` (`run`, `recovery`, `checkpoint`, `retention`, `approval`, `override`,
+    /// `genesis`), ignoring ASCII case.
     pub kind: Option<String>,
     /// Records stamped at or after this instant.
     pub since: Option<DateTime<Utc>>,
@@ -61,13 +61,14 @@ pub struct Filter {
 }
 
 /// The kinds of record the writer makes.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "run",
     "recovery",
     "checkpoint",
     "retention",
     "approval",
     "override",
+    "genesis",
 ];
 
 impl Filter {

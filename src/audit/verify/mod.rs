@@ -95,6 +95,9 @@ struct Link<'a> {
     signature: Option<Cow<'a, str>>,
     removed_through_seq: Option<u64>,
     removed_last_hash: Option<Cow<'a, str>>,
+    /// Of a `genesis` record (read whatever their type, and judged only for that kind).
+    lines: Option<serde_json::Value>,
+    sha256: Option<serde_json::Value>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Link<'a> {
@@ -129,6 +132,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Link<'a> {
                         "signature" => link.signature = map.next_value()?,
                         "removed_through_seq" => link.removed_through_seq = map.next_value()?,
                         "removed_last_hash" => link.removed_last_hash = map.next_value()?,
+                        "lines" => link.lines = Some(map.next_value()?),
+                        "sha256" => link.sha256 = Some(map.next_value()?),
                         _ => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                         }
@@ -238,6 +243,16 @@ fn check_line(line: &[u8], key: Option<&PublicKey>) -> Result<Checked, String> {
                 .ok_or("retention record without removed_last_hash")?;
             anchor = Some((through, hash.into_owned()));
         }
+        Some("genesis") => {
+            let lines = link.lines.as_ref().and_then(serde_json::Value::as_u64);
+            if lines.is_none_or(|n| n == 0) {
+                return Err("genesis record without lines (a whole number, at least 1)".to_owned());
+            }
+            let digest = link.sha256.as_ref().and_then(serde_json::Value::as_str);
+            if !digest.is_some_and(is_tagged_sha256) {
+                return Err("genesis record without sha256 (sha256: and 64 hex digits)".to_owned());
+            }
+        }
         _ => {}
     }
     Ok(Checked {
@@ -246,6 +261,13 @@ fn check_line(line: &[u8], key: Option<&PublicKey>) -> Result<Checked, String> {
         hash: stated,
         checkpoint,
         anchor,
+    })
+}
+
+/// `sha256:` followed by 64 lower-case hex digits.
+fn is_tagged_sha256(text: &str) -> bool {
+    text.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
 }
 
