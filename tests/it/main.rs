@@ -8,6 +8,7 @@ mod audit;
 mod audit_api;
 mod auth;
 mod cli;
+mod compat;
 mod crash;
 mod engine;
 mod failure;

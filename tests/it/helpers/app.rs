@@ -33,6 +33,8 @@ pub struct TestAppBuilder {
     files: Vec<(String, String)>,
     dev: bool,
     scripts: Option<PathBuf>,
+    /// Whether `noop` and `with-steps` are written beside the test's own workflows.
+    default_workflows: bool,
 }
 
 /// What a refused request (or a failed run) left behind: its error body and its last audit record.
@@ -67,6 +69,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// Only the test's own workflows: no `noop` and `with-steps` (a directory that must match
+    /// another server's, as the compat test's does).
+    pub fn without_default_workflows(mut self) -> Self {
+        self.default_workflows = false;
+        self
+    }
+
     /// Development mode (`--dev`).
     pub fn dev(mut self, dev: bool) -> Self {
         self.dev = dev;
@@ -78,13 +87,14 @@ impl TestAppBuilder {
         let workflows = dir.path().join("workflows");
         std::fs::create_dir_all(&workflows).expect("workflows dir");
         std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
-        let mut files = vec![
-            ("noop".to_owned(), json!({"steps": []})),
-            (
+        let mut files = Vec::new();
+        if self.default_workflows {
+            files.push(("noop".to_owned(), json!({"steps": []})));
+            files.push((
                 "with-steps".to_owned(),
                 json!({"steps": [{"id": "build", "command": ["false"]}]}),
-            ),
-        ];
+            ));
+        }
         files.extend(self.workflows);
         if let Some(source) = &self.scripts {
             let target = workflows.join("scripts");
@@ -159,6 +169,7 @@ impl TestApp {
             files: Vec::new(),
             dev: false,
             scripts: None,
+            default_workflows: true,
         }
     }
 
