@@ -150,6 +150,7 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
     );
     gate.listen(Arc::clone(&slack.notifier) as Arc<dyn pipeline::Listener>);
     Ok(AppState::new(Shared {
+        probes: Default::default(),
         slack,
         keys: JwtKeys::new(
             config.auth.jwt_secret.expose().as_bytes(),
@@ -216,7 +217,7 @@ impl Application {
         let grace = std::time::Duration::from_secs(self.state.config.server.shutdown_grace_seconds);
         tokio::spawn(watch_workflows(self.state.gate.clone()));
         tokio::spawn(expire_approvals(self.state.gate.clone()));
-        let app = http::router(self.state);
+        let app = http::service(self.state);
         // The grace period runs from the signal, also for runs a request is waiting on: past it
         // they are cancelled, so that their requests are answered and the HTTP shutdown completes.
         let (signalled, deadline) = tokio::sync::oneshot::channel();
@@ -230,6 +231,7 @@ impl Application {
             });
             let _ = signalled.send(end_of_grace);
         };
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;

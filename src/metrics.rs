@@ -207,12 +207,21 @@ const HTTP_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The build, as `sustainbot_application_info` shows it: `release` or `debug`.
+const BUILD: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
+
 /// Every metric the server exports.
 pub struct Metrics {
     pub aim_requests: CounterFamily,
     pub aim_validation_failures: CounterFamily,
     pub governed_workflow_duration: HistogramFamily,
     pub audit_log_entries: CounterFamily,
+    pub audit_intent_records: CounterFamily,
+    pub audit_other_records: CounterFamily,
     pub prescriptive_language_detections: CounterFamily,
     pub workflow_executions: CounterFamily,
     pub workflow_execution_errors: CounterFamily,
@@ -251,6 +260,16 @@ impl Metrics {
                 "Governed workflow execution duration",
                 &["workflow_name", "outcome", "drag_mode"],
                 DURATION_BUCKETS,
+            ),
+            audit_intent_records: CounterFamily::new(
+                "sustainbot_audit_intent_records_total",
+                "Write-ahead `started` records (one per run that started; its outcome is counted in sustainbot_audit_log_entries_total)",
+                &["drag_mode"],
+            ),
+            audit_other_records: CounterFamily::new(
+                "sustainbot_audit_other_records_total",
+                "Audit records that are not run records (approval decisions, overrides)",
+                &["drag_mode"],
             ),
             audit_log_entries: CounterFamily::new(
                 "sustainbot_audit_log_entries_total",
@@ -331,10 +350,18 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
+        let _ = writeln!(
+            out,
+            "# HELP sustainbot_application_info SustainBot version and build\n# TYPE sustainbot_application_info gauge\nsustainbot_application_info{{version=\"{}\",build=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            BUILD
+        );
         for counter in [
             &self.aim_requests,
             &self.aim_validation_failures,
             &self.audit_log_entries,
+            &self.audit_intent_records,
+            &self.audit_other_records,
             &self.prescriptive_language_detections,
             &self.workflow_executions,
             &self.workflow_execution_errors,

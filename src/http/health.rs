@@ -50,21 +50,76 @@ struct AuditHealth {
     last_error: Option<String>,
 }
 
+/// `healthy`, `count` and `endpoint` as the original: `healthy` is whether OpenClaw answers.
 #[derive(Serialize)]
 struct WorkflowsHealth {
     healthy: bool,
     count: usize,
-    invalid: Vec<LoadProblem>,
     endpoint: String,
+    /// Whether every file in `WORKFLOWS_DIR` loaded.
+    files_valid: bool,
+    /// The files that did not load: file names and reasons, never the server's paths.
+    invalid: Vec<InvalidFile>,
+}
+
+#[derive(Serialize)]
+struct InvalidFile {
+    file: String,
+    reason: String,
+}
+
+impl InvalidFile {
+    fn of(problem: LoadProblem, dir: &std::path::Path) -> InvalidFile {
+        let file = problem
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut reason = problem.reason;
+        for prefix in [problem.file.to_string_lossy(), dir.to_string_lossy()] {
+            if !prefix.is_empty() {
+                reason = reason.replace(prefix.as_ref(), "");
+            }
+        }
+        InvalidFile { file, reason }
+    }
+}
+
+/// How long a probe of the model server and OpenClaw is trusted: `/health` may be called often.
+const PROBE_TTL: Duration = Duration::from_secs(5);
+
+/// The last probes of the model server and OpenClaw: `(when, llm up, openclaw up)`.
+#[derive(Default)]
+pub struct Probes(std::sync::Mutex<Option<(std::time::Instant, bool, bool)>>);
+
+impl Probes {
+    /// Whether the model server and OpenClaw answer (short TCP probes, cached for [`PROBE_TTL`]).
+    async fn check(&self, state: &AppState) -> (bool, bool) {
+        if let Some((at, llm, openclaw)) = *crate::sync::lock(&self.0) {
+            if at.elapsed() < PROBE_TTL {
+                return (llm, openclaw);
+            }
+        }
+        let config = &state.config;
+        let llm = format!("{}:{}", config.llm.host, config.llm.port);
+        let openclaw = openclaw_address(&config.runs.openclaw_url);
+        let (llm_up, openclaw_up) = tokio::join!(reachable(&llm), async {
+            match &openclaw {
+                Some(address) => reachable(address).await,
+                None => false,
+            }
+        });
+        *crate::sync::lock(&self.0) = Some((std::time::Instant::now(), llm_up, openclaw_up));
+        (llm_up, openclaw_up)
+    }
 }
 
 #[derive(Serialize)]
 struct LlmHealth {
     model: String,
+    /// Whether the model server answers.
+    healthy: bool,
     endpoint: String,
-    /// Whether the model server answers (`/status` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    healthy: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -92,25 +147,18 @@ impl Health {
     }
 }
 
-/// Cheap: no network probes, so load balancers may call it often. 503 when the audit sink cannot
-/// record (governed runs are refused until it can).
+/// The original's status: the model server and OpenClaw probed (cached a few seconds, so load
+/// balancers may call it often). 503 when the audit sink cannot record (governed runs are refused
+/// until it can).
 async fn health(State(state): State<AppState>) -> Response {
-    health_of(&state).answer()
+    health_of(&state).await.answer()
 }
 
-/// `/health` plus reachability of the model server and the orchestrator (short TCP probes).
+/// `/health` plus OpenClaw on its own and the governance facts.
 async fn status(State(state): State<AppState>) -> Response {
-    let mut body = health_of(&state);
+    let mut body = health_of(&state).await;
     let config = &state.config;
-    let llm = format!("{}:{}", config.llm.host, config.llm.port);
-    let openclaw = openclaw_address(&config.runs.openclaw_url);
-    let (llm_up, openclaw_up) = tokio::join!(reachable(&llm), async {
-        match &openclaw {
-            Some(address) => reachable(address).await,
-            None => false,
-        }
-    });
-    body.components.llm.healthy = Some(llm_up);
+    let openclaw_up = body.components.workflows.healthy;
     body.components.openclaw = Some(OpenClawHealth {
         endpoint: without_credentials(&config.runs.openclaw_url),
         healthy: openclaw_up,
@@ -123,7 +171,8 @@ async fn status(State(state): State<AppState>) -> Response {
     body.answer()
 }
 
-fn health_of(state: &AppState) -> Health {
+async fn health_of(state: &AppState) -> Health {
+    let (llm_up, openclaw_up) = state.probes.check(state).await;
     let config = &state.config;
     let workflows = state.gate.workflows();
     let sink = state.gate.audit().status();
@@ -138,7 +187,11 @@ fn health_of(state: &AppState) -> Health {
         signing: sink.signing,
         last_error: sink.last_error,
     };
-    let invalid = workflows.problems();
+    let invalid: Vec<InvalidFile> = workflows
+        .problems()
+        .into_iter()
+        .map(|p| InvalidFile::of(p, &config.runs.workflows_dir))
+        .collect();
     Health {
         status: if audit.healthy { "healthy" } else { "degraded" },
         timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -146,15 +199,16 @@ fn health_of(state: &AppState) -> Health {
         components: Components {
             audit,
             workflows: WorkflowsHealth {
-                healthy: invalid.is_empty(),
+                healthy: openclaw_up,
                 count: workflows.len(),
-                invalid,
                 endpoint: without_credentials(&config.runs.openclaw_url),
+                files_valid: invalid.is_empty(),
+                invalid,
             },
             llm: LlmHealth {
                 model: config.llm.model.clone(),
+                healthy: llm_up,
                 endpoint: format!("http://{}:{}", config.llm.host, config.llm.port),
-                healthy: None,
             },
             openclaw: None,
         },

@@ -43,6 +43,8 @@ pub struct AppState(Arc<Shared>);
 /// The shared parts behind [`AppState`].
 pub struct Shared {
     pub config: Arc<Config>,
+    /// The last probes of the model server and OpenClaw (`/health`, `/status`).
+    pub probes: health::Probes,
     pub slack: Arc<crate::slack::Slack>,
     pub keys: JwtKeys,
     pub gate: Gate,
@@ -82,6 +84,37 @@ pub fn router(state: AppState) -> Router {
     edge(api).with_state(state)
 }
 
+/// The whole API as the server serves it: [`router`], and around it what must see the finished
+/// response (axum sets a route's `Allow` header last): `OPTIONS` added to `Allow`.
+pub fn service(state: AppState) -> tower::util::MapResponse<Router, fn(Response) -> Response> {
+    tower::ServiceExt::<Request>::map_response(
+        router(state),
+        allow_options as fn(Response) -> Response,
+    )
+}
+
+/// Every route answers `OPTIONS` (see [`method_not_allowed`]): its `Allow` says so, as Flask's did.
+fn allow_options(mut response: Response) -> Response {
+    let allow = response
+        .headers()
+        .get(axum::http::header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(allow) = allow.filter(|a| !a.split(',').any(|m| m.trim() == "OPTIONS")) {
+        let value = if allow.is_empty() {
+            "OPTIONS".to_owned()
+        } else {
+            format!("{allow},OPTIONS")
+        };
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ALLOW, value);
+        }
+    }
+    response
+}
+
 /// What every request passes through, outermost first: the trace id (and the request's span), a
 /// caught panic (a 500 `INTERNAL_ERROR` that still carries the trace id), the body limit.
 fn edge<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
@@ -100,12 +133,18 @@ async fn not_found() -> ApiError {
     ApiError::not_found()
 }
 
-async fn method_not_allowed() -> ApiError {
+/// A method a route does not serve: 405. `OPTIONS` answers 200 instead, as the original (Flask)
+/// did; axum adds the route's `Allow` header to both.
+async fn method_not_allowed(method: axum::http::Method) -> Response {
+    if method == axum::http::Method::OPTIONS {
+        return StatusCode::OK.into_response();
+    }
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
         "Method not allowed for this endpoint",
     )
+    .into_response()
 }
 
 /// Takes the client's `X-Trace-ID` or makes one, hands it to the handlers, opens the request's

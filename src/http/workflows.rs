@@ -3,8 +3,9 @@
 //!
 //! [`Gate::submit`]: crate::pipeline::Gate::submit
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,16 +14,19 @@ use serde_json::Value;
 
 use super::{ApiError, AppState, AuthUser, JsonBody};
 use crate::auth::{may, Action};
-use crate::pipeline::{RequestBody, RunRequest, Submitted, Unreadable, Wait};
+use crate::pipeline::{GateError, RequestBody, RunRequest, Submitted, Unreadable, Wait};
 use crate::trace::TraceId;
 use crate::workflow::{LoadProblem, StepReport};
 
 pub fn router() -> Router<AppState> {
+    let runs = Router::new()
+        .route("/workflows/governed/execute", post(governed_execute))
+        .route("/workflows/{name}/execute", post(ungoverned_execute))
+        .route_layer(middleware::from_fn(unsuccessful));
     Router::new()
         .route("/workflows", get(list))
-        .route("/workflows/governed/execute", post(governed_execute))
         .route("/workflows/reload", post(reload))
-        .route("/workflows/{name}/execute", post(ungoverned_execute))
+        .merge(runs)
 }
 
 /// `GET /workflows`.
@@ -88,6 +92,26 @@ impl IntoResponse for Accepted {
     }
 }
 
+/// The run endpoints' error bodies carry `"success": false` beside `error` and `code`, as the
+/// original's did (whatever refused: the token, the body, the gate).
+async fn unsuccessful(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if let Some(error) = response.extensions_mut().get_mut::<ApiError>() {
+        error.extra.insert("success".into(), Value::Bool(false));
+    }
+    response
+}
+
+/// A refusal by the gate, saying whether it is on the audit trail (as the original's
+/// `audit_logged`): every refusal of an identified caller is, unless the trail could not record.
+fn refused(error: GateError) -> ApiError {
+    let logged = !matches!(
+        error,
+        GateError::AuditUnavailable(_) | GateError::Internal(_)
+    );
+    ApiError::from(error).with("audit_logged", Value::Bool(logged))
+}
+
 /// A body the edge could not read, for the gate to refuse on the record.
 fn unreadable(error: ApiError) -> Unreadable {
     Unreadable {
@@ -116,7 +140,10 @@ async fn governed_execute(
     headers: HeaderMap,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let body = body.map(|JsonBody(body)| body);
+    // For the unknown-workflow answer, which tells the declaration's summary as the original's did.
+    let declaration = body.as_ref().ok().cloned().flatten();
     let wait = match &body {
         Ok(body) if wants_async(body.as_ref(), &headers) => Wait::Acceptance,
         _ => Wait::Outcome,
@@ -128,7 +155,25 @@ async fn governed_execute(
         body: RequestBody::Governed(body.map_err(unreadable)),
         approvable: true,
     };
-    Ok(match state.gate.submit(request, wait).await? {
+    let submitted = state.gate.submit(request, wait).await.map_err(|error| {
+        let summary = match (&error, &declaration) {
+            (GateError::WorkflowNotFound(_), Some(body)) => {
+                crate::governance::GovernanceRequest::parse(body)
+                    .ok()
+                    .map(|request| crate::governance::summary(&request))
+            }
+            _ => None,
+        };
+        let mut api = refused(error).with(
+            "duration_seconds",
+            serde_json::json!((started.elapsed().as_secs_f64() * 100.0).round() / 100.0),
+        );
+        if let Some(summary) = summary {
+            api = api.with("governance_summary", Value::String(summary));
+        }
+        api
+    })?;
+    Ok(match submitted {
         Submitted::Finished(report) => {
             let status = if report.success {
                 StatusCode::OK
@@ -203,7 +248,12 @@ async fn ungoverned_execute(
         },
         approvable: false,
     };
-    match state.gate.submit(request, Wait::Outcome).await? {
+    match state
+        .gate
+        .submit(request, Wait::Outcome)
+        .await
+        .map_err(refused)?
+    {
         Submitted::Finished(report) if report.success => Ok(Json(UngovernedRun {
             success: true,
             workflow: name,

@@ -417,7 +417,14 @@ impl Gate {
         };
         match self.audit.append(record).await {
             Ok(_) => {
-                self.metrics.audit_log_entries.inc(&[outcome, drag_mode]);
+                // As the original counted: one entry per run outcome. The write-ahead `started`
+                // records and the approval decisions are counted apart, so that a dashboard
+                // summing entries by outcome does not count a run twice.
+                match outcome {
+                    "started" => self.metrics.audit_intent_records.inc(&[drag_mode]),
+                    "other" => self.metrics.audit_other_records.inc(&[drag_mode]),
+                    _ => self.metrics.audit_log_entries.inc(&[outcome, drag_mode]),
+                }
                 Ok(())
             }
             Err(e) => {

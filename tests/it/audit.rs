@@ -46,7 +46,9 @@ async fn audit_write_failure_fails_closed_with_503_audit_unavailable() {
     let body = reply.expect(503, "AUDIT_UNAVAILABLE");
     assert!(body["trace_id"].is_string(), "{body}");
     assert_eq!(reply.header("retry-after"), Some("5"));
-    assert!(body.get("success").is_none(), "nothing ran: {body}");
+    // Nothing ran, and the refusal itself is not on the record.
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["audit_logged"], false, "{body}");
 
     // A refusal that cannot be recorded is not reported as the refusal either.
     app.execute(&governance_request("does-not-exist"), &[])

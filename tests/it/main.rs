@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod compat;
 mod crash;
+mod dropin;
 mod engine;
 mod failure;
 mod filter;
