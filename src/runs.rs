@@ -361,7 +361,7 @@ impl RunRegistry {
                 filter.actor.as_deref().is_none_or(|a| {
                     r.actor
                         .as_deref()
-                        .is_some_and(|actor| actor.eq_ignore_ascii_case(a))
+                        .is_some_and(|actor| crate::identity::same(actor, a))
                 })
             })
             .take(limit)

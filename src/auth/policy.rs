@@ -19,8 +19,9 @@ pub enum Action<'a> {
     SeeRun { own: bool },
     /// Cancel a run; `own` when the caller is its accountable human.
     CancelRun { own: bool },
-    /// Record that a step's output was replaced or edited.
-    Override,
+    /// Record that a step's output was replaced or edited; `own` when the caller is the run's
+    /// accountable human.
+    Override { own: bool },
 }
 
 /// Why an action is not allowed, in words for the caller.
@@ -74,10 +75,18 @@ pub fn may(principal: &Principal, action: Action<'_>) -> Result<(), Forbidden> {
                 Forbidden("Only the run's accountable human or an admin may cancel it".to_owned())
             })
         }
-        Action::Override => {
-            return principal.actor.is_some().then_some(()).ok_or_else(|| {
-                Forbidden("An override needs a named human: the token has no actor".to_owned())
-            })
+        Action::Override { own } => {
+            if principal.actor.is_none() {
+                return Err(Forbidden(
+                    "An override needs a named human: the token has no actor".to_owned(),
+                ));
+            }
+            return (admin || own).then_some(()).ok_or_else(|| {
+                Forbidden(
+                    "Only the run's accountable human or an admin may record an override"
+                        .to_owned(),
+                )
+            });
         }
     };
     allowed

@@ -8,6 +8,14 @@ use sustainbot::config::AuthConfig;
 use super::Env;
 
 pub fn token(env: &Env, actor: &str, role: &str, ttl: u64) -> ExitCode {
+    // One person is one person: a padded or oddly written actor would look like another human.
+    if !sustainbot::identity::is_plain(actor) {
+        eprintln!(
+            "sustainbot token: --actor {actor:?} is not written plainly (white space around or doubled, or not NFKC); use {:?}",
+            actor.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        return ExitCode::from(2);
+    }
     // Never dev mode here: a token minted with a throwaway secret would verify nowhere.
     let auth = match env.section(|reader| AuthConfig::read(reader, false)) {
         Ok(auth) => auth,

@@ -304,7 +304,16 @@ impl ServerConfig {
             host: overrides
                 .host
                 .or_else(|| reader.text("SUSTAINBOT_HOST"))
-                .unwrap_or_else(|| "0.0.0.0".into()),
+                // Dev mode prints a working admin token: it listens on this machine only unless
+                // told otherwise.
+                .unwrap_or_else(|| {
+                    if overrides.dev {
+                        "127.0.0.1"
+                    } else {
+                        "0.0.0.0"
+                    }
+                    .into()
+                }),
             port: match overrides.port {
                 Some(port) => port,
                 None => reader.port("SUSTAINBOT_PORT", 5000),

@@ -71,6 +71,17 @@ fn dev_mode_makes_a_throwaway_secret() {
     )
     .unwrap();
     assert_ne!(config.auth.jwt_secret, again.auth.jwt_secret);
+    // It prints a working admin token: it listens on this machine only unless told otherwise.
+    assert_eq!(config.server.host, "127.0.0.1");
+    let told = load(
+        &[("SUSTAINBOT_HOST", "0.0.0.0")],
+        Overrides {
+            dev: true,
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(told.server.host, "0.0.0.0");
 }
 
 #[test]

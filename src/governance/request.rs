@@ -128,7 +128,7 @@ impl Aim {
                 self.actor.email = Some(identity.trim().to_owned());
                 Ok(())
             }
-            Some(email) if email.trim().eq_ignore_ascii_case(identity.trim()) => Ok(()),
+            Some(email) if crate::identity::same(email, identity) => Ok(()),
             Some(email) => Err(IdentityMismatch {
                 field: "email",
                 declared: email.clone(),
@@ -143,14 +143,9 @@ pub fn is_email(identity: &str) -> bool {
     validator::ValidateEmail::validate_email(&identity.trim())
 }
 
-/// Names compared as people read them: case and runs of white space do not count.
+/// Names compared as people read them: case, width and runs of white space do not count.
 fn same_name(a: &str, b: &str) -> bool {
-    let words = |s: &str| {
-        s.split_whitespace()
-            .map(str::to_lowercase)
-            .collect::<Vec<_>>()
-    };
-    words(a) == words(b)
+    crate::identity::same(a, b)
 }
 
 /// The AIM actor's email (or, for a display-name identity, name) differs from the authenticated

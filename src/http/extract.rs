@@ -123,7 +123,8 @@ pub fn parse_json(bytes: &[u8]) -> Result<Option<Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(bytes)
+    // A key twice in one object is refused: `workflow_name` twice must not run whichever came last.
+    crate::strict_json::from_slice(bytes)
         .map(Some)
         .map_err(|e| ApiError::validation(format!("Request body is not valid JSON: {e}")))
 }

@@ -147,6 +147,33 @@ async fn method_not_allowed(method: axum::http::Method) -> Response {
     .into_response()
 }
 
+/// An error answered as plain text by axum's own extractors, as one of ours.
+async fn plain_rejection(response: &mut Response) -> Option<ApiError> {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return None;
+    }
+    let body = std::mem::take(response.body_mut());
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        s if s.is_server_error() => "INTERNAL_ERROR",
+        _ => "VALIDATION_ERROR",
+    };
+    Some(ApiError::new(
+        status,
+        code,
+        String::from_utf8_lossy(&text).into_owned(),
+    ))
+}
+
 /// Takes the client's `X-Trace-ID` or makes one, hands it to the handlers, opens the request's
 /// span (every log line of the request carries the trace id), stamps the id on an error body, and
 /// returns it as a response header.
@@ -170,6 +197,9 @@ async fn trace_id(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(trace.clone());
     let mut response = next.run(request).instrument(span).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+        response = error.with_trace(trace.as_str()).render();
+    } else if let Some(error) = plain_rejection(&mut response).await {
+        // An extractor's own rejection (a path that is not UTF-8, say): our JSON error body too.
         response = error.with_trace(trace.as_str()).render();
     }
     if let Ok(value) = HeaderValue::from_str(trace.as_str()) {

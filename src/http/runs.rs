@@ -287,8 +287,9 @@ async fn override_output(
             "step, replacement and a non-empty reason are required",
         ));
     };
-    may(&principal, Action::Override).map_err(ApiError::forbidden)?;
     let run = visible(&state, &principal, &trace_id)?;
+    let own = crate::pipeline::owns(&principal, &run);
+    may(&principal, Action::Override { own }).map_err(ApiError::forbidden)?;
     let step = run.step(&step_id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

@@ -107,7 +107,7 @@ impl Gate {
             .map(|a| a.approver_roles.clone())
             .unwrap_or_default();
         let requester = prepared.requester.as_deref();
-        let same_human = |other: Option<&str>| matches!((approver.actor.as_deref(), other), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
+        let same_human = |other: Option<&str>| matches!((approver.actor.as_deref(), other), (Some(a), Some(b)) if crate::identity::same(a, b));
         let expired = Utc::now() > pending.expires_at;
         let refusal = if expired {
             Some(GateError::ApprovalExpired(rfc3339(pending.expires_at)))

@@ -46,7 +46,7 @@ use crate::workflow::{Runner, StepReport, WorkflowRegistry};
 /// Whether `principal` is the run's accountable human.
 pub fn owns(principal: &Principal, run: &Run) -> bool {
     match (&principal.actor, &run.actor) {
-        (Some(who), Some(actor)) => who.eq_ignore_ascii_case(actor),
+        (Some(who), Some(actor)) => crate::identity::same(who, actor),
         _ => false,
     }
 }

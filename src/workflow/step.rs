@@ -92,6 +92,7 @@ pub(super) fn parse_steps(
                 "llm",
                 "openclaw",
                 "openclaw_body",
+                "option_arguments",
             ]
             .contains(&key.as_str())
             {
@@ -107,6 +108,12 @@ pub(super) fn parse_steps(
             params,
             earlier: &earlier,
         };
+        if step.contains_key("option_arguments") && kinds != ["command"] {
+            p.add(
+                &format!("{path}.option_arguments"),
+                "only for a command step",
+            );
+        }
         if step.contains_key("openclaw_body") && kinds != ["openclaw"] {
             p.add(
                 &format!("{path}.openclaw_body"),

@@ -16,6 +16,7 @@ mod failure;
 mod filter;
 mod governed;
 mod helpers;
+mod holes;
 mod legacy;
 mod legacy_audit;
 mod logging;

@@ -25,6 +25,9 @@ pub struct CommandStep {
     pub env: Vec<(String, Arg)>,
     /// Names of the secrets passed as variables of the same names.
     pub secrets: Vec<String>,
+    /// `option_arguments: true`: a template argument may start with `-` (be read as an option).
+    /// Otherwise such a value is refused unless a literal `--` comes before it.
+    pub option_arguments: bool,
 }
 
 impl CommandStep {
@@ -93,7 +96,20 @@ impl CommandStep {
                 p.add(&format!("{path}.secrets[{i}]"), why);
             }
         }
-        Some(CommandStep { argv, env, secrets })
+        let option_arguments = match step.get("option_arguments") {
+            None => false,
+            Some(Value::Bool(allowed)) => *allowed,
+            Some(_) => {
+                p.add(&format!("{path}.option_arguments"), "must be true or false");
+                false
+            }
+        };
+        Some(CommandStep {
+            argv,
+            env,
+            secrets,
+            option_arguments,
+        })
     }
 
     /// The process to start (arguments and variables filled in, the passed-through server
@@ -136,6 +152,7 @@ impl CommandStep {
             (Ok(argv), None) => argv,
             (Err(e), _) | (_, Some(e)) => return Err(e),
         };
+        self.refuse_option_values(&argv)?;
         let spec = CommandSpec {
             argv,
             env: vars,
@@ -143,6 +160,29 @@ impl CommandStep {
             timeout: context.timeout,
         };
         Ok((spec, context.output_limits(redact)))
+    }
+
+    /// A value filled in from a template that starts with `-` would reach the program as an option
+    /// (`--output=FILE`): refused, unless a literal `--` ends the options before it or the step
+    /// says `option_arguments: true`.
+    fn refuse_option_values(&self, argv: &[String]) -> Result<(), String> {
+        if self.option_arguments {
+            return Ok(());
+        }
+        let mut options_ended = false;
+        for (template, value) in self.argv.iter().zip(argv).skip(1) {
+            match template {
+                Arg::Literal(text) if text == "--" => options_ended = true,
+                Arg::Literal(_) => {}
+                _ if !options_ended && value.starts_with('-') => {
+                    return Err(format!(
+                        "the value of {template} starts with '-' and would be read as an option; put \"--\" before it in the command, or set \"option_arguments\": true"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Runs the step to its report: a value that cannot be filled in fails it before anything
