@@ -34,6 +34,7 @@ use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, RunLimits};
 use crate::slack::Slack;
+use crate::workflow::command::RunAs;
 use crate::workflow::llm::{Api, LlmEndpoint};
 use crate::workflow::{EnvSecrets, Runner, Services, WorkflowRegistry};
 
@@ -55,6 +56,52 @@ pub enum StartError {
     Approvals(String),
     #[error("{0}")]
     Slack(String),
+    #[error("COMMAND_RUN_AS: {0}")]
+    RunAs(String),
+}
+
+/// Marks the process non-dumpable: other processes of its user (a workflow step among them) can
+/// no longer read its `/proc` environment or memory, and it leaves no core dump with secrets in it.
+pub fn keep_memory_private() {
+    // SAFETY: PR_SET_DUMPABLE with 0 has no pointer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        tracing::warn!("could not mark the process non-dumpable");
+    }
+}
+
+/// The user command steps run as: as root, `nobody` (or `COMMAND_RUN_AS`), so that a step cannot
+/// read the server's environment, memory or files; `COMMAND_RUN_AS=root` keeps root, on purpose.
+/// Not as root, the server's own user (another one cannot be switched to).
+pub fn command_user(config: &Config) -> Result<Option<RunAs>, StartError> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    match config.runs.command_run_as.as_deref() {
+        Some("root") if root => {
+            tracing::warn!(
+                "COMMAND_RUN_AS=root: command steps run as root and can read the server's secrets"
+            );
+            Ok(None)
+        }
+        Some(name) if root => RunAs::lookup(name).map(Some).map_err(StartError::RunAs),
+        None if root => RunAs::lookup("nobody").map(Some).map_err(|e| {
+            StartError::RunAs(format!(
+                "{e}; name an unprivileged user, or root on purpose"
+            ))
+        }),
+        Some(name) => {
+            let own = RunAs::lookup(name).map_err(StartError::RunAs)?;
+            // SAFETY: getuid has no preconditions.
+            if own.uid == unsafe { libc::getuid() } {
+                Ok(None)
+            } else {
+                Err(StartError::RunAs(format!(
+                    "{name:?} needs the server to run as root (it runs as uid {})",
+                    unsafe { libc::getuid() }
+                )))
+            }
+        }
+        None => Ok(None),
+    }
 }
 
 /// The audit writer's options from the configuration (reads the signing key).
@@ -122,7 +169,9 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         .api_key
         .as_ref()
         .map(|key| key.expose().to_owned());
+    let run_as = command_user(&config)?;
     let services = Services {
+        run_as,
         http: Default::default(),
         llm,
         phrases: Arc::clone(&phrases),

@@ -460,11 +460,15 @@ impl JsonlStore {
     }
 }
 
+/// The active file; a new one is readable by the server's user only (a workflow step, running as
+/// another user, cannot read the trail; auditors read it through the API or as its owner).
 fn open_active(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
+        .mode(0o600)
         .open(path)
 }
 

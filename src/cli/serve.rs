@@ -20,6 +20,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 pub fn serve_or_run(args: ServeArgs, env: &Env) -> ExitCode {
+    sustainbot::keep_memory_private();
     let overrides = Overrides {
         host: args.host.clone(),
         port: args.port,

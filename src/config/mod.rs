@@ -101,6 +101,9 @@ pub struct RunsConfig {
     pub approvals_max: usize,
     /// Where `openclaw` steps are sent.
     pub openclaw_url: String,
+    /// `COMMAND_RUN_AS`: the user command steps run as. Unset: `nobody` when the server runs as
+    /// root, the server's own user otherwise; `root` must be said explicitly.
+    pub command_run_as: Option<String>,
 }
 
 /// The model `llm` steps ask.
@@ -194,10 +197,34 @@ impl<'a> Reader<'a> {
     }
 
     /// A secret's value exactly as set (its spaces are part of it); `None` when unset or empty.
-    fn secret(&self, name: &str) -> Option<Secret> {
-        (self.lookup)(name)
-            .filter(|v| !v.is_empty())
-            .map(Secret::new)
+    /// `NAME_FILE` names a file holding it instead (the container-secrets convention: the secret
+    /// need never be in the environment); one final line break is not part of it.
+    fn secret(&mut self, name: &str) -> Option<Secret> {
+        let file_name = format!("{name}_FILE");
+        let direct = (self.lookup)(name).filter(|v| !v.is_empty());
+        match (self.text(&file_name), direct) {
+            (None, direct) => direct.map(Secret::new),
+            (Some(_), Some(_)) => {
+                self.problems
+                    .push(format!("set {name} or {file_name}, not both"));
+                None
+            }
+            (Some(path), None) => match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let value = text
+                        .strip_suffix("\r\n")
+                        .or_else(|| text.strip_suffix('\n'))
+                        .unwrap_or(&text);
+                    Some(value.to_owned())
+                        .filter(|v| !v.is_empty())
+                        .map(Secret::new)
+                }
+                Err(e) => {
+                    self.problems.push(format!("{file_name} {path}: {e}"));
+                    None
+                }
+            },
+        }
     }
 
     fn flag(&mut self, name: &str, default: bool) -> bool {
@@ -293,7 +320,7 @@ impl ServerConfig {
                 "GOVERNANCE_ENABLED=false: the ungoverned path is open (development only)".into(),
             );
         }
-        let database_url = reader.text("DATABASE_URL").map(Secret::new);
+        let database_url = reader.secret("DATABASE_URL");
         if database_url.is_some() {
             reader.warnings.push(
                 "DATABASE_URL is set, but this version keeps the audit trail in AUDIT_LOG_PATH"
@@ -388,7 +415,11 @@ impl AuditConfig {
         AuditConfig {
             log_path: AuditConfig::read_log_path(reader),
             fsync,
-            signing_key: reader.text("AUDIT_SIGNING_KEY").map(PathBuf::from),
+            // The key is a file already; AUDIT_SIGNING_KEY_FILE names it too, as the other secrets.
+            signing_key: reader
+                .text("AUDIT_SIGNING_KEY")
+                .or_else(|| reader.text("AUDIT_SIGNING_KEY_FILE"))
+                .map(PathBuf::from),
             checkpoint_every: reader.count("AUDIT_CHECKPOINT_EVERY", 1000),
             checkpoint_seconds: reader.count("AUDIT_CHECKPOINT_SECONDS", 60).max(1),
             segment_max_bytes: reader.count("AUDIT_SEGMENT_MAX_BYTES", 64 * 1024 * 1024),
@@ -414,6 +445,7 @@ impl RunsConfig {
             openclaw_url: reader
                 .text("OPENCLAW_URL")
                 .unwrap_or_else(|| "http://localhost:8080".into()),
+            command_run_as: reader.text("COMMAND_RUN_AS"),
         }
     }
 }
@@ -489,7 +521,7 @@ impl SlackConfig {
         }
         SlackConfig {
             signing_secret: reader.secret("SLACK_SIGNING_SECRET"),
-            webhook_url: reader.text("SLACK_WEBHOOK_URL").map(Secret::new),
+            webhook_url: reader.secret("SLACK_WEBHOOK_URL"),
             bot_token,
             users_file: reader.text("SLACK_USERS_FILE").map(PathBuf::from),
             default_role,

@@ -159,3 +159,40 @@ fn warnings_wait_for_logging() {
     assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
     assert!(config.warnings.iter().all(|w| !w.contains("pw@")));
 }
+
+#[test]
+fn a_secret_may_come_from_a_file_named_by_name_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwt");
+    std::fs::write(&file, "file-secret-0123456789abcdef0123456789\n").unwrap();
+    let path = file.to_str().unwrap();
+    let config = load(&[("JWT_SECRET_FILE", path)], Overrides::default()).unwrap();
+    assert_eq!(
+        config.auth.jwt_secret.expose(),
+        "file-secret-0123456789abcdef0123456789"
+    );
+    let both = load(
+        &[
+            ("JWT_SECRET_FILE", path),
+            ("JWT_SECRET", "x".repeat(40).as_str()),
+        ],
+        Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(
+        both.to_string()
+            .contains("set JWT_SECRET or JWT_SECRET_FILE, not both"),
+        "{both}"
+    );
+    let missing = load(
+        &[("JWT_SECRET_FILE", "/nonexistent/jwt")],
+        Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("JWT_SECRET_FILE /nonexistent/jwt"),
+        "{missing}"
+    );
+}

@@ -36,6 +36,8 @@ pub(super) struct StepContext<'a> {
     pub(super) http: &'a HttpClient,
     /// Where relative programs are found, and the working directory of command steps.
     pub(super) workflows_dir: &'a Path,
+    /// The user command steps run as (`None`: the server's own).
+    pub(super) run_as: Option<crate::workflow::command::RunAs>,
 }
 
 impl StepContext<'_> {

@@ -39,6 +39,79 @@ fn secret_ranges(text: &str, secrets: &[String]) -> Vec<(usize, usize)> {
     merged
 }
 
+/// Every form a secret's value may come back in, for redaction: as it is; JSON-escaped (also with
+/// `\/`, and with every character as a `\uXXXX` escape, in either case of hex); percent-encoded
+/// (the reserved characters, or every byte, in either case of hex); base64 (standard and URL-safe,
+/// with and without padding, and the part that does not depend on where in a longer base64 text
+/// the secret began); and hex in either case. A step's echo in any of them is redacted.
+pub fn forms(secret: &str) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let mut forms = vec![secret.to_owned()];
+    let mut add = |form: String| {
+        if !form.is_empty() && !forms.contains(&form) {
+            forms.push(form);
+        }
+    };
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|j| j.strip_suffix('"'))
+        .unwrap_or(secret)
+        .to_owned();
+    add(json.replace('/', "\\/"));
+    add(json);
+    let mut unicode_lower = String::new();
+    for unit in secret.encode_utf16() {
+        unicode_lower.push_str(&format!("\\u{unit:04x}"));
+    }
+    add(unicode_lower.to_uppercase().replace("\\U", "\\u"));
+    add(unicode_lower);
+    let reserved = |c: u8| !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~'));
+    let percent = |every: bool, lower: bool| {
+        let mut out = String::new();
+        for &b in secret.as_bytes() {
+            if every || reserved(b) {
+                if lower {
+                    out.push_str(&format!("%{b:02x}"));
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            } else {
+                out.push(char::from(b));
+            }
+        }
+        out
+    };
+    for (every, lower) in [(false, false), (false, true), (true, false), (true, true)] {
+        add(percent(every, lower));
+    }
+    let bytes = secret.as_bytes();
+    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+        add(engine.encode(bytes));
+    }
+    // Inside a longer base64 text the secret may start at any of three byte offsets: the
+    // characters that encode only its own bytes are the same whatever came before.
+    if bytes.len() >= 6 {
+        for offset in 1..3usize {
+            let mut shifted = vec![0u8; offset];
+            shifted.extend_from_slice(bytes);
+            let encoded = STANDARD_NO_PAD.encode(&shifted);
+            // Skip the characters mixed with the prefix, and the last group (mixed with what follows).
+            let skip = (offset * 8).div_ceil(6);
+            let keep = encoded.len().saturating_sub(4);
+            if keep > skip + 4 {
+                let inner = &encoded[skip..keep];
+                add(inner.to_owned());
+                add(inner.replace('+', "-").replace('/', "_"));
+            }
+        }
+    }
+    add(hex::encode(bytes));
+    add(hex::encode_upper(bytes));
+    forms
+}
+
 /// `text[..limit]` with each range that starts before `limit` replaced (whole) by [`REDACTED`].
 fn replace_ranges(text: &str, ranges: &[(usize, usize)], limit: usize) -> String {
     let mut out = String::with_capacity(limit.min(text.len()));
@@ -139,6 +212,36 @@ mod tests {
 
     fn secrets(s: &[&str]) -> Vec<String> {
         s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_encoding_a_step_may_echo_a_secret_in_is_redacted() {
+        use base64::Engine;
+        let secret = "s3cr3t/Value+42";
+        let forms = forms(secret);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+        let embedded = base64::engine::general_purpose::STANDARD.encode(format!("xy{secret}tail"));
+        let unicode: String = secret
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        for echoed in [
+            secret.to_owned(),
+            "s3cr3t%2fValue%2b42".to_owned(),
+            "s3cr3t%2FValue%2B42".to_owned(),
+            unicode.clone(),
+            unicode.to_uppercase().replace("\\U", "\\u"),
+            b64,
+            hex::encode(secret),
+            hex::encode_upper(secret),
+        ] {
+            let text = format!("before {echoed} after");
+            let shown = redact(&text, &forms);
+            assert_eq!(shown, "before [REDACTED] after", "{echoed}");
+        }
+        // Inside a longer base64 text, wherever the secret began.
+        let shown = redact(&embedded, &forms);
+        assert!(shown.contains(REDACTED), "{embedded} -> {shown}");
     }
 
     #[test]

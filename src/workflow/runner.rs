@@ -78,6 +78,8 @@ pub struct Services {
     /// What `{{ server.url }}` stands for: this server's own base URL, `http://host:port` without a
     /// trailing slash (the bound listener's, or the configured one when there is no listener).
     pub server_url: String,
+    /// The user command steps run as (`None`: the server's own); see `COMMAND_RUN_AS`.
+    pub run_as: Option<crate::workflow::command::RunAs>,
 }
 
 impl Runner {
@@ -160,6 +162,7 @@ impl Runner {
                 max_output_bytes: MAX_OUTPUT_BYTES,
                 http: &self.services.http,
                 workflows_dir: &self.workflows_dir,
+                run_as: self.services.run_as,
             };
             let services = &self.services;
             let report = match &step.kind {

@@ -23,6 +23,7 @@ mod logging;
 mod ops;
 mod properties;
 mod runs;
+mod secrets;
 mod slack;
 mod slack_commands;
 mod store;

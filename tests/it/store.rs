@@ -75,6 +75,7 @@ fn gate(store: Arc<Memory>, workflows: &std::path::Path) -> Gate {
         phrases: Arc::new(PhraseList::default_forbidden()),
         openclaw_url: "http://127.0.0.1:9".to_owned(),
         server_url: "http://127.0.0.1:9".to_owned(),
+        run_as: None,
     };
     Gate::new(
         store,

@@ -6,7 +6,7 @@ set -eu
 bundle="$1"
 environment="$2"
 (cd "$bundle" && sha256sum -c --quiet SHA256SUMS)
-root="${SUSTAINBOT_STATE:-/tmp/sustainbot-state}"
+root="${SUSTAINBOT_STATE:-/tmp/sustainbot-state-$(id -u)}"
 target="$root/$environment"
 mkdir -p "$target"
 if [ -L "$target/current" ]; then

@@ -3,7 +3,7 @@
 set -eu
 environment="$1"
 version="$2"
-root="${SUSTAINBOT_STATE:-/tmp/sustainbot-state}"
+root="${SUSTAINBOT_STATE:-/tmp/sustainbot-state-$(id -u)}"
 current="$root/$environment/current"
 (cd "$current" && sha256sum -c --quiet SHA256SUMS)
 grep -qx "version=$version" "$current/manifest" || { echo "current is not $version" >&2; exit 1; }

@@ -50,6 +50,43 @@ pub struct CommandSpec {
     /// Resolves relative programs; also the working directory.
     pub base_dir: PathBuf,
     pub timeout: Duration,
+    /// The user the child runs as (`None`: the server's own).
+    pub run_as: Option<RunAs>,
+}
+
+/// A user a command step runs as: a server running as root runs its steps as an unprivileged user
+/// (`nobody` unless `COMMAND_RUN_AS` names another), with none of root's supplementary groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// The user `name` from the password database.
+    pub fn lookup(name: &str) -> Result<RunAs, String> {
+        let c_name = std::ffi::CString::new(name).map_err(|_| format!("user name {name:?}"))?;
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; `buffer` outlives the use of `entry`.
+        let status = unsafe {
+            libc::getpwnam_r(
+                c_name.as_ptr(),
+                &mut entry,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                &mut found,
+            )
+        };
+        if status != 0 || found.is_null() {
+            return Err(format!("no user named {name:?} on this machine"));
+        }
+        Ok(RunAs {
+            uid: entry.pw_uid,
+            gid: entry.pw_gid,
+        })
+    }
 }
 
 /// Shows only the names of the environment variables (where a command's secrets are); its
@@ -146,6 +183,10 @@ pub async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    if let Some(user) = spec.run_as {
+        // As root, std also drops the supplementary groups (setgroups(0)) before exec.
+        command.uid(user.uid).gid(user.gid);
+    }
 
     let started = Instant::now();
     let mut child = command.spawn().map_err(|source| CommandError::Spawn {

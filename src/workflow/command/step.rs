@@ -142,7 +142,7 @@ impl CommandStep {
         for name in &self.secrets {
             match context.scope.secrets.secret(name) {
                 Some(value) => {
-                    redact.push(value.clone());
+                    redact.extend(crate::workflow::redact::forms(&value));
                     vars.push((name.clone(), value));
                 }
                 None => problem = Some(unset(name)),
@@ -158,6 +158,7 @@ impl CommandStep {
             env: vars,
             base_dir: context.workflows_dir.to_path_buf(),
             timeout: context.timeout,
+            run_as: context.run_as,
         };
         Ok((spec, context.output_limits(redact)))
     }

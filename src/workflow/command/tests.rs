@@ -8,6 +8,7 @@ fn spec(argv: &[&str]) -> CommandSpec {
         env: vec![("PATH".to_owned(), PATH.to_owned())],
         base_dir: std::env::temp_dir(),
         timeout: Duration::from_secs(20),
+        run_as: None,
     }
 }
 

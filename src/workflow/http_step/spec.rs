@@ -7,7 +7,7 @@ use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::url::{check_url_text, percent_encode};
+use super::url::check_url_text;
 use crate::workflow::display::display_url;
 use crate::workflow::fields::{step_object, timeout_seconds};
 
@@ -273,20 +273,7 @@ impl HttpSpec {
     /// JSON body carries it, and how an echoing server may return it, also with `\/`), and
     /// percent-encoded.
     pub fn redaction_forms(secret: &str) -> Vec<String> {
-        let mut forms = vec![secret.to_owned()];
-        let json = serde_json::to_string(secret).unwrap_or_default();
-        let json = json
-            .strip_prefix('"')
-            .and_then(|j| j.strip_suffix('"'))
-            .unwrap_or(secret)
-            .to_owned();
-        let slashed = json.replace('/', "\\/");
-        for form in [json, slashed, percent_encode(secret)] {
-            if !forms.contains(&form) {
-                forms.push(form);
-            }
-        }
-        forms
+        crate::workflow::redact::forms(secret)
     }
 
     /// Whether `status` counts as success.

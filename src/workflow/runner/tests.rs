@@ -12,6 +12,7 @@ fn runner() -> Runner {
         phrases: Arc::new(PhraseList::default_forbidden()),
         openclaw_url: "http://127.0.0.1:9".to_owned(),
         server_url: "http://127.0.0.1:9".to_owned(),
+        run_as: None,
     };
     Runner::new(std::env::temp_dir(), services)
 }
