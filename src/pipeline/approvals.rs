@@ -128,6 +128,12 @@ impl Gate {
         } else {
             None
         };
+        // An approval that could not be queued would be used up on a refused run: with the queue
+        // full the run keeps waiting and the decider is told to try again (nothing recorded).
+        if refusal.is_none() && approve && !pending.prepared.reserve() {
+            self.park_again(pending).await?;
+            return Err(GateError::TooManyRuns);
+        }
         let decision = match (&refusal, approve) {
             // The expiry itself is the server's finding, recorded once; a later attempt is refused.
             (Some(_), _) if expired && !pending.expiry_recorded => "expired",
@@ -156,6 +162,8 @@ impl Gate {
         };
         let recorded = self.record_decision(&pending, decision, &actor, why).await;
         if let Err(unavailable) = recorded {
+            // A parked run holds no place in the queue.
+            pending.prepared.ticket = None;
             self.park_again(pending).await?;
             return Err(unavailable);
         }

@@ -225,7 +225,13 @@ impl Gate {
                             expires_at,
                         }));
                     }
-                    Ok(prepared) if wait == Wait::Acceptance => {
+                    Ok(mut prepared) if wait == Wait::Acceptance => {
+                        // Admission is decided before the answer: "queued" is the truth, and a
+                        // full queue is a 429 here as for a waiting caller.
+                        if !prepared.reserve() {
+                            let _ = answer.send(Err(prepared.refuse_full().await));
+                            return;
+                        }
                         let trace_id = prepared.trace_id().to_owned();
                         let _ = answer.send(Ok(Submitted::Queued { trace_id }));
                         let _ = prepared.run().await;

@@ -33,7 +33,18 @@ impl Pool {
     }
 
     /// Waits for a worker (and a slot of the workflow's own limit); `None` when the queue is full.
-    pub(super) async fn admit(&self, workflow: &str, limit: Option<u64>) -> Option<Slot> {
+    pub(super) async fn admit(
+        self: &Arc<Self>,
+        workflow: &str,
+        limit: Option<u64>,
+    ) -> Option<Slot> {
+        self.reserve(workflow, limit)?.wait().await
+    }
+
+    /// Decides admission now, without waiting: a slot at once when there is free capacity, else a
+    /// place in the queue; `None` when the queue is full. A caller can answer "queued" truthfully
+    /// only with a ticket in hand.
+    pub(super) fn reserve(self: &Arc<Self>, workflow: &str, limit: Option<u64>) -> Option<Ticket> {
         let per_workflow = limit.map(|limit| {
             let permits = usize::try_from(limit)
                 .unwrap_or(usize::MAX)
@@ -48,42 +59,69 @@ impl Pool {
         if let Ok(worker) = Arc::clone(&self.workers).try_acquire_owned() {
             match &per_workflow {
                 None => {
-                    return Some(Slot {
+                    return Some(Ticket::Ready(Slot {
                         _worker: worker,
                         _workflow: None,
-                    })
+                    }))
                 }
                 Some(own) => {
                     if let Ok(own) = Arc::clone(own).try_acquire_owned() {
-                        return Some(Slot {
+                        return Some(Ticket::Ready(Slot {
                             _worker: worker,
                             _workflow: Some(own),
-                        });
+                        }));
                     }
                 }
             }
         }
-        // Otherwise wait, if there is room to wait. The guard leaves the queue however the wait
-        // ends (admitted, or the run was cancelled and this future dropped).
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        let waiting = Waiting(&self.waiting);
+        // Otherwise a place in the queue, if there is one. The place is given back however the
+        // ticket ends (admitted, or the run was cancelled and the ticket dropped).
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        let own = match &per_workflow {
-            Some(own) => Arc::clone(own).acquire_owned().await.ok(),
-            None => None,
-        };
-        let worker = Arc::clone(&self.workers).acquire_owned().await.ok();
-        drop(waiting);
-        Some(Slot {
-            _worker: worker?,
-            _workflow: own,
+        Some(Ticket::Waiting {
+            place: Place(Arc::clone(self)),
+            own: per_workflow,
         })
+    }
+}
+
+/// Admission decided: a slot already, or a place in the queue to wait in.
+pub(super) enum Ticket {
+    Ready(Slot),
+    Waiting {
+        place: Place,
+        own: Option<Arc<Semaphore>>,
+    },
+}
+
+/// A place in the queue, given back when dropped.
+pub(super) struct Place(Arc<Pool>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Ticket {
+    /// The slot: at once, or when a worker (and the workflow's own limit) frees one.
+    pub(super) async fn wait(self) -> Option<Slot> {
+        match self {
+            Ticket::Ready(slot) => Some(slot),
+            Ticket::Waiting { place, own } => {
+                let own = match own {
+                    Some(own) => own.acquire_owned().await.ok(),
+                    None => None,
+                };
+                let worker = Arc::clone(&place.0.workers).acquire_owned().await.ok();
+                drop(place);
+                Some(Slot {
+                    _worker: worker?,
+                    _workflow: own,
+                })
+            }
+        }
     }
 }

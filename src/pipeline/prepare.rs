@@ -285,6 +285,7 @@ impl Gate {
             governance_summary,
             live,
             approved: false,
+            ticket: None,
         })
     }
 

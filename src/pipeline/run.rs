@@ -36,6 +36,8 @@ pub struct Prepared {
     pub(super) live: Arc<Run>,
     /// A second human approved it (for workflows that require approval).
     pub(super) approved: bool,
+    /// Admission decided before the caller was answered (asynchronous and approved runs).
+    pub(super) ticket: Option<super::pool::Ticket>,
 }
 
 impl Prepared {
@@ -46,6 +48,36 @@ impl Prepared {
     /// The workflow's approval policy, when a second human must approve before the run.
     pub fn approval(&self) -> Option<&crate::workflow::Approval> {
         self.definition.approval.as_ref().filter(|a| a.required)
+    }
+
+    /// Decides admission now (a slot, or a place in the queue) so that "queued" is the truth; false
+    /// when the queue is full.
+    pub(super) fn reserve(&mut self) -> bool {
+        if self.ticket.is_none() {
+            self.ticket = self
+                .gate
+                .pool
+                .reserve(&self.definition.name, self.definition.max_concurrent_runs);
+        }
+        self.ticket.is_some()
+    }
+
+    /// Refuses the run because the queue is full (on the record; the run turns `rejected`).
+    pub(super) async fn refuse_full(self) -> GateError {
+        self.live.finish(
+            RunStatus::Rejected,
+            None,
+            Some(GateError::TooManyRuns.to_string()),
+        );
+        self.gate
+            .refuse(
+                self.drag_mode.is_some(),
+                &self.trace_id,
+                &self.principal,
+                &self.readable,
+                GateError::TooManyRuns,
+            )
+            .await
     }
 
     /// Whether the run can wait for a second human: its workflow asks for one and it is governed
@@ -181,6 +213,7 @@ impl Prepared {
             governance_summary,
             live,
             approved: _,
+            ticket,
         } = self;
         let this = &gate;
         tracing::info!(
@@ -194,8 +227,18 @@ impl Prepared {
         // A worker, within the workflow's own limit; a full queue is refused (429). A run cancelled
         // while it waits leaves the queue at once.
         let mut cancellation = live.cancellation();
+        let admission = async {
+            match ticket {
+                Some(ticket) => ticket.wait().await,
+                None => {
+                    this.pool
+                        .admit(&definition.name, definition.max_concurrent_runs)
+                        .await
+                }
+            }
+        };
         let admitted = tokio::select! {
-            slot = this.pool.admit(&definition.name, definition.max_concurrent_runs) => Some(slot),
+            slot = admission => Some(slot),
             _ = cancellation.wait_for(|cancelled| *cancelled) => None,
         };
         let slot = match admitted {

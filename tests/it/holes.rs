@@ -151,3 +151,74 @@ async fn a_path_that_is_not_utf8_answers_the_json_error_body() {
     let body = reply.expect(400, "VALIDATION_ERROR");
     assert!(body["trace_id"].is_string(), "{body}");
 }
+
+/// A run that takes a while, and one that waits for an admin's approval.
+fn busy_app_workflows() -> crate::helpers::TestAppBuilder {
+    TestApp::builder()
+        .workers(1)
+        .queue(1)
+        .workflow(
+            "slow",
+            json!({"steps": [{"id": "nap", "command": ["sleep", "2"]}]}),
+        )
+        .workflow(
+            "guarded",
+            json!({"approval": {"required": true, "approver_roles": ["admin"]},
+            "steps": [{"id": "nap", "command": ["sleep", "1"]}]}),
+        )
+}
+
+#[tokio::test]
+async fn a_full_queue_is_a_429_before_anything_is_promised() {
+    let app = busy_app_workflows().spawn().await;
+    let prefer = [("prefer", "respond-async".to_owned())];
+    let first = app
+        .execute(&governance_request("slow"), &prefer)
+        .await
+        .expect_ok(202);
+    let second = app
+        .execute(&governance_request("slow"), &prefer)
+        .await
+        .expect_ok(202);
+    assert_eq!(
+        (first["status"].as_str(), second["status"].as_str()),
+        (Some("queued"), Some("queued"))
+    );
+    let third = app.execute(&governance_request("slow"), &prefer).await;
+    assert_eq!(third.header("retry-after"), Some("5"));
+    third.expect(429, "TOO_MANY_RUNS");
+
+    // An approval that cannot be queued is not used up: the run keeps waiting.
+    let ana = app.token("ana@example.org", "admin");
+    let waiting = app
+        .execute(&governance_request("guarded"), &[])
+        .await
+        .expect_ok(202);
+    let trace_id = waiting["trace_id"].as_str().unwrap();
+    app.post_empty(&format!("/runs/{trace_id}/approve"), &ana)
+        .await
+        .expect(429, "TOO_MANY_RUNS");
+    let run = app
+        .get(&format!("/runs/{trace_id}"), Some(&ana))
+        .await
+        .expect_ok(200);
+    assert_eq!(run["status"], "pending_approval");
+    // Once the queue drains, the same approval goes through.
+    app.wait_for_run(
+        first["trace_id"].as_str().unwrap(),
+        "succeeded",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    app.wait_for_run(
+        second["trace_id"].as_str().unwrap(),
+        "succeeded",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    app.post_empty(&format!("/runs/{trace_id}/approve"), &ana)
+        .await
+        .expect_ok(202);
+    app.wait_for_run(trace_id, "succeeded", std::time::Duration::from_secs(10))
+        .await;
+}

@@ -15,7 +15,7 @@ mod loopback;
 mod process;
 mod settings;
 
-pub use app::{step, TestApp};
+pub use app::{step, TestApp, TestAppBuilder};
 pub use client::{trace, Reply, TestClient, GOVERNED};
 pub use fake_slack::{action_form, command_form, message_text, signed_headers, FakeSlack, FORM};
 pub use loopback::{http_workflow, serve, EchoServer, FakeOpenClaw};
