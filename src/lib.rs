@@ -193,6 +193,7 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
             workers: config.runs.workers,
             queue: config.runs.queue,
             waiting_for_approval: config.runs.approvals_max,
+            max_parameter_bytes: config.runs.max_parameter_bytes,
         },
         !config.server.governance_enabled,
     );

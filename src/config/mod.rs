@@ -99,6 +99,8 @@ pub struct RunsConfig {
     pub queue: usize,
     /// Runs that may wait for approval at once; beyond that, 429.
     pub approvals_max: usize,
+    /// `RUN_MAX_PARAMETER_BYTES`: the most bytes of JSON a run's parameters may take.
+    pub max_parameter_bytes: usize,
     /// Where `openclaw` steps are sent.
     pub openclaw_url: String,
     /// `COMMAND_RUN_AS`: the user command steps run as. Unset: `nobody` when the server runs as
@@ -442,6 +444,7 @@ impl RunsConfig {
             workers: reader.size("RUN_WORKERS", 32).max(1),
             queue: reader.size("RUN_QUEUE", 256),
             approvals_max: reader.size("RUN_APPROVALS_MAX", 10_000),
+            max_parameter_bytes: reader.size("RUN_MAX_PARAMETER_BYTES", 64 * 1024).max(2),
             openclaw_url: reader
                 .text("OPENCLAW_URL")
                 .unwrap_or_else(|| "http://localhost:8080".into()),

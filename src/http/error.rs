@@ -82,6 +82,7 @@ impl From<GateError> for ApiError {
             GateError::ApprovalRefused(_) | GateError::UnknownUser(_) => StatusCode::FORBIDDEN,
             GateError::ApprovalExpired(_) => StatusCode::GONE,
             GateError::TooManyRuns => StatusCode::TOO_MANY_REQUESTS,
+            GateError::ParametersTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GateError::Cancelled => StatusCode::CONFLICT,
             GateError::WorkflowNotFound(_) => StatusCode::NOT_FOUND,
             GateError::AuditUnavailable(_) | GateError::ShuttingDown => {

@@ -27,6 +27,10 @@ pub enum GateError {
     ForbiddenRole(Forbidden),
     #[error("Invalid parameters: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.message)).collect::<Vec<_>>().join("; "))]
     InvalidParameters(Vec<crate::governance::Violation>),
+    #[error(
+        "Parameters too large: {bytes} bytes of JSON (at most {max}; RUN_MAX_PARAMETER_BYTES)"
+    )]
+    ParametersTooLarge { bytes: usize, max: usize },
     #[error("This workflow requires approval by a second human ({roles}); request it over HTTP (POST /workflows/governed/execute) so that they can decide it (POST /runs/{{trace_id}}/approve)")]
     ApprovalRequired { roles: String },
     #[error("{0}")]
@@ -75,6 +79,7 @@ impl GateError {
             GateError::DragModeNotAllowed { .. } => "DRAG_MODE_NOT_ALLOWED",
             GateError::ForbiddenRole(_) => "FORBIDDEN_ROLE",
             GateError::InvalidParameters(_) => "INVALID_PARAMETERS",
+            GateError::ParametersTooLarge { .. } => "PARAMETERS_TOO_LARGE",
             GateError::ApprovalRequired { .. } => "APPROVAL_REQUIRED",
             GateError::ApprovalRefused(_) => "APPROVAL_REFUSED",
             GateError::ApprovalExpired(_) => "APPROVAL_EXPIRED",

@@ -112,6 +112,8 @@ pub struct RunLimits {
     pub queue: usize,
     /// Runs that may wait for approval at once (they are held in memory until a decision).
     pub waiting_for_approval: usize,
+    /// The most bytes of JSON a run's parameters may take.
+    pub max_parameter_bytes: usize,
 }
 
 /// The gate. Cheap to clone.
@@ -126,6 +128,8 @@ pub struct Gate {
     approvals: Arc<Mutex<HashMap<String, Pending>>>,
     /// Runs that may wait for approval at once.
     approvals_max: usize,
+    /// The most bytes of JSON a run's parameters may take.
+    max_parameter_bytes: usize,
     /// `GOVERNANCE_ENABLED=false`: the ungoverned path is open (development only).
     ungoverned_allowed: bool,
     /// Every run's task: shutdown closes it and waits.
@@ -154,6 +158,7 @@ impl Gate {
             runs: Arc::new(RunRegistry::default()),
             approvals: Arc::new(Mutex::new(HashMap::new())),
             approvals_max: limits.waiting_for_approval,
+            max_parameter_bytes: limits.max_parameter_bytes,
             ungoverned_allowed,
             tasks: TaskTracker::new(),
             listeners: Arc::default(),

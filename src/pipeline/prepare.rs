@@ -314,6 +314,17 @@ impl Gate {
         }
         let allowed_roles = definition.roles.as_deref();
         may(principal, Action::Run { allowed_roles })?;
+        // Parameters are values for a run, not file transfers: bounded, so that one caller cannot
+        // fill the audit disk (both records of a run carry them).
+        let size = parameters
+            .as_ref()
+            .map_or(2, |p| serde_json::to_vec(p).map_or(usize::MAX, |b| b.len()));
+        if size > self.max_parameter_bytes {
+            return Err(GateError::ParametersTooLarge {
+                bytes: size,
+                max: self.max_parameter_bytes,
+            });
+        }
         let parameters = definition
             .check_parameters(&parameters.unwrap_or_default())
             .map_err(GateError::InvalidParameters)?;

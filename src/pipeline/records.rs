@@ -8,9 +8,9 @@ use crate::auth::Principal;
 use crate::governance::GovernanceRequest;
 use crate::workflow::StepReport;
 
-/// The most of one refused member (`aim`, `parameters`) kept in its record; larger ones are
-/// recorded by size and hash.
-const REFUSAL_MEMBER_LIMIT: usize = 16 * 1024;
+/// The most of one member (`aim`, `parameters`) a run record keeps; larger ones are recorded by
+/// size and hash (the run itself gets them whole).
+const MEMBER_LIMIT: usize = 16 * 1024;
 
 /// The audit trail's view of the steps: what ran and how it ended, with hashes of the outputs
 /// (the outputs themselves go to the caller, not into the permanent record).
@@ -86,14 +86,11 @@ pub(super) fn run_record(
     code: Option<&'static str>,
     duration_seconds: Option<f64>,
 ) -> Record {
-    // A refusal records whatever could be read, but never more than REFUSAL_MEMBER_LIMIT of it per
-    // member: an identified caller must not fill the audit disk with refused megabytes.
+    // A record keeps whatever could be read, but never more than MEMBER_LIMIT of it per member
+    // (refused or run): an identified caller must not fill the audit disk with megabytes.
     let bounded = |value: Value| -> Value {
-        if outcome != Outcome::Rejected {
-            return value;
-        }
         let bytes = serde_json::to_vec(&value).unwrap_or_default();
-        if bytes.len() <= REFUSAL_MEMBER_LIMIT {
+        if bytes.len() <= MEMBER_LIMIT {
             return value;
         }
         serde_json::json!({

@@ -222,3 +222,29 @@ async fn a_full_queue_is_a_429_before_anything_is_promised() {
     app.wait_for_run(trace_id, "succeeded", std::time::Duration::from_secs(10))
         .await;
 }
+
+#[tokio::test]
+async fn parameters_are_bounded_and_large_ones_are_recorded_by_size_and_hash() {
+    let app = TestApp::spawn().await;
+    let mut request = governance_request("noop");
+    request["parameters"] = json!({"blob": "x".repeat(100 * 1024)});
+    let refused = app
+        .execute(&request, &[])
+        .await
+        .expect(413, "PARAMETERS_TOO_LARGE");
+    assert_eq!(refused["audit_logged"], true);
+
+    request["parameters"] = json!({"blob": "y".repeat(20 * 1024)});
+    let body = app.execute(&request, &[]).await.expect_ok(200);
+    let records = app.audit_for(body["trace_id"].as_str().unwrap());
+    for record in &records {
+        let parameters = &record["parameters"];
+        assert_eq!(parameters["truncated"], true, "{parameters}");
+        assert!(parameters["sha256"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"));
+    }
+    let size: usize = records.iter().map(|r| r.to_string().len()).sum();
+    assert!(size < 8 * 1024, "two records of {size} bytes");
+}

@@ -86,6 +86,7 @@ fn gate(store: Arc<Memory>, workflows: &std::path::Path) -> Gate {
             workers: 4,
             queue: 4,
             waiting_for_approval: 4,
+            max_parameter_bytes: 64 * 1024,
         },
         false,
     )

@@ -557,3 +557,45 @@ fn reads_stay_consistent_while_the_writer_appends_and_rotates() {
     }
     writer.join().unwrap();
 }
+
+#[test]
+fn verification_never_reports_a_deletion_while_the_writer_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut options = options();
+    options.segment_max_bytes = 8 * 1024;
+    let (mut store, _) = JsonlStore::open(&path, options).unwrap();
+    let total = 1500u64;
+    let writer = std::thread::spawn(move || {
+        let mut written = 0;
+        while written < total {
+            let batch: Vec<Record> = (0..7.min(total - written))
+                .map(|i| {
+                    run(
+                        &format!("w{}", written + i),
+                        Outcome::Success,
+                        "Jake",
+                        "noop",
+                    )
+                })
+                .collect();
+            written += batch.len() as u64;
+            store.append_batch(&batch).unwrap();
+        }
+    });
+    let live = crate::audit::verify::VerifyOptions {
+        public_key: None,
+        live: true,
+    };
+    let mut rounds = 0;
+    while !writer.is_finished() || rounds == 0 {
+        let report = crate::audit::verify::verify_log(dir.path(), &live).unwrap();
+        assert!(
+            report.problem.is_none(),
+            "round {rounds}: {:?}",
+            report.problem
+        );
+        rounds += 1;
+    }
+    writer.join().unwrap();
+}

@@ -313,25 +313,51 @@ pub fn verify_log(path: &Path, options: &VerifyOptions) -> io::Result<Report> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(16) as u64;
-    let files: Vec<PathBuf> = if path.is_dir() || path.exists() {
-        segments::log_files(path)?
-            .into_iter()
-            .map(|s| s.path)
-            .collect()
-    } else {
+    if !(path.is_dir() || path.exists()) {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("{} does not exist", path.display()),
         ));
+    }
+    let list = || -> io::Result<Vec<PathBuf>> {
+        Ok(segments::log_files(path)?
+            .into_iter()
+            .map(|s| s.path)
+            .collect())
     };
-    verify_files(
-        &files,
-        PARALLEL_THRESHOLD,
-        workers,
-        options.public_key.as_ref(),
-        options.live,
-    )
+    // A running server may rotate while the files are read: the active file read is then a newer
+    // one than the list said, and the chain seems to lose records. A finding is reported only when
+    // the set of files did not change under the reading; otherwise the log is read again.
+    let mut files = list()?;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let verified = verify_files(
+            &files,
+            PARALLEL_THRESHOLD,
+            workers,
+            options.public_key.as_ref(),
+            options.live,
+        );
+        let last = attempts >= ROTATION_RETRIES;
+        match verified {
+            Ok(report) if report.problem.is_none() || last => return Ok(report),
+            // The active file is briefly absent while it is renamed into a segment.
+            Err(e) if e.kind() != io::ErrorKind::NotFound || last => return Err(e),
+            Ok(report) => {
+                let now = list()?;
+                if now == files {
+                    return Ok(report);
+                }
+                files = now;
+            }
+            Err(_) => files = list()?,
+        }
+    }
 }
+
+/// How many times verification reads the log again when it rotated under the reading.
+const ROTATION_RETRIES: usize = 5;
 
 #[cfg(test)]
 mod tests;

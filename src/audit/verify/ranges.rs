@@ -168,8 +168,14 @@ pub(super) fn verify_files(
 ) -> io::Result<Report> {
     let mut ranges = Vec::new();
     let mut unfinished = 0;
-    for (index, path) in files.iter().enumerate() {
-        let mut file = File::open(path)?;
+    // Every file is opened first and read through its open descriptor: a file the writer renames
+    // meanwhile (the active file becoming a segment) is still the file that was listed.
+    let mut opened = Vec::with_capacity(files.len());
+    for path in files {
+        opened.push(File::open(path)?);
+    }
+    for (index, file) in opened.iter().enumerate() {
+        let mut file = reopen(file)?;
         let mut len = file.metadata()?.len();
         if live && index + 1 == files.len() {
             let complete = complete_lines_end(&mut file, len)?;
@@ -200,9 +206,9 @@ pub(super) fn verify_files(
         let handles: Vec<_> = ranges
             .iter()
             .map(|range| {
-                let path = &files[range.file];
+                let listed = &opened[range.file];
                 scope.spawn(move || -> io::Result<Segment> {
-                    let mut file = File::open(path)?;
+                    let mut file = reopen(listed)?;
                     file.seek(SeekFrom::Start(range.start))?;
                     verify_segment(
                         BufReader::with_capacity(1 << 20, file),
@@ -227,6 +233,12 @@ pub(super) fn verify_files(
     let mut report = stitch(segments, files, key);
     report.unfinished_tail_bytes = unfinished;
     Ok(report)
+}
+
+/// The same file as `file` (whatever its name is now), with a read position of its own.
+fn reopen(file: &File) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// The offset just after the last `\n` in the first `len` bytes of `file` (0 when there is none).
