@@ -13,6 +13,7 @@ pub mod identity;
 pub mod metrics;
 pub mod pipeline;
 pub mod runs;
+mod shutdown;
 pub mod slack;
 pub mod strict_json;
 pub mod sync;
@@ -23,6 +24,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use futures_util::{Stream, StreamExt};
 use tokio::net::TcpListener;
 
 use crate::audit::checkpoint::{KeyFileError, Signer};
@@ -37,6 +39,8 @@ use crate::slack::Slack;
 use crate::workflow::command::RunAs;
 use crate::workflow::llm::{Api, LlmEndpoint};
 use crate::workflow::{EnvSecrets, Runner, Services, WorkflowRegistry};
+
+pub use shutdown::stop_requests;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -215,12 +219,6 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
     }))
 }
 
-/// At shutdown, how long Slack deliveries in flight get.
-const SLACK_DRAIN_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// At shutdown, how long cancelled runs get to record `cancelled` once the grace period is over.
-const CANCEL_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// A server bound to its address, ready to run. Tests build it on port 0 and read the real port.
 pub struct Application {
     listener: TcpListener,
@@ -258,48 +256,33 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, lets in-flight requests finish, then closes the audit
-    /// log (a final signed checkpoint when signing).
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let gate = self.state.gate.clone();
-        let slack = Arc::clone(&self.state.slack);
-        let grace = std::time::Duration::from_secs(self.state.config.server.shutdown_grace_seconds);
-        tokio::spawn(watch_workflows(self.state.gate.clone()));
-        tokio::spawn(expire_approvals(self.state.gate.clone()));
-        let app = http::service(self.state);
-        // The grace period runs from the signal, also for runs a request is waiting on: past it
-        // they are cancelled, so that their requests are answered and the HTTP shutdown completes.
-        let (signalled, deadline) = tokio::sync::oneshot::channel();
-        let timer = gate.clone();
-        let shutdown = async move {
-            shutdown.await;
-            let end_of_grace = tokio::time::Instant::now() + grace;
-            tokio::spawn(async move {
-                tokio::time::sleep_until(end_of_grace).await;
-                timer.cancel_working("shutdown");
-            });
-            let _ = signalled.send(end_of_grace);
+    /// Serves until `shutdown` completes, then shuts down within the grace period (see
+    /// [`Application::run`]).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let stops = futures_util::stream::once(shutdown).chain(futures_util::stream::pending());
+        self.run(Box::pin(stops)).await;
+    }
+
+    /// Serves until the first of `stops` (see [`stop_requests`]), then shuts down: the listener
+    /// and the connections without a request in progress close, the requests and runs in progress
+    /// share the grace period, what is left is cancelled on the record, the audit log closes. A
+    /// second item of `stops` cancels what is left at once. See `shutdown.rs`.
+    pub async fn run(self, mut stops: impl Stream<Item = ()> + Unpin + Send) {
+        let state = self.state;
+        tokio::spawn(watch_workflows(state.gate.clone()));
+        tokio::spawn(expire_approvals(state.gate.clone()));
+        let limits = http::connections::Limits::from(&state.config.server.http);
+        let server = http::connections::serve(self.listener, http::service(state.clone()), limits);
+        stops.next().await;
+        tracing::info!("shutting down");
+        let shutdown = shutdown::Shutdown {
+            gate: state.gate.clone(),
+            slack: Arc::clone(&state.slack),
+            server,
+            grace: std::time::Duration::from_secs(state.config.server.shutdown_grace_seconds),
         };
-        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
-        // Requests are answered; runs may still be going (asynchronous ones). They get what is left
-        // of the grace period, then are cancelled (their command steps killed) and recorded as
-        // `cancelled`.
-        let left = deadline
-            .await
-            .map(|end| end.saturating_duration_since(tokio::time::Instant::now()))
-            .unwrap_or_default();
-        gate.drain(left, CANCEL_BOUND).await;
-        // Results and notifications of the last runs go out (bounded).
-        slack.notifier.drain(SLACK_DRAIN_BOUND).await;
-        // A final signed checkpoint, then the writer stops.
-        gate.audit().close().await;
-        served
+        drop(state);
+        shutdown.run(stops).await;
     }
 }
 
@@ -356,24 +339,7 @@ async fn watch_workflows(gate: Gate) {
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
+    stop_requests().next().await;
     tracing::info!("shutting down");
 }
 

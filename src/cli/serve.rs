@@ -9,7 +9,7 @@ use sustainbot::auth::{JwtKeys, Principal};
 use sustainbot::config::{Config, Overrides};
 use sustainbot::pipeline::{GateError, RequestBody, RunRequest, Submitted, Wait};
 use sustainbot::trace::TraceId;
-use sustainbot::{build_state, shutdown_signal, Application};
+use sustainbot::{build_state, shutdown_signal, stop_requests, Application};
 
 use super::{Env, ServeArgs};
 
@@ -43,10 +43,14 @@ pub fn serve_or_run(args: ServeArgs, env: &Env) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match args.run {
+    let code = match args.run {
         Some(name) => runtime.block_on(run_once(config, &name, args.request)),
         None => runtime.block_on(serve(config)),
-    }
+    };
+    // Everything that matters is recorded by now: a blocking task still going (an audit query, a
+    // reload) does not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 async fn serve(config: Config) -> ExitCode {
@@ -71,13 +75,8 @@ async fn serve(config: Config) -> ExitCode {
     if let Some((Ok(token), secret, generated)) = dev_token {
         print_dev_banner(address, &token, generated.then_some(secret.expose()));
     }
-    match app.run_until(shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sustainbot: server error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    app.run(stop_requests()).await;
+    ExitCode::SUCCESS
 }
 
 fn print_dev_banner(address: std::net::SocketAddr, token: &str, generated_secret: Option<&str>) {

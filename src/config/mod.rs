@@ -3,6 +3,7 @@
 //! every section; each subcommand reads only the sections it needs (an auditor verifying a log
 //! needs no `JWT_SECRET`).
 
+mod http;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 use jsonwebtoken::Algorithm;
 
+pub use http::HttpConfig;
 pub use secret::Secret;
 
 use crate::audit::FsyncMode;
@@ -54,6 +56,8 @@ pub struct ServerConfig {
     pub prometheus_enabled: bool,
     /// At shutdown, how long running work may finish before it is cancelled.
     pub shutdown_grace_seconds: u64,
+    /// The connection layer's timeouts and cap (`HTTP_*`).
+    pub http: HttpConfig,
     /// The prescriptive-language phrases, one per line (the built-in list when `None`).
     pub prescriptive_phrases_path: Option<PathBuf>,
     /// `DATABASE_URL`: read and kept secret; the audit trail stays in `AUDIT_LOG_PATH` until the
@@ -351,6 +355,7 @@ impl ServerConfig {
             governance_enabled,
             prometheus_enabled: reader.flag("PROMETHEUS_ENABLED", true),
             shutdown_grace_seconds: reader.count("SHUTDOWN_GRACE_SECONDS", 30),
+            http: HttpConfig::read(reader),
             prescriptive_phrases_path: reader.text("PRESCRIPTIVE_PHRASES_PATH").map(PathBuf::from),
             database_url,
         }

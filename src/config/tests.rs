@@ -35,6 +35,36 @@ fn defaults_match_the_contract() {
 }
 
 #[test]
+fn connection_limits_default_to_30_s_header_and_body_60_s_idle_and_refuse_zero() {
+    let config = load(&[("JWT_SECRET", GOOD)], Overrides::default()).unwrap();
+    assert_eq!(
+        config.server.http,
+        HttpConfig {
+            header_timeout_seconds: 30,
+            body_timeout_seconds: 30,
+            idle_timeout_seconds: 60,
+            max_connections: 1024,
+        }
+    );
+    let err = load(
+        &[
+            ("JWT_SECRET", GOOD),
+            ("HTTP_HEADER_TIMEOUT_SECONDS", "0"),
+            ("HTTP_BODY_TIMEOUT_SECONDS", "soon"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
+        ],
+        Overrides::default(),
+    )
+    .expect_err("invalid");
+    assert_eq!(err.0.len(), 3, "{err}");
+    assert!(
+        err.to_string()
+            .contains("HTTP_MAX_CONNECTIONS must be at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
 fn refuses_to_start_without_a_strong_secret_outside_dev_mode() {
     for vars in [
         vec![],

@@ -93,6 +93,10 @@ impl From<GateError> for ApiError {
                 code: "PAYLOAD_TOO_LARGE",
                 ..
             } => StatusCode::PAYLOAD_TOO_LARGE,
+            GateError::Unreadable {
+                code: "REQUEST_TIMEOUT",
+                ..
+            } => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         };
         let api = ApiError::new(status, error.code(), error.to_string());

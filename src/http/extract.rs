@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde_json::Value;
 
+use super::connections::BodyTimedOut;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{token_from_header, Principal};
@@ -105,9 +106,19 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
-/// Why a body could not be read: too large (413) or broken off (400).
+/// Why a body could not be read: too large (413), late (408: the connection layer's body timeout)
+/// or broken off (400).
 pub fn unreadable(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if let Some(timed_out) = BodyTimedOut::in_chain(&rejection) {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!(
+                "Request body not received within {} s",
+                timed_out.0.as_secs()
+            ),
+        )
+    } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, shared state, the trace-id and metrics middleware, and fallbacks.
 
 mod audit;
+pub mod connections;
 mod error;
 mod extract;
 mod governance;

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::{ApiError, AppState, AuthUser, JsonBody};
 use crate::auth::{may, Action, Principal};
+use crate::pipeline::Gate;
 use crate::runs::{Run, RunEvent, RunFilter, RunView};
 
 pub fn router() -> Router<AppState> {
@@ -203,7 +204,10 @@ async fn deny(
 }
 
 /// Server-sent events: `run` (the whole run so far), then `status`, `step_started` and
-/// `step_finished` (with the step's output) as they happen, until the run ends.
+/// `step_finished` (with the step's output) as they happen, until the run ends. When the server
+/// shuts down, a `shutdown` event says when runs still going will be cancelled; the stream goes on
+/// to the run's end (its last `status`), and ends at the latest once the server has drained its
+/// runs, so that no watcher holds the server up.
 async fn events(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
@@ -216,32 +220,78 @@ async fn events(
     let snapshot = Event::default()
         .event("run")
         .data(serde_json::to_string(&run.view(true)).unwrap_or_default());
-    // Nothing to follow when the run had already ended.
-    let done = live.is_none();
     let first = futures_util::stream::iter([Ok(snapshot)]);
-    let rest = futures_util::stream::unfold((live, done), |(live, done)| async move {
-        let mut live = live?;
-        if done {
-            return None;
+    // Nothing to follow when the run had already ended.
+    let follow = live.map(|live| Follow {
+        live,
+        gate: state.gate.clone(),
+        announced: false,
+    });
+    let rest = futures_util::stream::unfold(follow, |follow| async move {
+        let (event, more) = follow?.next().await?;
+        Some((Ok(event), more))
+    });
+    Ok(Sse::new(futures_util::StreamExt::chain(first, rest)).keep_alive(KeepAlive::default()))
+}
+
+/// A run followed over server-sent events.
+struct Follow {
+    live: tokio::sync::broadcast::Receiver<RunEvent>,
+    gate: Gate,
+    /// Whether the `shutdown` event went out.
+    announced: bool,
+}
+
+impl Follow {
+    /// The next event, and the follower when more may come.
+    async fn next(mut self) -> Option<(Event, Option<Follow>)> {
+        use tokio::sync::broadcast::error::RecvError;
+        enum Next {
+            Shutdown,
+            Live(Result<RunEvent, RecvError>),
+            Drained,
         }
-        match live.recv().await {
-            Ok(event) => {
+        let next = {
+            let draining = self.gate.draining();
+            tokio::select! {
+                biased;
+                () = draining.began(), if !self.announced => Next::Shutdown,
+                received = self.live.recv() => Next::Live(received),
+                () = draining.over() => Next::Drained,
+            }
+        };
+        match next {
+            Next::Shutdown => {
+                self.announced = true;
+                let cancel_at = self
+                    .gate
+                    .draining()
+                    .cancel_at()
+                    .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+                let data = serde_json::json!({
+                    "event": "shutdown",
+                    "reason": "the server is shutting down: runs still going at cancel_at are cancelled",
+                    "cancel_at": cancel_at,
+                });
+                let sse = Event::default().event("shutdown").data(data.to_string());
+                Some((sse, Some(self)))
+            }
+            Next::Live(Ok(event)) => {
                 let finished = matches!(&event, RunEvent::Status { status } if !status.is_active());
                 let data = serde_json::to_string(&event).unwrap_or_default();
                 let sse = Event::default().event(event.name()).data(data);
-                Some((Ok(sse), (Some(live), finished)))
+                Some((sse, (!finished).then_some(self)))
             }
             // A slow reader missed events: say so and go on.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+            Next::Live(Err(RecvError::Lagged(missed))) => {
                 let sse = Event::default()
                     .event("lagged")
                     .data(format!("{{\"missed\":{missed}}}"));
-                Some((Ok(sse), (Some(live), false)))
+                Some((sse, Some(self)))
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+            Next::Live(Err(RecvError::Closed)) | Next::Drained => None,
         }
-    });
-    Ok(Sse::new(futures_util::StreamExt::chain(first, rest)).keep_alive(KeepAlive::default()))
+    }
 }
 
 #[derive(Deserialize)]

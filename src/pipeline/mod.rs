@@ -5,11 +5,10 @@
 //! Every refusal of an identified caller is audited too. Nothing runs unless its `started` record is
 //! durable; when the audit trail cannot record, the gate refuses (fail closed). Runs execute in
 //! tasks the gate owns (a client that goes away cannot cut a run between its records), so shutdown
-//! is close-then-wait: [`Gate::drain`].
+//! is close-then-wait: [`Gate::drain`] (in `drain.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -17,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 mod approvals;
+mod drain;
 mod error;
 mod listen;
 mod pool;
@@ -29,6 +29,7 @@ use approvals::Pending;
 use pool::Pool;
 use records::run_record;
 
+pub use drain::Draining;
 pub use error::GateError;
 pub use listen::{ApprovalRequested, Finished, Listener};
 pub use records::is_empty_body;
@@ -134,6 +135,8 @@ pub struct Gate {
     ungoverned_allowed: bool,
     /// Every run's task: shutdown closes it and waits.
     tasks: TaskTracker,
+    /// Where a shutdown is, for those who follow runs.
+    draining: Arc<Draining>,
     /// Told when runs end and when they wait for approval.
     listeners: Arc<std::sync::RwLock<Vec<Arc<dyn Listener>>>>,
 }
@@ -161,6 +164,7 @@ impl Gate {
             max_parameter_bytes: limits.max_parameter_bytes,
             ungoverned_allowed,
             tasks: TaskTracker::new(),
+            draining: Arc::default(),
             listeners: Arc::default(),
         }
     }
@@ -269,31 +273,6 @@ impl Gate {
         );
     }
 
-    /// Shutdown: waits up to `grace` for the runs in progress, then cancels the rest (their command
-    /// steps are killed and each records `cancelled`) and waits, at most `cancel_bound`, for their
-    /// records. Runs waiting for approval keep their `requested` record and wait again after a
-    /// restart. Returns how many runs were cancelled.
-    pub async fn drain(&self, grace: Duration, cancel_bound: Duration) -> usize {
-        self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
-            return 0;
-        }
-        let cancelled = self.cancel_working("shutdown");
-        if cancelled > 0 {
-            tracing::warn!(
-                cancelled,
-                "shutdown: cancelled runs still going after the grace period"
-            );
-        }
-        if tokio::time::timeout(cancel_bound, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::error!("shutdown: runs still going after their cancellation; leaving them");
-        }
-        cancelled
-    }
-
     /// A run the caller may see: their own, or any for auditors and admins.
     pub fn visible_run(
         &self,
@@ -336,16 +315,6 @@ impl Gate {
         self.withdraw(trace_id, principal).await?;
         tracing::info!(trace_id, by, "run cancellation requested");
         Ok(by)
-    }
-
-    /// Asks every queued or running run to stop (each records `cancelled`); runs waiting for
-    /// approval are left waiting. Returns how many were asked.
-    pub fn cancel_working(&self, by: &str) -> usize {
-        self.runs
-            .working()
-            .iter()
-            .filter(|run| run.cancel(by))
-            .count()
     }
 
     /// Records that `by` replaced or edited the output of `step` of run `trace_id`.

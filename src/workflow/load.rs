@@ -66,11 +66,12 @@ pub struct DefinitionFile {
 }
 
 /// Every definition file of `dir` (`*.json`, `*.yaml`, `*.yml`), by name, each name's files in
-/// path order.
+/// path order. An entry that cannot be read fails the whole listing: a partial list would look
+/// like removed files.
 pub(super) fn definition_files(dir: &Path) -> std::io::Result<BTreeMap<String, Vec<PathBuf>>> {
     let mut files: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        let path = entry.path();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
         if Format::of(&path).is_none() {
             continue;
         }

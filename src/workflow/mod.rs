@@ -53,7 +53,10 @@ pub struct LoadProblem {
     pub reason: String,
 }
 
-type Catalog = Arc<BTreeMap<String, Arc<Workflow>>>;
+/// The workflows by name.
+type Definitions = BTreeMap<String, Arc<Workflow>>;
+
+type Catalog = Arc<Definitions>;
 
 /// The loaded workflows. Reads are cheap (a shared snapshot); a reload swaps the snapshot whole.
 pub struct WorkflowRegistry {
@@ -84,12 +87,17 @@ impl WorkflowRegistry {
     /// Reads the directory again and replaces the catalog.
     ///
     /// A file that no longer validates does not replace a valid earlier version of the same
-    /// workflow: the earlier version stays loaded and the problem is reported.
+    /// workflow: the earlier version stays loaded and the problem is reported. When the directory
+    /// itself cannot be read (out of descriptors, permissions, removed), nothing is learnt about
+    /// its files: every loaded workflow stays loaded and the problem is reported.
     pub fn reload(&self) {
         // Taken before reading: an edit made while reading shows as a change next time.
         let fingerprint = self.fingerprint();
-        let (mut catalog, mut problems) = read_dir(&self.dir);
         let previous = self.snapshot();
+        let (mut catalog, mut problems) = match read_dir(&self.dir) {
+            Ok(read) => read,
+            Err(e) => return self.keep_loaded(&e, &previous),
+        };
         for problem in &mut problems {
             let name = problem
                 .file
@@ -111,6 +119,32 @@ impl WorkflowRegistry {
         *write(&self.catalog) = Arc::new(catalog);
         *write(&self.problems) = problems;
         *write(&self.loaded) = fingerprint;
+    }
+
+    /// A reload that could not read the directory: the catalog stays as it is. The problem is
+    /// reported, except for a directory that is missing while nothing is loaded (a server started
+    /// without workflows, as the original allowed).
+    fn keep_loaded(&self, error: &std::io::Error, loaded: &Catalog) {
+        let missing = error.kind() == std::io::ErrorKind::NotFound;
+        tracing::warn!(
+            dir = %self.dir.display(),
+            error = %error,
+            kept = loaded.len(),
+            "workflows directory not readable; the loaded workflows stay loaded"
+        );
+        *write(&self.problems) = if missing && loaded.is_empty() {
+            Vec::new()
+        } else {
+            vec![LoadProblem {
+                file: self.dir.clone(),
+                reason: format!(
+                    "the directory could not be read ({error}); the {} loaded workflows stay loaded",
+                    loaded.len()
+                ),
+            }]
+        };
+        // No fingerprint: once the directory can be read again, it shows as changed.
+        *write(&self.loaded) = Vec::new();
     }
 
     fn snapshot(&self) -> Catalog {
@@ -167,16 +201,12 @@ impl WorkflowRegistry {
     }
 }
 
-fn read_dir(dir: &Path) -> (BTreeMap<String, Arc<Workflow>>, Vec<LoadProblem>) {
+/// Every definition of `dir` that loads, and the problems of those that do not; an error when
+/// the directory itself (or one of its entries) cannot be read.
+fn read_dir(dir: &Path) -> std::io::Result<(Definitions, Vec<LoadProblem>)> {
     let mut catalog = BTreeMap::new();
     let mut problems = Vec::new();
-    let files = match definition_files(dir) {
-        Ok(files) => files,
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "workflows directory not readable; no workflows loaded");
-            return (catalog, problems);
-        }
-    };
+    let files = definition_files(dir)?;
     // Each name's files come in path order, so that problems come out the same way every time.
     for (name, mut paths) in files {
         let loaded = match paths.as_slice() {
@@ -193,7 +223,7 @@ fn read_dir(dir: &Path) -> (BTreeMap<String, Arc<Workflow>>, Vec<LoadProblem>) {
             }),
         }
     }
-    (catalog, problems)
+    Ok((catalog, problems))
 }
 
 #[cfg(test)]

@@ -59,6 +59,49 @@ fn a_reload_keeps_the_previous_valid_version_of_a_broken_file() {
 fn a_missing_directory_loads_nothing() {
     let registry = WorkflowRegistry::load(Path::new("/nonexistent/sustainbot/workflows"));
     assert!(registry.is_empty());
+    assert!(registry.problems().is_empty(), "{:?}", registry.problems());
+}
+
+#[test]
+fn a_directory_that_cannot_be_read_keeps_every_loaded_workflow_and_says_so() {
+    let site = tempfile::tempdir().unwrap();
+    let dir = site.path().join("workflows");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("a.json"), "{}").unwrap();
+    std::fs::write(dir.join("b.json"), "{}").unwrap();
+    let registry = WorkflowRegistry::load(&dir);
+    assert_eq!(registry.names(), ["a", "b"]);
+
+    // Not a directory any more (an I/O error of another kind than EMFILE, for the same path),
+    // then gone: neither says the workflows were removed.
+    std::fs::rename(&dir, site.path().join("moved")).unwrap();
+    std::fs::write(&dir, "not a directory").unwrap();
+    assert!(registry.changed());
+    registry.reload();
+    assert_eq!(registry.names(), ["a", "b"], "nothing is unloaded");
+    let problems = registry.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].file, dir);
+    assert!(
+        problems[0].reason.contains("could not be read")
+            && problems[0]
+                .reason
+                .contains("2 loaded workflows stay loaded"),
+        "{}",
+        problems[0].reason
+    );
+    std::fs::remove_file(&dir).unwrap();
+    registry.reload();
+    assert_eq!(registry.names(), ["a", "b"]);
+    assert_eq!(registry.problems().len(), 1);
+
+    // Readable again: it shows as changed, and the next reload reads it.
+    std::fs::rename(site.path().join("moved"), &dir).unwrap();
+    std::fs::remove_file(dir.join("b.json")).unwrap();
+    assert!(registry.changed());
+    registry.reload();
+    assert_eq!(registry.names(), ["a"]);
+    assert!(registry.problems().is_empty());
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod client;
 mod fake_slack;
 mod loopback;
 mod process;
+mod raw;
 mod settings;
 
 pub use app::{step, TestApp, TestAppBuilder};
@@ -20,6 +21,7 @@ pub use client::{trace, Reply, TestClient, GOVERNED};
 pub use fake_slack::{action_form, command_form, message_text, signed_headers, FakeSlack, FORM};
 pub use loopback::{http_workflow, serve, EchoServer, FakeOpenClaw};
 pub use process::{sigterm, sustainbot, Finished, ServerProcess, Site, BIN};
+pub use raw::{socket_address, RawConnection};
 pub use settings::Settings;
 
 /// The JWT secret every test server uses (32+ bytes, not a published placeholder).

@@ -66,6 +66,26 @@ impl Process {
         self
     }
 
+    /// Runs it with at most `limit` open file descriptors (as `ulimit -n` in a shell would).
+    pub fn descriptor_limit(mut self, limit: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec the closure only calls setrlimit, which is async-signal-safe.
+        unsafe {
+            self.command.pre_exec(move || {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        self
+    }
+
     /// Runs it with `args` to the end.
     pub fn run(mut self, args: &[&str]) -> Output {
         self.command
@@ -114,7 +134,7 @@ impl Process {
                     let _ = tx.send(address.trim().to_owned());
                 }
                 let mut lines = sync::lock(&lines);
-                if lines.len() == 50 {
+                if lines.len() == 200 {
                     lines.pop_front();
                 }
                 lines.push_back(line);
@@ -212,10 +232,15 @@ impl Finished for Output {
 
 /// Sends SIGTERM to a child process (asks it to shut down gracefully).
 pub fn sigterm(child: &Child) {
+    signal(child, libc::SIGTERM);
+}
+
+/// Sends `signal` to a child process.
+fn signal(child: &Child, signal: libc::c_int) {
     let pid = libc::pid_t::try_from(child.id()).expect("a pid");
     // SAFETY: sends a signal to our own child process.
-    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(sent, 0, "SIGTERM sent");
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(sent, 0, "signal {signal} sent");
 }
 
 /// The keys of [`TEST_SECRET`], the secret every server process here is given.
@@ -363,6 +388,38 @@ impl ServerProcess {
     pub fn terminate(&mut self) -> ExitStatus {
         sigterm(&self.child);
         self.child.wait().expect("reap the server")
+    }
+
+    /// Sends it `signal` (`libc::SIGTERM`, `SIGINT`, `SIGHUP`).
+    pub fn signal(&self, signal: libc::c_int) {
+        self::signal(&self.child, signal);
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> libc::pid_t {
+        libc::pid_t::try_from(self.child.id()).expect("a pid")
+    }
+
+    /// Waits up to `within` for it to exit; its exit status, or `None` (still running) by then.
+    pub fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the server") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many of the lines it logged (of the last ones kept) contain `text`.
+    pub fn logged_count(&self, text: &str) -> usize {
+        sync::lock(&self.stderr)
+            .iter()
+            .filter(|line| line.contains(text))
+            .count()
     }
 
     /// The last lines it logged.

@@ -82,6 +82,26 @@ pub trait Settings: Sized {
         self.env("SHUTDOWN_GRACE_SECONDS", &seconds.to_string())
     }
 
+    /// `HTTP_HEADER_TIMEOUT_SECONDS`: how long a connection may take to send a request's header.
+    fn header_timeout(self, seconds: u64) -> Self {
+        self.env("HTTP_HEADER_TIMEOUT_SECONDS", &seconds.to_string())
+    }
+
+    /// `HTTP_BODY_TIMEOUT_SECONDS`: how long a request may take to send its whole body.
+    fn body_timeout(self, seconds: u64) -> Self {
+        self.env("HTTP_BODY_TIMEOUT_SECONDS", &seconds.to_string())
+    }
+
+    /// `HTTP_IDLE_TIMEOUT_SECONDS`: how long a kept-alive connection may wait for its next request.
+    fn idle_timeout(self, seconds: u64) -> Self {
+        self.env("HTTP_IDLE_TIMEOUT_SECONDS", &seconds.to_string())
+    }
+
+    /// `HTTP_MAX_CONNECTIONS`: connections served at once.
+    fn max_connections(self, connections: usize) -> Self {
+        self.env("HTTP_MAX_CONNECTIONS", &connections.to_string())
+    }
+
     /// `LLM_HOST` and `LLM_PORT`: the model server, on loopback.
     fn llm_port(self, port: u16) -> Self {
         self.env("LLM_HOST", "127.0.0.1")
