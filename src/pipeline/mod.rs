@@ -32,7 +32,7 @@ use records::run_record;
 pub use error::GateError;
 pub use listen::{ApprovalRequested, Finished, Listener};
 pub use records::is_empty_body;
-pub use report::RunReport;
+pub use report::{RunReport, RUN_FAILURES};
 pub use run::Prepared;
 
 use crate::audit::{AuditStore, Record};

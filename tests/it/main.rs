@@ -19,6 +19,8 @@ mod helpers;
 mod legacy;
 mod legacy_audit;
 mod logging;
+mod openapi;
+mod openapi_statuses;
 mod ops;
 mod properties;
 mod runs;
