@@ -66,19 +66,25 @@ struct EntriesParams {
     actor: Option<String>,
     /// Records of this workflow.
     workflow: Option<String>,
-    /// `started`, `success`, `failure`, `rejected` or `cancelled`.
+    /// `started`, `success`, `failure`, `rejected` or `cancelled` (any case).
     outcome: Option<String>,
-    /// `draft`, `research`, `grunt`, `execute` or `ungoverned`.
+    /// Records of runs in this DRAG mode.
+    #[param(value_type = Option<crate::governance::DragMode>)]
     drag_mode: Option<String>,
-    /// The record kind (`run`, `approval`, `override`, `checkpoint`, ...).
+    /// The record kind (any case): `run`, `recovery`, `checkpoint`, `retention`, `approval`,
+    /// `override`, `genesis`.
     kind: Option<String>,
-    /// RFC 3339 time: records at or after it.
+    /// Records at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     since: Option<String>,
-    /// RFC 3339 time: records before it.
+    /// Records before this RFC 3339 time.
+    #[param(format = DateTime)]
     until: Option<String>,
-    /// Records per page, 1 to 1000 (default 100).
+    /// Records per page (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<u64>)]
     cursor: Option<String>,
 }
 

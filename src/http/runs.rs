@@ -78,14 +78,15 @@ refusals!(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// One of `pending_approval`, `queued`, `running`, `succeeded`, `failed`, `cancelled`,
-    /// `rejected`.
+    /// Runs with this status only.
+    #[param(value_type = Option<crate::runs::RunStatus>)]
     status: Option<String>,
     /// The workflow's name.
     workflow: Option<String>,
     /// The accountable human's email (admins and auditors; others see only their own runs).
     actor: Option<String>,
-    /// At most this many, 1 to 1000 (default 100).
+    /// At most this many (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
