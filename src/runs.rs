@@ -15,7 +15,7 @@ use crate::workflow::{RunObserver, StepReport};
 /// Finished runs kept for `GET /runs` (the audit trail keeps everything).
 const KEEP_FINISHED: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     PendingApproval,
@@ -226,7 +226,7 @@ impl Run {
 }
 
 /// A run as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     pub trace_id: String,
     pub workflow_name: String,

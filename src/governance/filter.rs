@@ -32,7 +32,8 @@ const DEFAULT_FORBIDDEN: [&str; 9] = [
 /// A forbidden phrase found in text, with byte offsets into the *original* submitted text:
 /// `&text[start..end]` is the phrase as the author wrote it (zero-width chars and odd whitespace
 /// inside it included, leading and trailing ignorable chars excluded).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = PrescriptivePhrase)]
 pub struct Violation {
     /// The normalized phrase from the list that matched, e.g. `"you should"`.
     pub phrase: String,

@@ -7,7 +7,8 @@ use serde::{Serialize, Serializer};
 
 /// The AI's responsibility level for one run. `analysis` is human-only and therefore has no variant:
 /// a `DragMode` that exists is always one the AI may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum DragMode {
     Draft,
     Research,

@@ -169,7 +169,7 @@ pub struct GovernanceRequest {
 
 /// How serious a [`Violation`] is: a shape problem makes the request unreadable as a governance
 /// request; a rule problem makes a readable request unacceptable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ViolationKind {
     Shape,
@@ -177,7 +177,7 @@ pub enum ViolationKind {
 }
 
 /// One problem with a request, located by its dotted field path (`aim.mission.objective`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Violation {
     pub field: String,
     pub message: String,

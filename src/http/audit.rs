@@ -12,7 +12,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use super::openapi::refusals::refusals;
 use super::{ApiError, AppState, AuthUser};
 use crate::audit::query::{parse_timestamp, Filter};
 use crate::audit::verify::VerifyOptions;
@@ -33,21 +35,56 @@ pub fn router() -> Router<AppState> {
         .route("/audit/verify", get(verify))
 }
 
+#[derive(OpenApi)]
+#[openapi(paths(entries, entries_of_trace, verify))]
+pub(super) struct Api;
+
+refusals!(
+    /// The errors of `GET /audit/entries` and `GET /audit/verify`.
+    ReadRefusals,
+    Plain,
+    ["AUTH_REQUIRED", "INVALID_TOKEN", "FORBIDDEN_ROLE"]
+);
+
+refusals!(
+    /// The errors of `GET /audit/entries/{trace_id}`.
+    TraceRefusals,
+    Plain,
+    ["AUTH_REQUIRED", "INVALID_TOKEN", "FORBIDDEN_ROLE", "NOT_FOUND"]
+);
+
 /// The query string of `GET /audit/entries`, as text: values are parsed here so that a bad one
 /// gets our JSON error naming it. An unknown parameter is refused, so that a misspelt filter
 /// cannot silently return the whole log.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EntriesParams {
+    /// Records of this trace id.
     trace_id: Option<String>,
+    /// Records whose actor (email or name) is this, ignoring case.
     actor: Option<String>,
+    /// Records of this workflow.
     workflow: Option<String>,
+    /// `started`, `success`, `failure`, `rejected` or `cancelled` (any case).
     outcome: Option<String>,
+    /// Records of runs in this DRAG mode.
+    #[param(value_type = Option<crate::governance::DragMode>)]
     drag_mode: Option<String>,
+    /// The record kind (any case): `run`, `recovery`, `checkpoint`, `retention`, `approval`,
+    /// `override`, `genesis`.
     kind: Option<String>,
+    /// Records at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Records before this RFC 3339 time.
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// Records per page (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<u64>)]
     cursor: Option<String>,
 }
 
@@ -137,18 +174,30 @@ fn parse_params(params: EntriesParams) -> Result<(Filter, usize), ApiError> {
 }
 
 /// A page of records, exactly as written (each still carries its verifiable `integrity_hash`).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct EntriesPage {
     /// For `GET /audit/entries/{trace_id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     trace_id: Option<String>,
     count: usize,
+    /// The audit records, in `seq` order, as `docs/audit-format.md` specifies them.
+    #[schema(value_type = Vec<Object>)]
     entries: Vec<Value>,
+    /// The `cursor` of the next page; `null` on the last.
     next_cursor: Option<u64>,
 }
 
+/// Audit records, filtered and paged.
+///
 /// `GET /audit/entries?trace_id=&actor=&workflow=&outcome=&drag_mode=&kind=&since=&until=&limit=&cursor=`
-/// -> `{"entries": [...], "count": n, "next_cursor": seq | null}`.
+/// -> `{"entries": [...], "count": n, "next_cursor": seq | null}`, for tokens with the `auditor`
+/// or `admin` role. An unknown parameter is refused (400), so that a misspelt filter cannot
+/// silently return the whole log.
+#[utoipa::path(get, path = "/audit/entries", operation_id = "list_audit_entries", tag = "audit", security(("bearer" = [])),
+    params(EntriesParams),
+    responses((status = 200, description = "A page of records.", body = EntriesPage),
+        ReadRefusals))]
 async fn entries(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
@@ -168,9 +217,15 @@ async fn entries(
     }))
 }
 
+/// Every record of one trace id.
+///
 /// `GET /audit/entries/{trace_id}` -> `{"trace_id", "entries", "count", "next_cursor"}`: the
-/// records of one trace in order (a run's `started` and its outcome). At most [`MAX_LIMIT`]; a
+/// records of one trace in order (a run's `started` and its outcome). At most 1000 (`MAX_LIMIT`); a
 /// trace id reused beyond that continues at `/audit/entries?trace_id=..&cursor=<next_cursor>`.
+#[utoipa::path(get, path = "/audit/entries/{trace_id}", operation_id = "audit_entries_of_trace", tag = "audit", security(("bearer" = [])),
+    params(("trace_id" = String, Path, description = "The trace id.")),
+    responses((status = 200, description = "Every record of the trace id.", body = EntriesPage),
+        TraceRefusals))]
 async fn entries_of_trace(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
@@ -200,8 +255,13 @@ async fn entries_of_trace(
     }))
 }
 
+/// Verifies the audit trail's chain.
+///
 /// `GET /audit/verify`: the hash chain and checkpoint structure of the whole log (signatures need
 /// the public key, which an auditor checks offline with `sustainbot audit verify --public-key`).
+#[utoipa::path(get, path = "/audit/verify", operation_id = "verify_audit", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, description = "The verdict (`valid: false` names the first \
+        problem).", body = Verdict), ReadRefusals))]
 async fn verify(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
@@ -268,7 +328,7 @@ async fn verify(
 }
 
 /// `GET /audit/verify`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Verdict {
     valid: bool,
     records: u64,
@@ -284,7 +344,8 @@ struct Verdict {
 }
 
 /// The first bad line, by file name.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditProblem)]
 struct Problem {
     file: String,
     line: u64,

@@ -7,7 +7,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
 
+use super::openapi::refusals::refusals;
 use super::{ApiError, AppState, JsonBody};
 use crate::governance::filter::check_output;
 use crate::governance::{summary, DragMode, GovernanceRequest, Violation, ViolationKind};
@@ -19,8 +21,26 @@ pub fn router() -> Router<AppState> {
         .route("/governance/filter", post(filter))
 }
 
+#[derive(OpenApi)]
+#[openapi(paths(validate, filter))]
+pub(super) struct Api;
+
+refusals!(
+    /// The errors of `POST /governance/validate`.
+    ValidateRefusals,
+    Validate,
+    ["GOVERNANCE_ERROR", "GOVERNANCE_VALIDATION_FAILED", "PAYLOAD_TOO_LARGE"]
+);
+
+refusals!(
+    /// The errors of `POST /governance/filter`.
+    FilterRefusals,
+    Plain,
+    ["PAYLOAD_TOO_LARGE"]
+);
+
 /// `POST /governance/validate` for a valid request.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Validated {
     valid: bool,
     summary: String,
@@ -29,14 +49,23 @@ struct Validated {
 }
 
 /// `POST /governance/filter`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Filtered {
+    /// No forbidden phrase found (always `true` when not checked).
     valid: bool,
+    /// Whether the mode forbids prescriptive language (draft and research do).
     checked: bool,
     drag_mode: DragMode,
     violations: Vec<crate::governance::filter::Violation>,
 }
 
+/// Pre-flight: is this AIM/DRAG declaration acceptable?
+///
+/// No authentication, as the original. The summary is the original's text, line for line.
+#[utoipa::path(post, path = "/governance/validate", operation_id = "validate_governance", tag = "governance",
+    request_body = crate::http::openapi::GovernanceRequestBody,
+    responses((status = 200, description = "The declaration is acceptable.", body = Validated),
+        ValidateRefusals))]
 async fn validate(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
@@ -65,8 +94,14 @@ async fn validate(
     }
 }
 
+/// Checks AI output for prescriptive language.
+///
 /// `{"text", "drag_mode"}` -> `{"valid", "checked", "drag_mode", "violations": [{"phrase", "start", "end"}]}`
 /// with byte offsets into `text`. Grunt and execute output is not checked (`checked: false`).
+#[utoipa::path(post, path = "/governance/filter", operation_id = "filter_output", tag = "governance",
+    request_body = crate::http::openapi::FilterRequest,
+    responses((status = 200, description = "The phrases found, if any.", body = Filtered),
+        FilterRefusals))]
 async fn filter(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,

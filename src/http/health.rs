@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
 
+use super::openapi::refusals::refusals;
 use super::{ApiError, AppState};
 use crate::workflow::LoadProblem;
 
@@ -19,9 +21,29 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
+#[derive(OpenApi)]
+#[openapi(paths(health, status, metrics))]
+pub(super) struct Api;
+
+refusals!(
+    /// The errors of `GET /health` and `GET /status`: the edge's only.
+    HealthRefusals,
+    Plain,
+    []
+);
+
+refusals!(
+    /// The errors of `GET /metrics`.
+    MetricsRefusals,
+    Plain,
+    ["NOT_FOUND"]
+);
+
 /// `GET /health`; `GET /status` adds the probes and the governance facts.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Health {
+    /// `healthy`, or `degraded` while the audit sink cannot record.
+    #[schema(example = "healthy")]
     status: &'static str,
     timestamp: String,
     version: &'static str,
@@ -30,7 +52,8 @@ struct Health {
     governance: Option<GovernanceFacts>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = HealthComponents)]
 struct Components {
     audit: AuditHealth,
     workflows: WorkflowsHealth,
@@ -39,7 +62,7 @@ struct Components {
     openclaw: Option<OpenClawHealth>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct AuditHealth {
     enabled: bool,
     healthy: bool,
@@ -51,7 +74,7 @@ struct AuditHealth {
 }
 
 /// `healthy`, `count` and `endpoint` as the original: `healthy` is whether OpenClaw answers.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct WorkflowsHealth {
     healthy: bool,
     count: usize,
@@ -62,7 +85,7 @@ struct WorkflowsHealth {
     invalid: Vec<InvalidFile>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InvalidFile {
     file: String,
     reason: String,
@@ -114,7 +137,7 @@ impl Probes {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct LlmHealth {
     model: String,
     /// Whether the model server answers.
@@ -122,15 +145,16 @@ struct LlmHealth {
     endpoint: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct OpenClawHealth {
     endpoint: String,
     healthy: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct GovernanceFacts {
     enabled: bool,
+    #[schema(value_type = Vec<String>)]
     drag_modes: [&'static str; 4],
     prescriptive_phrases: usize,
 }
@@ -147,14 +171,29 @@ impl Health {
     }
 }
 
+/// Component status.
+///
 /// The original's status: the model server and OpenClaw probed (cached a few seconds, so load
 /// balancers may call it often). 503 when the audit sink cannot record (governed runs are refused
 /// until it can).
+#[utoipa::path(get, path = "/health", operation_id = "health", tag = "health",
+    responses(
+        (status = 200, description = "Healthy: the audit sink can record.", body = Health),
+        (status = 503, description = "Degraded: the audit sink cannot record, so runs are \
+            refused (`components.audit.last_error` says why).", body = Health),
+        HealthRefusals))]
 async fn health(State(state): State<AppState>) -> Response {
     health_of(&state).await.answer()
 }
 
+/// Component status with OpenClaw and the governance facts.
+///
 /// `/health` plus OpenClaw on its own and the governance facts.
+#[utoipa::path(get, path = "/status", operation_id = "status", tag = "health",
+    responses(
+        (status = 200, description = "Healthy: the audit sink can record.", body = Health),
+        (status = 503, description = "Degraded: the audit sink cannot record.", body = Health),
+        HealthRefusals))]
 async fn status(State(state): State<AppState>) -> Response {
     let mut body = health_of(&state).await;
     let config = &state.config;
@@ -255,6 +294,14 @@ fn openclaw_address(url: &str) -> Option<String> {
     Some(format!("{authority}:{port}"))
 }
 
+/// Prometheus metrics.
+///
+/// The original's metric names, in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.",
+            content_type = "text/plain", body = String),
+        MetricsRefusals))]
 async fn metrics(State(state): State<AppState>) -> Response {
     if !state.config.server.prometheus_enabled {
         return ApiError::new(

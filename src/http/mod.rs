@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod governance;
 mod health;
+pub mod openapi;
 mod runs;
 mod slack;
 mod workflows;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .merge(runs::router())
         .merge(slack::router())
         .merge(audit::router())
+        .merge(openapi::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,

@@ -8,7 +8,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use super::openapi::refusals::refusals;
 use super::{ApiError, AppState, AuthUser, JsonBody};
 use crate::auth::{may, Action, Principal};
 use crate::pipeline::Gate;
@@ -25,21 +27,84 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{trace_id}/override", post(override_output))
 }
 
-#[derive(Deserialize)]
+#[derive(OpenApi)]
+#[openapi(paths(list, show, events, cancel, approve, deny, override_output))]
+pub(super) struct Api;
+
+refusals!(
+    /// The errors of `GET /runs`.
+    ListRefusals,
+    Plain,
+    ["AUTH_REQUIRED", "INVALID_TOKEN"]
+);
+
+refusals!(
+    /// The errors of `GET /runs/{trace_id}` and its events.
+    ShowRefusals,
+    Plain,
+    ["AUTH_REQUIRED", "INVALID_TOKEN", "NOT_FOUND"]
+);
+
+refusals!(
+    /// The errors of `POST /runs/{trace_id}/cancel`.
+    CancelRefusals,
+    Plain,
+    ["AUTH_REQUIRED", "INVALID_TOKEN", "FORBIDDEN_ROLE", "NOT_FOUND", "RUN_FINISHED", "AUDIT_UNAVAILABLE"]
+);
+
+refusals!(
+    /// The errors of `POST /runs/{trace_id}/approve` and `/deny`.
+    DecisionRefusals,
+    Plain,
+    [
+        "AUTH_REQUIRED",
+        "INVALID_TOKEN",
+        "APPROVAL_REFUSED",
+        "RUN_NOT_PENDING",
+        "APPROVAL_EXPIRED",
+        "PAYLOAD_TOO_LARGE",
+        "TOO_MANY_RUNS",
+        "AUDIT_UNAVAILABLE",
+        "SHUTTING_DOWN",
+    ]
+);
+
+refusals!(
+    /// The errors of `POST /runs/{trace_id}/override`.
+    OverrideRefusals,
+    Plain,
+    ["AUTH_REQUIRED", "INVALID_TOKEN", "FORBIDDEN_ROLE", "NOT_FOUND", "PAYLOAD_TOO_LARGE", "AUDIT_UNAVAILABLE"]
+);
+
+/// The filters of `GET /runs`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Runs with this status only.
+    #[param(value_type = Option<crate::runs::RunStatus>)]
     status: Option<String>,
+    /// The workflow's name.
     workflow: Option<String>,
+    /// The accountable human's email (admins and auditors; others see only their own runs).
     actor: Option<String>,
+    /// At most this many (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
 /// `GET /runs`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RunList {
     count: usize,
     runs: Vec<RunView>,
 }
 
+/// Queued, running and recent runs, newest first.
+///
+/// Admins and auditors see every run; anyone else the runs they are the accountable human of.
+#[utoipa::path(get, path = "/runs", operation_id = "list_runs", tag = "runs", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, description = "The runs, newest first.", body = RunList),
+        ListRefusals))]
 async fn list(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
@@ -94,6 +159,11 @@ fn visible(
     Ok(state.gate.visible_run(principal, trace_id)?)
 }
 
+/// One run, with its steps.
+#[utoipa::path(get, path = "/runs/{trace_id}", operation_id = "get_run", tag = "runs", security(("bearer" = [])),
+    params(("trace_id" = String, Path, description = "The run's trace id.")),
+    responses((status = 200, description = "The run.", body = crate::runs::RunView),
+        ShowRefusals))]
 async fn show(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
@@ -103,15 +173,21 @@ async fn show(
 }
 
 /// `POST /runs/{trace_id}/cancel`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Cancelling {
     trace_id: String,
     status: &'static str,
     cancelled_by: String,
 }
 
-/// Stops a queued or running run: its accountable human or an admin. A running command step's
-/// whole process group is killed; the outcome is recorded as `cancelled`.
+/// Stops a queued or running run, or withdraws one waiting for approval.
+///
+/// Its accountable human or an admin. A running command step's whole process group is killed;
+/// the outcome is recorded as `cancelled`.
+#[utoipa::path(post, path = "/runs/{trace_id}/cancel", operation_id = "cancel_run", tag = "runs", security(("bearer" = [])),
+    params(("trace_id" = String, Path, description = "The run's trace id.")),
+    responses((status = 200, description = "The run is being stopped.", body = Cancelling),
+        CancelRefusals))]
 async fn cancel(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
@@ -141,7 +217,7 @@ fn reason(body: Option<Value>) -> Result<Option<String>, ApiError> {
 }
 
 /// `POST /runs/{trace_id}/approve`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Approved {
     trace_id: String,
     status: &'static str,
@@ -150,7 +226,7 @@ struct Approved {
 }
 
 /// `POST /runs/{trace_id}/deny`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Denied {
     trace_id: String,
     status: &'static str,
@@ -158,6 +234,12 @@ struct Denied {
 }
 
 /// A second human approves a run waiting for approval: it is queued and runs.
+#[utoipa::path(post, path = "/runs/{trace_id}/approve", operation_id = "approve_run", tag = "runs", security(("bearer" = [])),
+    params(("trace_id" = String, Path, description = "The run's trace id.")),
+    request_body(content = Option<crate::http::openapi::Decision>,
+        description = "Optional: why."),
+    responses((status = 202, description = "Approved: the run is queued.", body = Approved),
+        DecisionRefusals))]
 async fn approve(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
@@ -181,6 +263,11 @@ async fn approve(
 }
 
 /// A second human denies a run waiting for approval (a reason is required).
+#[utoipa::path(post, path = "/runs/{trace_id}/deny", operation_id = "deny_run", tag = "runs", security(("bearer" = [])),
+    params(("trace_id" = String, Path, description = "The run's trace id.")),
+    request_body = crate::http::openapi::Decision,
+    responses((status = 200, description = "Denied: the run ends as `rejected`.", body = Denied),
+        DecisionRefusals))]
 async fn deny(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
@@ -203,11 +290,19 @@ async fn deny(
     }))
 }
 
+/// A run's events, as they happen.
+///
 /// Server-sent events: `run` (the whole run so far), then `status`, `step_started` and
 /// `step_finished` (with the step's output) as they happen, until the run ends. When the server
 /// shuts down, a `shutdown` event says when runs still going will be cancelled; the stream goes on
 /// to the run's end (its last `status`), and ends at the latest once the server has drained its
 /// runs, so that no watcher holds the server up.
+#[utoipa::path(get, path = "/runs/{trace_id}/events", operation_id = "run_events", tag = "runs", security(("bearer" = [])),
+    params(("trace_id" = String, Path, description = "The run's trace id.")),
+    responses((status = 200, description = "Server-sent events: `run` (a `RunView`), then \
+        `status`, `step_started`, `step_finished` (a `StepReport`) and `lagged` (events a slow \
+        reader missed), until the run ends.", content_type = "text/event-stream", body = String),
+        ShowRefusals))]
 async fn events(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
@@ -294,15 +389,23 @@ impl Follow {
     }
 }
 
-#[derive(Deserialize)]
+/// A person replaced a step's output.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = Override)]
 struct OverrideBody {
+    /// The step's id.
+    #[schema(required = true, nullable = false)]
     step: Option<String>,
+    /// What the person put in its place (kept by the caller; the record has its SHA-256).
+    #[schema(required = true, nullable = false)]
     replacement: Option<String>,
+    /// Why (not empty).
+    #[schema(required = true, nullable = false, min_length = 1)]
     reason: Option<String>,
 }
 
 /// `POST /runs/{trace_id}/override`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct OverrideRecorded {
     trace_id: String,
     step: String,
@@ -312,9 +415,16 @@ struct OverrideRecorded {
     after_sha256: String,
 }
 
+/// Records that a person replaced a step's output.
+///
 /// Human override tracking: a person replaced or edited a step's (typically an AI's) output. The
 /// audit trail records who, which step, the SHA-256 of the output before and of the replacement, and
 /// why; the replacement itself stays with the caller.
+#[utoipa::path(post, path = "/runs/{trace_id}/override", operation_id = "override_step_output", tag = "runs", security(("bearer" = [])),
+    params(("trace_id" = String, Path, description = "The run's trace id.")),
+    request_body = OverrideBody,
+    responses((status = 200, description = "On the record.", body = OverrideRecorded),
+        OverrideRefusals))]
 async fn override_output(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,

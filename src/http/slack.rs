@@ -21,8 +21,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use utoipa::OpenApi;
 
 use super::extract::{parse_json, unreadable};
+use super::openapi::refusals::refusals;
+use super::openapi::{
+    SlackAction, SlackEvent, SlackEventAnswer, SlackMessage, SlackModalAnswer, SlashCommand,
+};
 use super::{ApiError, AppState};
 use crate::slack::{self, blocks, Invocation, Reply, Slack};
 
@@ -30,6 +35,24 @@ use crate::slack::{self, blocks, Invocation, Reply, Slack};
 const SLACK_BODY_MAX: usize = 64 * 1024;
 /// How long a command may take before the answer becomes "working on it".
 const ACK_WITHIN: Duration = Duration::from_millis(2500);
+
+#[derive(OpenApi)]
+#[openapi(paths(commands, events, actions))]
+pub(super) struct Api;
+
+refusals!(
+    /// The errors of Slack's request URLs.
+    SlackRefusals,
+    Plain,
+    [
+        "MISSING_SIGNATURE",
+        "INVALID_SIGNATURE",
+        "STALE_REQUEST",
+        "REPLAYED_REQUEST",
+        "PAYLOAD_TOO_LARGE",
+        "SLACK_NOT_CONFIGURED",
+    ]
+);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -101,7 +124,17 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-/// `POST /slack/commands`.
+/// Slack slash commands.
+///
+/// `/sustainbot help|status|list|runs|logs|verify|run|approve|deny|cancel`, `/sustainbot-workflows`,
+/// `-status`, `-logs`, as the Slack user's mapped human, through the gate. Answered within 3 s;
+/// a result that takes longer follows at the `response_url`.
+#[utoipa::path(post, path = "/slack/commands", operation_id = "slack_commands", tag = "slack", security(("slack_signature" = [])),
+    params(("X-Slack-Request-Timestamp" = String, Header,
+        description = "Unix seconds when Slack sent the request (signed with the body).")),
+    request_body(content = SlashCommand, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The command's answer as a Slack message (empty \
+        for `ssl_check`).", body = SlackMessage), SlackRefusals))]
 async fn commands(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -180,7 +213,23 @@ async fn slash_command(slack: Arc<Slack>, bytes: &[u8]) -> Result<Response, ApiE
     Ok(Json(reply).into_response())
 }
 
-/// `POST /slack/events`: a slash command (form) or an Events API callback (JSON).
+/// Slack's Events API, and slash commands.
+///
+/// A slash command (form-encoded, as `/slack/commands`) or an Events API callback (JSON):
+/// `url_verification` is answered with its challenge, an `app_mention` whose text is a command is
+/// answered in its thread.
+#[utoipa::path(post, path = "/slack/events", operation_id = "slack_events", tag = "slack", security(("slack_signature" = [])),
+    params(("X-Slack-Request-Timestamp" = String, Header,
+        description = "Unix seconds when Slack sent the request (signed with the body).")),
+    request_body(content(
+        (SlackEvent = "application/json"),
+        (SlashCommand = "application/x-www-form-urlencoded"))),
+    responses((status = 200, description = "`{\"ok\": true}` for an event callback, the \
+        challenge as text for `url_verification`, a Slack message for a slash command.",
+        content(
+            (SlackEventAnswer = "application/json"),
+            (String = "text/plain"))),
+        SlackRefusals))]
 async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -290,8 +339,17 @@ fn mention(slack: &Arc<Slack>, callback: &serde_json::Map<String, Value>) {
     });
 }
 
+/// Slack interactions: Approve / Deny buttons and the deny-reason modal.
+///
 /// `POST /slack/actions`: button clicks and modal submissions, acknowledged at once; decisions
 /// and their messages follow (a modal's refusal is the answer, so that it shows in the modal).
+#[utoipa::path(post, path = "/slack/actions", operation_id = "slack_actions", tag = "slack", security(("slack_signature" = [])),
+    params(("X-Slack-Request-Timestamp" = String, Header,
+        description = "Unix seconds when Slack sent the request (signed with the body).")),
+    request_body(content = SlackAction, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Acknowledged: empty, or for a modal submission a \
+        `response_action` (such as the reason's validation error).", body = SlackModalAnswer),
+        SlackRefusals))]
 async fn actions(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -11,7 +11,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
 
+use super::openapi::refusals::refusals;
 use super::{ApiError, AppState, AuthUser, JsonBody};
 use crate::auth::{may, Action};
 use crate::pipeline::{GateError, RequestBody, RunRequest, Submitted, Unreadable, Wait};
@@ -29,8 +31,73 @@ pub fn router() -> Router<AppState> {
         .merge(runs)
 }
 
+#[derive(OpenApi)]
+#[openapi(paths(list, reload, governed_execute, ungoverned_execute))]
+pub(super) struct Api;
+
+refusals!(
+    /// The errors of `GET /workflows`.
+    ListRefusals,
+    Plain,
+    ["AUTH_REQUIRED", "INVALID_TOKEN"]
+);
+
+refusals!(
+    /// The errors of `POST /workflows/reload`.
+    ReloadRefusals,
+    Plain,
+    ["AUTH_REQUIRED", "INVALID_TOKEN", "FORBIDDEN_ROLE"]
+);
+
+refusals!(
+    /// The errors of `POST /workflows/governed/execute`.
+    GovernedRefusals,
+    GovernedRun,
+    [
+        "GOVERNANCE_ERROR",
+        "GOVERNANCE_VALIDATION_FAILED",
+        "DRAG_MODE_NOT_ALLOWED",
+        "INVALID_PARAMETERS",
+        "AUTH_REQUIRED",
+        "INVALID_TOKEN",
+        "ACTOR_MISMATCH",
+        "FORBIDDEN_ROLE",
+        "WORKFLOW_NOT_FOUND",
+        "TRACE_ID_IN_USE",
+        "CANCELLED",
+        "PAYLOAD_TOO_LARGE",
+        "PARAMETERS_TOO_LARGE",
+        "TOO_MANY_RUNS",
+        "AUDIT_UNAVAILABLE",
+        "SHUTTING_DOWN",
+    ]
+);
+
+refusals!(
+    /// The errors of `POST /workflows/{name}/execute`.
+    UngovernedRefusals,
+    Run,
+    [
+        "GOVERNANCE_REQUIRED",
+        "INVALID_PARAMETERS",
+        "AUTH_REQUIRED",
+        "INVALID_TOKEN",
+        "FORBIDDEN_ROLE",
+        "WORKFLOW_NOT_FOUND",
+        "TRACE_ID_IN_USE",
+        "APPROVAL_REQUIRED",
+        "CANCELLED",
+        "PAYLOAD_TOO_LARGE",
+        "PARAMETERS_TOO_LARGE",
+        "TOO_MANY_RUNS",
+        "EXECUTION_FAILED",
+        "AUDIT_UNAVAILABLE",
+        "SHUTTING_DOWN",
+    ]
+);
+
 /// `GET /workflows`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct WorkflowList {
     count: usize,
     workflows: Vec<String>,
@@ -39,6 +106,10 @@ struct WorkflowList {
     invalid: Option<Vec<LoadProblem>>,
 }
 
+/// The loaded workflows' names.
+#[utoipa::path(get, path = "/workflows", operation_id = "list_workflows", tag = "workflows", security(("bearer" = [])),
+    responses((status = 200, description = "The workflows, by name.", body = WorkflowList),
+        ListRefusals))]
 async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<WorkflowList> {
     let workflows = state.gate.workflows().names();
     Json(WorkflowList {
@@ -48,7 +119,12 @@ async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<WorkflowLi
     })
 }
 
-/// Reads `WORKFLOWS_DIR` again (admins only). Also done on SIGHUP and when the files change.
+/// Reads `WORKFLOWS_DIR` again (admins only).
+///
+/// Also done on SIGHUP and when the files change. The answer lists the files that did not load.
+#[utoipa::path(post, path = "/workflows/reload", operation_id = "reload_workflows", tag = "workflows", security(("bearer" = [])),
+    responses((status = 200, description = "Reloaded; `invalid` names the files that did not \
+        load, and why.", body = WorkflowList), ReloadRefusals))]
 async fn reload(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
@@ -69,10 +145,13 @@ async fn reload(
 }
 
 /// `202 Accepted` for a run that goes on without the caller.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Accepted {
     accepted: bool,
     trace_id: String,
+    /// `queued` (asked for asynchronously) or `pending_approval` (the workflow needs a second
+    /// human's approval).
+    #[schema(example = "queued")]
     status: &'static str,
     status_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,6 +212,24 @@ fn wants_async(body: Option<&Value>, headers: &HeaderMap) -> bool {
             })
 }
 
+/// Runs a workflow through the governance gate.
+///
+/// The AIM declaration is validated and bound to the token's identity, the workflow's policy
+/// checked, the intent recorded before anything runs and the outcome after. Every refusal of an
+/// identified caller is on the audit trail. Asynchronous with `"async": true` or
+/// `Prefer: respond-async` (202, then `GET /runs/{trace_id}`); a workflow that requires approval
+/// answers 202 `pending_approval`.
+#[utoipa::path(post, path = "/workflows/governed/execute", operation_id = "governed_execute", tag = "workflows",
+    security(("bearer" = [])),
+    params(("Prefer" = Option<String>, Header,
+        description = "`respond-async`: answer 202 once the run is accepted.")),
+    request_body = crate::http::openapi::GovernanceRequestBody,
+    responses(
+        (status = 200, description = "The run succeeded.", body = crate::pipeline::RunReport),
+        (status = 202, description = "Accepted: queued (asynchronous) or waiting for approval; \
+            `Location` is the run's status URL.", body = Accepted,
+            headers(("Location" = String, description = "The run's `GET /runs/{trace_id}`."))),
+        GovernedRefusals))]
 async fn governed_execute(
     State(state): State<AppState>,
     trace: TraceId,
@@ -217,7 +314,7 @@ async fn governed_execute(
 }
 
 /// The original's answer to an ungoverned run.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UngovernedRun {
     success: bool,
     workflow: String,
@@ -226,10 +323,21 @@ struct UngovernedRun {
     steps: Vec<StepReport>,
 }
 
-/// The original's ungoverned endpoint. With governance enabled nothing runs without an AIM
+/// The original's ungoverned path.
+///
+/// With governance enabled nothing runs without an AIM
 /// declaration: the refusal names the governed endpoint and is audited. With governance disabled
 /// (development only) the workflow runs with the body as its parameters, through the gate like any
 /// other run (parameter schema, pool, `/runs`), on the record as `"governed": false`.
+#[utoipa::path(post, path = "/workflows/{name}/execute", operation_id = "ungoverned_execute", tag = "workflows",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The workflow's name.")),
+    request_body(content = Option<Object>, description = "The run's parameters (governance \
+        disabled only)."),
+    responses(
+        (status = 200, description = "The ungoverned run succeeded (governance disabled only).",
+            body = UngovernedRun),
+        UngovernedRefusals))]
 async fn ungoverned_execute(
     State(state): State<AppState>,
     trace: TraceId,

@@ -33,7 +33,7 @@ pub use drain::Draining;
 pub use error::GateError;
 pub use listen::{ApprovalRequested, Finished, Listener};
 pub use records::is_empty_body;
-pub use report::RunReport;
+pub use report::{RunReport, RUN_FAILURES};
 pub use run::Prepared;
 
 use crate::audit::{AuditStore, Record};

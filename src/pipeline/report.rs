@@ -2,11 +2,12 @@
 //! HTTP answer and the command line's output alike.
 
 use serde::{Serialize, Serializer};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use crate::workflow::StepReport;
 
 /// What a run that went through the gate produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunReport {
     pub success: bool,
     pub trace_id: String,
@@ -20,6 +21,7 @@ pub struct RunReport {
     /// The failure's code (`WORKFLOW_FAILED`, `PRESCRIPTIVE_LANGUAGE`, `OPENCLAW_UNAVAILABLE`,
     /// `CANCELLED`); `None` on success.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = failure_code)]
     pub code: Option<&'static str>,
     pub audit_logged: bool,
     pub governance_summary: String,
@@ -31,6 +33,27 @@ pub struct RunReport {
     /// Stopped by a cancellation.
     #[serde(skip)]
     pub cancelled: bool,
+}
+
+/// The codes a failed run's report carries.
+pub const RUN_FAILURES: [&str; 4] = [
+    "WORKFLOW_FAILED",
+    "PRESCRIPTIVE_LANGUAGE",
+    "OPENCLAW_UNAVAILABLE",
+    "CANCELLED",
+];
+
+/// The schema of [`RunReport::code`]: one of the run failures' codes.
+fn failure_code() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(RUN_FAILURES))
+        .description(Some(
+            "`WORKFLOW_FAILED` (a step failed), `PRESCRIPTIVE_LANGUAGE` (AI output in draft or \
+             research mode gave decisions), `OPENCLAW_UNAVAILABLE` (an `openclaw` step could not \
+             reach `OPENCLAW_URL`), `CANCELLED` (stopped by a cancellation).",
+        ))
+        .into()
 }
 
 fn hundredths<S: Serializer>(seconds: &f64, serializer: S) -> Result<S::Ok, S::Error> {

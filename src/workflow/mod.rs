@@ -47,8 +47,9 @@ pub use step::{Step, StepKind};
 pub use template::Arg;
 
 /// A definition file that could not be loaded, and why.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct LoadProblem {
+    #[schema(value_type = String)]
     pub file: PathBuf,
     pub reason: String,
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::governance::filter::Violation;
 
 /// What one step did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StepReport {
     pub id: String,
     pub kind: &'static str,

@@ -21,6 +21,8 @@ mod holes;
 mod legacy;
 mod legacy_audit;
 mod logging;
+mod openapi;
+mod openapi_statuses;
 mod ops;
 mod properties;
 mod runs;

@@ -1,5 +1,6 @@
 //! Talking to a server over HTTP: a client that knows the server's address and signing key, and
-//! the answers it reads, with assertions that state the expected status.
+//! the answers it reads, with assertions that state the expected status. Every answer is checked
+//! against the API description ([`super::openapi`]) as it is read.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,9 @@ pub struct TestClient {
     pub client: reqwest::Client,
     /// The server's token keys, to mint tokens it accepts.
     pub keys: JwtKeys,
+    /// Whether answers are checked against the API description (`true`; a test whose requests
+    /// are deliberately outside the description may turn it off).
+    pub checked: bool,
 }
 
 /// One HTTP answer, read whole.
@@ -45,7 +49,17 @@ impl TestClient {
             address,
             client,
             keys,
+            checked: true,
         }
+    }
+
+    async fn read(&self, method: &str, response: reqwest::Response) -> Reply {
+        let path = response.url().path().to_owned();
+        let reply = Reply::read(response).await;
+        if self.checked {
+            reply.check(method, &path);
+        }
+        reply
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -95,7 +109,8 @@ impl TestClient {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        Reply::read(request.send().await.expect("request sent")).await
+        self.read("POST", request.send().await.expect("request sent"))
+            .await
     }
 
     /// Polls `GET /runs/{trace}` as jake until the run's status is `status`; its answer then.
@@ -124,7 +139,8 @@ impl TestClient {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        Reply::read(request.send().await.expect("request sent")).await
+        self.read("GET", request.send().await.expect("request sent"))
+            .await
     }
 
     /// POSTs a governed run request as jake, with optional extra headers.
@@ -143,7 +159,8 @@ impl TestClient {
     pub async fn execute_as(&self, token: &str, body: &Value, extra: &[(&str, String)]) -> Reply {
         let body = serde_json::to_vec(body).expect("serialize body");
         let request = self.governed_request(token, body, extra);
-        Reply::read(request.send().await.expect("request sent")).await
+        self.read("POST", request.send().await.expect("request sent"))
+            .await
     }
 
     /// POSTs `body` as it is (labelled JSON) to the governed endpoint as jake.
@@ -153,7 +170,8 @@ impl TestClient {
         extra: &[(&str, String)],
     ) -> Reply {
         let request = self.governed_request(&self.jake(), body, extra);
-        Reply::read(request.send().await.expect("request sent")).await
+        self.read("POST", request.send().await.expect("request sent"))
+            .await
     }
 
     /// The governed run request, not sent yet: for callers that expect the server to go away.
@@ -177,7 +195,19 @@ impl TestClient {
 }
 
 impl Reply {
-    async fn read(response: reqwest::Response) -> Reply {
+    /// Panics when this answer to `method path` is not as the API description documents it.
+    #[track_caller]
+    pub fn check(&self, method: &str, path: &str) {
+        super::openapi::description().check(&super::openapi::Answer {
+            method,
+            path,
+            status: self.status.as_u16(),
+            content_type: self.header("content-type"),
+            body: &self.text,
+        });
+    }
+
+    pub async fn read(response: reqwest::Response) -> Reply {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.expect("response body");

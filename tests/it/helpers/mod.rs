@@ -12,6 +12,7 @@ mod app;
 mod client;
 mod fake_slack;
 mod loopback;
+pub mod openapi;
 mod process;
 mod raw;
 mod settings;
