@@ -3,6 +3,7 @@
 //! every section; each subcommand reads only the sections it needs (an auditor verifying a log
 //! needs no `JWT_SECRET`).
 
+mod observability;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 use jsonwebtoken::Algorithm;
 
+pub use observability::{JsonLog, LoggingConfig, TracesConfig, DEFAULT_JSON_LOG_PATH};
 pub use secret::Secret;
 
 use crate::audit::FsyncMode;
@@ -113,15 +115,6 @@ pub struct LlmConfig {
     pub api_openai: bool,
     /// Bearer key for an OpenAI-compatible server.
     pub api_key: Option<Secret>,
-}
-
-/// Where log lines go (by default: readable text on standard error).
-#[derive(Debug, Clone, Default)]
-pub struct LoggingConfig {
-    /// One JSON object per line instead of readable text.
-    pub json: bool,
-    /// JSON lines to this file (appended) instead of standard error.
-    pub json_log_path: Option<PathBuf>,
 }
 
 /// Slack: credentials, who the users are, where messages go.
@@ -430,15 +423,6 @@ impl LlmConfig {
             port: reader.port("LLM_PORT", 11434),
             api_openai,
             api_key: reader.secret("LLM_API_KEY"),
-        }
-    }
-}
-
-impl LoggingConfig {
-    pub fn read(reader: &mut Reader<'_>) -> LoggingConfig {
-        LoggingConfig {
-            json: reader.flag("JSON_LOGGING_ENABLED", false),
-            json_log_path: reader.text("JSON_LOG_PATH").map(PathBuf::from),
         }
     }
 }

@@ -12,6 +12,7 @@ mod app;
 mod client;
 mod fake_slack;
 mod loopback;
+mod otlp;
 mod process;
 mod settings;
 
@@ -19,6 +20,7 @@ pub use app::{step, TestApp};
 pub use client::{trace, Reply, TestClient, GOVERNED};
 pub use fake_slack::{action_form, command_form, message_text, signed_headers, FakeSlack, FORM};
 pub use loopback::{http_workflow, serve, EchoServer, FakeOpenClaw};
+pub use otlp::{Collector, ReceivedSpan};
 pub use process::{sigterm, sustainbot, Finished, ServerProcess, Site, BIN};
 pub use settings::Settings;
 
