@@ -10,9 +10,9 @@ use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    claims_for, command_form, governance_request, now, short_name_request, signed_headers,
-    signed_token, trace, unsigned_token, Collector, EchoServer, FakeSlack, Settings, Site, FORM,
-    JAKE, TEST_SECRET,
+    claims_for, command_form, governance_request, json_lines, now, short_name_request,
+    signed_headers, signed_token, trace, unsigned_token, Collector, EchoServer, FakeSlack,
+    Settings, Site, FORM, JAKE, TEST_SECRET,
 };
 
 const SLACK_SECRET: &str = "slack-signing-secret-never-logged-0001";
@@ -172,6 +172,13 @@ async fn no_token_secret_key_or_signature_reaches_a_log_or_a_trace() {
             assert!(!text.contains(secret.as_str()), "{place} holds {shown}...");
         }
     }
+    // With traces exported too, a run's log lines still show their request's span.
+    let queued = json_lines(&log)
+        .into_iter()
+        .find(|l| l["message"] == "run queued" && l["trace_id"] == "secret-run")
+        .expect("the run's queued line");
+    assert_eq!(queued["span"]["name"], "request", "{queued}");
+    assert_eq!(queued["span"]["trace_id"], "secret-run", "{queued}");
     // The collector's key did reach the collector, as a header.
     let authorizations: Vec<_> = collector
         .headers()
