@@ -133,6 +133,21 @@ pub enum Record {
     },
 }
 
+impl Record {
+    /// Its `kind` member, as written.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Run(_) => "run",
+            Record::Recovery { .. } => "recovery",
+            Record::Approval { .. } => "approval",
+            Record::Override { .. } => "override",
+            Record::Checkpoint { .. } => "checkpoint",
+            Record::Retention { .. } => "retention",
+            Record::Genesis { .. } => "genesis",
+        }
+    }
+}
+
 /// Proof that a record is durable: its position and hash in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
@@ -173,5 +188,40 @@ pub fn encode_generic(record: &Record) -> PreEncoded {
     match serde_json::to_value(record) {
         Ok(Value::Object(map)) => PreEncoded::new(&map),
         _ => PreEncoded::new(&Map::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_is_the_kind_member_as_written() {
+        let records = [
+            Record::Recovery {
+                cut_offset: 1,
+                cut_length: 2,
+                cut_hash: String::new(),
+                reason: String::new(),
+            },
+            Record::Checkpoint {
+                covered_seq: 1,
+                covered_hash: String::new(),
+                signed_at: String::new(),
+                public_key: String::new(),
+                signature: String::new(),
+            },
+            Record::Retention {
+                removed_segments: Vec::new(),
+                removed_first_seq: 1,
+                removed_through_seq: 2,
+                removed_last_hash: String::new(),
+                retention_days: 1,
+            },
+        ];
+        for record in records {
+            let written = serde_json::to_value(&record).unwrap();
+            assert_eq!(written["kind"], record.kind());
+        }
     }
 }

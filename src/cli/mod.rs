@@ -212,13 +212,22 @@ impl Env {
 pub fn run(cli: Cli, env: &Env) -> ExitCode {
     // A bad logging variable does not stop a command that does not serve: it logs as by default
     // (serving reads the whole configuration and refuses to start with every problem listed).
-    match env.section(LoggingConfig::read) {
-        Ok(config) => logging::init(&config),
+    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
+    let logging = match env.section(LoggingConfig::read) {
+        Ok(config) => logging::init(&config, serving),
         Err(e) => {
-            logging::init(&LoggingConfig::default());
+            let logging = logging::init(&LoggingConfig::default(), serving);
             tracing::warn!("{e}; logging as by default");
+            logging
         }
-    }
+    };
+    let code = command(cli, env);
+    logging.shutdown();
+    code
+}
+
+/// The command itself, once logging is up.
+fn command(cli: Cli, env: &Env) -> ExitCode {
     match cli.command {
         None => serve::serve_or_run(cli.serve, env),
         Some(Command::Serve(args)) => serve::serve_or_run(args, env),

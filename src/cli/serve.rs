@@ -71,6 +71,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let address = app.local_addr();
+    super::logging::reopen_on_hangup();
     tracing::info!(%address, "SustainBot listening");
     if let Some((Ok(token), secret, generated)) = dev_token {
         print_dev_banner(address, &token, generated.then_some(secret.expose()));

@@ -4,6 +4,7 @@
 //! needs no `JWT_SECRET`).
 
 mod http;
+mod observability;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use jsonwebtoken::Algorithm;
 
 pub use http::HttpConfig;
+pub use observability::{JsonLog, LoggingConfig, TracesConfig, DEFAULT_JSON_LOG_PATH};
 pub use secret::Secret;
 
 use crate::audit::FsyncMode;
@@ -122,15 +124,6 @@ pub struct LlmConfig {
     pub api_openai: bool,
     /// Bearer key for an OpenAI-compatible server.
     pub api_key: Option<Secret>,
-}
-
-/// Where log lines go (by default: readable text on standard error).
-#[derive(Debug, Clone, Default)]
-pub struct LoggingConfig {
-    /// One JSON object per line instead of readable text.
-    pub json: bool,
-    /// JSON lines to this file (appended) instead of standard error.
-    pub json_log_path: Option<PathBuf>,
 }
 
 /// Slack: credentials, who the users are, where messages go.
@@ -479,15 +472,6 @@ impl LlmConfig {
             port: reader.port("LLM_PORT", 11434),
             api_openai,
             api_key: reader.secret("LLM_API_KEY"),
-        }
-    }
-}
-
-impl LoggingConfig {
-    pub fn read(reader: &mut Reader<'_>) -> LoggingConfig {
-        LoggingConfig {
-            json: reader.flag("JSON_LOGGING_ENABLED", false),
-            json_log_path: reader.text("JSON_LOG_PATH").map(PathBuf::from),
         }
     }
 }

@@ -64,6 +64,8 @@ where
         match claims.map(Principal::try_from) {
             Some(Ok(principal)) => {
                 metrics.jwt_validations.inc(&["success"]);
+                // The request's log lines name who called.
+                tracing::Span::current().record("actor", principal.actor.as_deref());
                 Ok(AuthUser(principal))
             }
             Some(Err(bad_claim)) => {

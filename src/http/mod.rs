@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
+use tracing::field::Empty;
 use tracing::Instrument;
 
 pub use error::ApiError;
@@ -178,9 +179,12 @@ async fn plain_rejection(response: &mut Response) -> Option<ApiError> {
 }
 
 /// Takes the client's `X-Trace-ID` or makes one, hands it to the handlers, opens the request's
-/// span (every log line of the request carries the trace id), stamps the id on an error body, and
-/// returns it as a response header.
+/// span (every log line of the request carries the trace id; `AuthUser` or Slack names the actor,
+/// the gate the workflow, DRAG mode and outcome), stamps the id on an error body, returns it as a
+/// response header, and ends with one `request finished` line (status and duration). With traces
+/// exported, the span continues the caller's `traceparent`.
 async fn trace_id(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
     let trace = match request.headers().get(&X_TRACE_ID) {
         None => TraceId::random(),
         Some(value) => match value.to_str().map(TraceId::parse) {
@@ -194,11 +198,19 @@ async fn trace_id(mut request: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
-        route = tracing::field::Empty,
+        route = Empty,
         trace_id = %trace,
+        w3c_trace_id = Empty,
+        actor = Empty,
+        workflow = Empty,
+        drag_mode = Empty,
+        outcome = Empty,
+        status = Empty,
+        duration_ms = Empty,
     );
+    crate::trace::otel::continue_remote(&span, request.headers());
     request.extensions_mut().insert(trace.clone());
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         response = error.with_trace(trace.as_str()).render();
     } else if let Some(error) = plain_rejection(&mut response).await {
@@ -208,6 +220,9 @@ async fn trace_id(mut request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(trace.as_str()) {
         response.headers_mut().insert(X_TRACE_ID.clone(), value);
     }
+    span.record("status", i64::from(response.status().as_u16()));
+    span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
+    span.in_scope(|| tracing::info!("request finished"));
     response
 }
 

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
+use tracing::field::Empty;
 use tracing::Instrument;
 
 mod approvals;
@@ -41,6 +42,7 @@ use crate::auth::{may, Action, Principal};
 use crate::metrics::{drag_mode_label, Metrics};
 use crate::runs::{Run, RunRegistry};
 use crate::sync::lock;
+use crate::trace::otel::SPANS;
 use crate::trace::TraceId;
 use crate::workflow::{Runner, StepReport, WorkflowRegistry};
 
@@ -49,6 +51,24 @@ pub fn owns(principal: &Principal, run: &Run) -> bool {
     match (&principal.actor, &run.actor) {
         (Some(who), Some(actor)) => crate::identity::same(who, actor),
         _ => false,
+    }
+}
+
+/// How a submitted run ended, in the words of its request's log lines.
+fn ended(result: &Result<RunReport, GateError>) -> &'static str {
+    match result {
+        Ok(report) if report.success => "success",
+        Ok(report) if report.cancelled => "cancelled",
+        Ok(_) => "failure",
+        Err(refusal) => refused_as(refusal),
+    }
+}
+
+/// How a refused (or stopped) run ended: as its record says, or `cancelled`.
+fn refused_as(refusal: &GateError) -> &'static str {
+    match refusal {
+        GateError::Cancelled => "cancelled",
+        other => other.outcome().as_str(),
     }
 }
 
@@ -222,32 +242,48 @@ impl Gate {
         self.tasks.spawn(
             async move {
                 let approvable = request.approvable;
-                match gate.prepare(request).await {
+                // The request's span, when there is one (its entry point named the actor): its
+                // log lines say for which workflow in which mode, and how it ended.
+                let asked = tracing::Span::current();
+                let mut prepared = match gate.validate(request).await {
+                    Ok(prepared) => prepared,
                     Err(refused) => {
+                        asked.record("outcome", refused_as(&refused));
                         let _ = answer.send(Err(refused));
+                        return;
                     }
-                    Ok(prepared) if approvable && prepared.may_wait_for_approval() => {
-                        let trace_id = prepared.trace_id().to_owned();
-                        let parked = prepared.hold_for_approval().await;
-                        let _ = answer.send(parked.map(|expires_at| Submitted::AwaitingApproval {
-                            trace_id,
-                            expires_at,
-                        }));
+                };
+                asked.record("workflow", prepared.definition.name.as_str());
+                asked.record("drag_mode", prepared.mode_label());
+                if approvable && prepared.may_wait_for_approval() {
+                    let trace_id = prepared.trace_id().to_owned();
+                    let parked = prepared.hold_for_approval().await;
+                    let outcome = match &parked {
+                        Ok(_) => "pending_approval",
+                        Err(refused) => refused_as(refused),
+                    };
+                    asked.record("outcome", outcome);
+                    let _ = answer.send(parked.map(|expires_at| Submitted::AwaitingApproval {
+                        trace_id,
+                        expires_at,
+                    }));
+                } else if wait == Wait::Acceptance {
+                    // Admission is decided before the answer: "queued" is the truth, and a full
+                    // queue is a 429 here as for a waiting caller.
+                    if !prepared.reserve() {
+                        let refused = prepared.refuse_full().await;
+                        asked.record("outcome", refused_as(&refused));
+                        let _ = answer.send(Err(refused));
+                        return;
                     }
-                    Ok(mut prepared) if wait == Wait::Acceptance => {
-                        // Admission is decided before the answer: "queued" is the truth, and a
-                        // full queue is a 429 here as for a waiting caller.
-                        if !prepared.reserve() {
-                            let _ = answer.send(Err(prepared.refuse_full().await));
-                            return;
-                        }
-                        let trace_id = prepared.trace_id().to_owned();
-                        let _ = answer.send(Ok(Submitted::Queued { trace_id }));
-                        let _ = prepared.run().await;
-                    }
-                    Ok(prepared) => {
-                        let _ = answer.send(prepared.run().await.map(Submitted::Finished));
-                    }
+                    let trace_id = prepared.trace_id().to_owned();
+                    asked.record("outcome", "queued");
+                    let _ = answer.send(Ok(Submitted::Queued { trace_id }));
+                    let _ = prepared.run().await;
+                } else {
+                    let result = prepared.run().await;
+                    asked.record("outcome", ended(&result));
+                    let _ = answer.send(result.map(Submitted::Finished));
                 }
             }
             .in_current_span(),
@@ -261,9 +297,11 @@ impl Gate {
     }
 
     /// Runs an approved run in a task of the gate's, in a span of its own trace id (it follows
-    /// from the decision's request, whose trace id is the decider's).
+    /// from the decision's request, whose trace id is the decider's), at the root of its trace.
     fn spawn_run(&self, prepared: Prepared) {
-        let span = tracing::info_span!("run", trace_id = %prepared.trace_id());
+        // A trace of its own (exported traces link it to the decision's).
+        let span =
+            tracing::info_span!(parent: None, "approved_run", trace_id = %prepared.trace_id());
         span.follows_from(tracing::Span::current());
         self.tasks.spawn(
             async move {
@@ -395,7 +433,20 @@ impl Gate {
             Record::Run(run) => run.outcome.as_str(),
             _ => "other",
         };
-        match self.audit.append(record).await {
+        let span = tracing::info_span!(
+            target: SPANS,
+            "audit.append",
+            sustainbot.audit.kind = record.kind(),
+            sustainbot.audit.outcome = outcome,
+            sustainbot.audit.seq = Empty,
+            otel.status_code = Empty,
+        );
+        let appended = self.audit.append(record).instrument(span.clone()).await;
+        match &appended {
+            Ok(receipt) => span.record("sustainbot.audit.seq", i64::try_from(receipt.seq).ok()),
+            Err(_) => span.record("otel.status_code", "error"),
+        };
+        match appended {
             Ok(_) => {
                 // As the original counted: one entry per run outcome. The write-ahead `started`
                 // records and the approval decisions are counted apart, so that a dashboard

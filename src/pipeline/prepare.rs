@@ -4,12 +4,15 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use super::records::{record_view, ungoverned_view};
 use super::run::Prepared;
 use super::{lock, Gate, GateError, RequestBody, RunRequest, Unreadable};
 use crate::auth::{may, Action, Principal};
 use crate::governance::{summary, DragMode, GovernanceRequest};
+use crate::trace::otel::SPANS;
 use crate::workflow::{Workflow, WorkflowName};
 
 /// What the ungoverned path tells in place of a governance summary.
@@ -33,6 +36,25 @@ impl Gate {
     /// the parking ([`Prepared::hold_for_approval`]).
     pub async fn prepare(&self, request: RunRequest) -> Result<Prepared, GateError> {
         self.prepare_counted(request, true).await
+    }
+
+    /// [`Gate::prepare`] in the trace's `governance.validate` span, which says whether the request
+    /// passed and, if not, with which code.
+    pub(super) async fn validate(&self, request: RunRequest) -> Result<Prepared, GateError> {
+        let span = tracing::info_span!(
+            target: SPANS,
+            "governance.validate",
+            sustainbot.outcome = Empty,
+            sustainbot.code = Empty,
+        );
+        let checked = self.prepare(request).instrument(span.clone()).await;
+        match &checked {
+            Ok(_) => span.record("sustainbot.outcome", "accepted"),
+            Err(refusal) => span
+                .record("sustainbot.outcome", refusal.outcome().as_str())
+                .record("sustainbot.code", refusal.code()),
+        };
+        checked
     }
 
     /// [`Gate::prepare`]; `count` says whether the request counts in `aim_requests_total` (not

@@ -9,6 +9,8 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use serde_json::{Map, Value};
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use super::approvals::Pending;
 use super::records::{run_record, step_summaries};
@@ -17,6 +19,7 @@ use crate::audit::{Outcome, Record};
 use crate::auth::Principal;
 use crate::governance::DragMode;
 use crate::runs::{Run, RunStatus};
+use crate::trace::otel::SPANS;
 use crate::workflow::{RunFailure, RunOutput, Workflow};
 
 /// A governed request that passed every check, registered and waiting to run.
@@ -167,7 +170,29 @@ impl Prepared {
         let gate = self.gate.clone();
         let (trace_id, workflow_name) = (self.trace_id.clone(), self.definition.name.clone());
         let (actor, drag_mode) = (self.requester.clone(), self.mode_label());
-        let result = self.run_to_the_end().await;
+        let span = tracing::info_span!(
+            target: SPANS,
+            "run",
+            sustainbot.trace_id = %trace_id,
+            sustainbot.workflow = %workflow_name,
+            sustainbot.drag_mode = drag_mode,
+            sustainbot.outcome = Empty,
+            sustainbot.code = Empty,
+            otel.status_code = Empty,
+        );
+        let result = self.run_to_the_end().instrument(span.clone()).await;
+        let outcome = super::ended(&result);
+        span.record("sustainbot.outcome", outcome);
+        span.record(
+            "sustainbot.code",
+            match &result {
+                Ok(report) => report.code,
+                Err(refusal) => Some(refusal.code()),
+            },
+        );
+        if outcome == "failure" {
+            span.record("otel.status_code", "error");
+        }
         gate.tell(|listener| {
             listener.finished(&Finished {
                 trace_id: &trace_id,
@@ -237,10 +262,14 @@ impl Prepared {
                 }
             }
         };
-        let admitted = tokio::select! {
-            slot = admission => Some(slot),
-            _ = cancellation.wait_for(|cancelled| *cancelled) => None,
-        };
+        let admitted = async {
+            tokio::select! {
+                slot = admission => Some(slot),
+                _ = cancellation.wait_for(|cancelled| *cancelled) => None,
+            }
+        }
+        .instrument(tracing::info_span!(target: SPANS, "run.queue"))
+        .await;
         let slot = match admitted {
             Some(Some(slot)) => Some(slot),
             Some(None) => {
@@ -273,7 +302,10 @@ impl Prepared {
                 Some("CANCELLED"),
                 None,
             );
-            let recorded = this.record(record, mode).await;
+            let recorded = this
+                .record(record, mode)
+                .instrument(outcome_span(Outcome::Cancelled, Some("CANCELLED"), None))
+                .await;
             live.finish(RunStatus::Cancelled, None, Some(error));
             recorded?;
             return Err(GateError::Cancelled);
@@ -360,7 +392,11 @@ impl Prepared {
             run.steps = step_summaries(&steps);
         }
         // The live status turns final only once the outcome is on the record.
-        if this.record(record, mode).await.is_err() {
+        let recorded = this
+            .record(record, mode)
+            .instrument(outcome_span(outcome, code, Some(duration)))
+            .await;
+        if recorded.is_err() {
             let unavailable = GateError::AuditUnavailable(format!(
                 "The run finished but its outcome could not be recorded (its start is on the record as trace {trace_id}); check the run before retrying"
             ));
@@ -382,6 +418,17 @@ impl Prepared {
             steps,
         })
     }
+}
+
+/// The trace's span of a run's outcome: what it was and how long the run took, around its record.
+fn outcome_span(outcome: Outcome, code: Option<&str>, duration: Option<f64>) -> tracing::Span {
+    tracing::info_span!(
+        target: SPANS,
+        "run.outcome",
+        sustainbot.outcome = outcome.as_str(),
+        sustainbot.code = code,
+        sustainbot.duration_seconds = duration,
+    )
 }
 
 /// What a run that the engine panicked in comes to: a failure with `INTERNAL_ERROR`, recorded as

@@ -77,6 +77,8 @@ impl Slack {
             .unwrap_or_default();
         if let Some(user) = self.identify(team_id, user_id).await {
             let principal = user.principal(team_id, user_id);
+            // The request's log lines name who called.
+            tracing::Span::current().record("actor", principal.actor.as_deref());
             return Some((user, principal));
         }
         let invocation = Invocation {

@@ -161,7 +161,7 @@ impl SlackClient {
         let answer = self.post(target, &url, Some(token), body.into()).await?;
         let answer: Value = serde_json::from_slice(&answer).map_err(|e| {
             self.count(target, "failed");
-            tracing::warn!(target = target.label(), error = %e, "Slack's answer is not JSON");
+            tracing::warn!(delivery = target.label(), error = %e, "Slack's answer is not JSON");
             DeliveryError::Failed {
                 target: target.label(),
                 reason: format!("answer is not JSON: {e}"),
@@ -170,7 +170,7 @@ impl SlackClient {
         if answer["ok"].as_bool() != Some(true) {
             self.count(target, "refused");
             let error = answer["error"].as_str().unwrap_or("unknown error");
-            tracing::warn!(target = target.label(), error, "Slack refused a call");
+            tracing::warn!(delivery = target.label(), error, "Slack refused a call");
             return Err(DeliveryError::Failed {
                 target: target.label(),
                 reason: format!("Slack answered ok=false: {error}"),
@@ -226,7 +226,7 @@ impl SlackClient {
             }
         }
         self.count(target, "failed");
-        tracing::warn!(target = target.label(), error = %last, "Slack delivery failed");
+        tracing::warn!(delivery = target.label(), error = %last, "Slack delivery failed");
         Err(DeliveryError::Failed {
             target: target.label(),
             reason: last,

@@ -170,6 +170,8 @@ impl Slack {
             return self.refuse_unknown(invocation, &command).await;
         };
         let principal = user.principal(&invocation.team_id, &invocation.user_id);
+        // The request's log lines name who called.
+        tracing::Span::current().record("actor", principal.actor.as_deref());
         let result = match command {
             Command::Help => unreachable!("answered above"),
             Command::Status => Ok(self.status()),

@@ -133,7 +133,10 @@ impl Notifier {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= IN_FLIGHT_MAX {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             self.metrics.slack_deliveries.inc(&[target, "dropped"]);
-            tracing::warn!(target, "too many Slack deliveries in flight; one dropped");
+            tracing::warn!(
+                delivery = target,
+                "too many Slack deliveries in flight; one dropped"
+            );
             return;
         }
         // Given back however the task ends (a panic included).

@@ -89,7 +89,7 @@ impl OpenClawStep {
     /// (a POST is not repeated: the orchestrator may have started it).
     pub(super) async fn run(&self, context: StepContext<'_>, base_url: &str) -> StepReport {
         let body = self.request_body(context.workflow, context.scope.parameters, context.trace_id);
-        let spec = HttpSpec {
+        let mut spec = HttpSpec {
             method: "POST".to_owned(),
             url: format!("{}/api/workflows/execute", base_url.trim_end_matches('/')),
             headers: vec![("content-type".to_owned(), "application/json".to_owned())],
@@ -99,6 +99,8 @@ impl OpenClawStep {
             retries: 0,
             backoff: Duration::from_millis(200),
         };
+        // With traces exported, the submission continues the run's trace.
+        crate::trace::otel::inject(&mut spec.headers);
         let limits = context.output_limits(Vec::new());
         let outcome =
             http_step::run(context.http.get(), &spec, &limits, context.cancellation).await;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tokio::sync::watch;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use super::context::{HttpClient, Scope, StepContext};
 use super::definition::Workflow;
@@ -19,6 +21,7 @@ use super::secrets::{EnvSecrets, SecretSource};
 use super::step::StepKind;
 use crate::governance::filter::PhraseList;
 use crate::governance::DragMode;
+use crate::trace::otel::SPANS;
 
 /// A step's time limit when neither it nor its workflow sets one.
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -165,12 +168,41 @@ impl Runner {
                 run_as: self.services.run_as,
             };
             let services = &self.services;
-            let report = match &step.kind {
-                StepKind::Command(command) => command.run(context).await,
-                StepKind::Http(http) => http.run(context).await,
-                StepKind::Llm(llm) => llm.run(context, &services.llm, &services.phrases).await,
-                StepKind::OpenClaw(openclaw) => openclaw.run(context, &services.openclaw_url).await,
-            };
+            // The trace's span of the step (an `http` step's request carries its context).
+            let span = tracing::info_span!(
+                target: SPANS,
+                "step",
+                otel.name = format!("step {}", step.id),
+                sustainbot.step.id = %step.id,
+                sustainbot.step.kind = Empty,
+                sustainbot.step.timed_out = Empty,
+                process.exit.code = Empty,
+                http.response.status_code = Empty,
+                otel.status_code = Empty,
+            );
+            let report = async {
+                match &step.kind {
+                    StepKind::Command(command) => command.run(context).await,
+                    StepKind::Http(http) => http.run(context).await,
+                    StepKind::Llm(llm) => llm.run(context, &services.llm, &services.phrases).await,
+                    StepKind::OpenClaw(openclaw) => {
+                        openclaw.run(context, &services.openclaw_url).await
+                    }
+                }
+            }
+            .instrument(span.clone())
+            .await;
+            span.record("sustainbot.step.kind", report.kind)
+                .record("sustainbot.step.timed_out", report.timed_out)
+                .record("process.exit.code", report.exit_code)
+                .record(
+                    "http.response.status_code",
+                    report.http_status.map(i64::from),
+                );
+            if !report.success {
+                span.record("otel.status_code", "error");
+            }
+            drop(span);
             let failed = !report.success;
             if let Some(live) = live {
                 live.step_finished(&report);

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// The server's own secrets: no step may read them (a workflow could otherwise send the JWT
 /// secret anywhere).
-const SERVER_SECRETS: [&str; 7] = [
+const SERVER_SECRETS: [&str; 9] = [
     "JWT_SECRET",
     "SLACK_SIGNING_SECRET",
     "SLACK_BOT_TOKEN",
@@ -13,6 +13,9 @@ const SERVER_SECRETS: [&str; 7] = [
     "LLM_API_KEY",
     "AUDIT_SIGNING_KEY",
     "DATABASE_URL",
+    // The trace collector's credentials.
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
 ];
 
 /// Why a step may not read the environment variable `name`, if it may not.

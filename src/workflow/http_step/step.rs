@@ -51,6 +51,8 @@ impl HttpStep {
             Err(e) => return StepReport::failed(context.id, "http", context.started, e),
         };
         spec.timeout = spec.timeout.min(context.timeout);
+        // With traces exported, the request continues the run's trace.
+        crate::trace::otel::inject(&mut spec.headers);
         // Every secret the request carries is redacted from what comes back.
         let limits = context.output_limits(self.secret_values(&context.scope));
         let request = run(context.http.get(), &spec, &limits, context.cancellation);

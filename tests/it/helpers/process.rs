@@ -22,6 +22,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_sustainbot");
 /// The binary, configured before it runs.
 pub struct Process {
     command: Command,
+    /// `RUST_LOG` of a server (`info`: the address is read from its log).
+    level: &'static str,
 }
 
 /// What a command line left when it ended (`std::process::Output`), with assertions on it.
@@ -50,7 +52,10 @@ pub fn sustainbot() -> Process {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null());
-    Process { command }
+    Process {
+        command,
+        level: "info",
+    }
 }
 
 impl Settings for Process {
@@ -61,6 +66,14 @@ impl Settings for Process {
 }
 
 impl Process {
+    /// A server that logs at `debug`.
+    pub fn debug_logs(self) -> Self {
+        Process {
+            level: "debug",
+            ..self
+        }
+    }
+
     pub fn current_dir(mut self, dir: &Path) -> Self {
         self.command.current_dir(dir);
         self
@@ -113,7 +126,7 @@ impl Process {
     /// The server command: port 0 on loopback, info logs (the address is read from them).
     fn serve(mut self) -> Command {
         self.command
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.level)
             .env("NO_COLOR", "1")
             .args(["--host", "127.0.0.1", "--port", "0"])
             .stdout(Stdio::null())
@@ -145,20 +158,22 @@ impl Process {
         })
     }
 
-    /// Starts a server that writes its log as JSON lines to `log` (none to stderr) and waits for
-    /// the line that gives its address.
+    /// Starts a server that writes its log as JSON lines to `log` (its readable text on stderr is
+    /// dropped) and waits for the line that gives its address.
     pub fn start_with_json_log(self, log: &Path) -> ServerProcess {
+        self.start_logging_to(log, Stdio::null())
+    }
+
+    /// Starts a server that writes JSON lines to `log` and its readable text to `stderr`, and
+    /// waits for the JSON line that gives its address.
+    pub fn start_logging_to(self, log: &Path, stderr: impl Into<Stdio>) -> ServerProcess {
         let mut command = self.json_log(log).serve();
-        let child = command
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the server");
+        let child = command.stderr(stderr).spawn().expect("spawn the server");
         ServerProcess::wait_for_address(child, Arc::default(), || {
             let listening = json_lines(log)
                 .into_iter()
-                .find(|line| line["fields"]["message"] == "SustainBot listening");
-            let address =
-                listening.and_then(|line| line["fields"]["address"].as_str().map(str::to_owned));
+                .find(|line| line["message"] == "SustainBot listening");
+            let address = listening.and_then(|line| line["address"].as_str().map(str::to_owned));
             if address.is_none() {
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -382,6 +397,11 @@ impl ServerProcess {
     pub fn kill(&mut self) -> ExitStatus {
         self.child.kill().expect("SIGKILL the server");
         self.child.wait().expect("reap the server")
+    }
+
+    /// SIGHUP (reload the workflows, reopen the JSON log file).
+    pub fn hangup(&self) {
+        signal(&self.child, libc::SIGHUP);
     }
 
     /// SIGTERM (a graceful shutdown), then wait for it to exit.

@@ -62,6 +62,12 @@ pub trait Settings: Sized {
             .env("JSON_LOG_PATH", utf8(path))
     }
 
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: traces to the collector at `base`, exported every 100 ms.
+    fn otlp(self, base: &str) -> Self {
+        self.env("OTEL_EXPORTER_OTLP_ENDPOINT", base)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+    }
+
     /// `RUN_WORKERS`: runs executing at once.
     fn workers(self, workers: usize) -> Self {
         self.env("RUN_WORKERS", &workers.to_string())

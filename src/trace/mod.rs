@@ -1,5 +1,9 @@
 //! A run's trace id: the client's `X-Trace-ID` (checked once, where it enters) or a new UUID v4.
-//! It names the run in `/runs`, in approvals, on the audit record and in every log line.
+//! It names the run in `/runs`, in approvals, on the audit record and in every log line. Its
+//! OpenTelemetry counterpart (W3C trace context, exported spans) is in [`otel`].
+
+mod conventions;
+pub mod otel;
 
 use std::fmt;
 
