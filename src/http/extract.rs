@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{token_from_header, Principal};
+use crate::metrics::ByOutcome;
 use crate::trace::TraceId;
 
 /// The request's trace id, set by the edge middleware.
@@ -40,8 +41,7 @@ where
         let state = AppState::from_ref(state);
         let metrics = &state.metrics;
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            metrics.authentication_failures.inc(&["missing_token"]);
-            metrics.jwt_validations.inc(&["failure"]);
+            metrics.token_refused("missing_token");
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "AUTH_REQUIRED",
@@ -62,12 +62,13 @@ where
             });
         match claims.map(Principal::try_from) {
             Some(Ok(principal)) => {
-                metrics.jwt_validations.inc(&["success"]);
+                metrics
+                    .jwt_validations
+                    .inc(&ByOutcome { outcome: "success" });
                 Ok(AuthUser(principal))
             }
             Some(Err(bad_claim)) => {
-                metrics.authentication_failures.inc(&["invalid_token"]);
-                metrics.jwt_validations.inc(&["failure"]);
+                metrics.token_refused("invalid_token");
                 Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "INVALID_TOKEN",
@@ -75,8 +76,7 @@ where
                 ))
             }
             None => {
-                metrics.authentication_failures.inc(&["invalid_token"]);
-                metrics.jwt_validations.inc(&["failure"]);
+                metrics.token_refused("invalid_token");
                 Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "INVALID_TOKEN",

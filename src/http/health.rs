@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{ApiError, AppState};
+use crate::metrics::Format;
 use crate::workflow::LoadProblem;
 
 pub fn router() -> Router<AppState> {
@@ -255,7 +256,9 @@ fn openclaw_address(url: &str) -> Option<String> {
     Some(format!("{authority}:{port}"))
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: OpenMetrics for a scraper that asks for it (Prometheus does), else the text
+/// format 0.0.4 the original served. The gauges of the gate's state are read now.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.config.server.prometheus_enabled {
         return ApiError::new(
             StatusCode::NOT_FOUND,
@@ -264,12 +267,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
         )
         .into_response();
     }
+    let format = Format::negotiate(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok()),
+    );
+    state.metrics.set_gate_state(&state.gate.state());
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        state.metrics.render(format),
     )
         .into_response()
 }
