@@ -13,6 +13,8 @@ mod client;
 mod fake_slack;
 mod loopback;
 mod process;
+pub mod prometheus;
+pub mod promql;
 mod settings;
 
 pub use app::{step, TestApp};
