@@ -153,11 +153,11 @@ pub fn build_state(config: Config) -> Result<AppState, StartError> {
 /// [`build_state`] for a server whose base URL is `server_url`.
 fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartError> {
     let metrics = Arc::new(Metrics::new());
+    let mut options = audit_options(&config.audit)?;
+    options.metrics = metrics.audit.clone();
     // The trail is always kept: with governance disabled, ungoverned runs are on it as such.
-    let audit: Arc<dyn AuditStore> = Arc::new(AuditLog::open_with(
-        &config.audit.log_path,
-        audit_options(&config.audit)?,
-    )?);
+    let audit: Arc<dyn AuditStore> =
+        Arc::new(AuditLog::open_with(&config.audit.log_path, options)?);
     let phrases = match &config.server.prescriptive_phrases_path {
         Some(path) => PhraseList::from_file(path)?,
         None => PhraseList::default_forbidden(),

@@ -11,6 +11,7 @@ use super::connections::BodyTimedOut;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{token_from_header, Principal};
+use crate::metrics::ByOutcome;
 use crate::trace::TraceId;
 
 /// The request's trace id, set by the edge middleware.
@@ -41,8 +42,7 @@ where
         let state = AppState::from_ref(state);
         let metrics = &state.metrics;
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            metrics.authentication_failures.inc(&["missing_token"]);
-            metrics.jwt_validations.inc(&["failure"]);
+            metrics.token_refused("missing_token");
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "AUTH_REQUIRED",
@@ -63,14 +63,15 @@ where
             });
         match claims.map(Principal::try_from) {
             Some(Ok(principal)) => {
-                metrics.jwt_validations.inc(&["success"]);
+                metrics
+                    .jwt_validations
+                    .inc(&ByOutcome { outcome: "success" });
                 // The request's log lines name who called.
                 tracing::Span::current().record("actor", principal.actor.as_deref());
                 Ok(AuthUser(principal))
             }
             Some(Err(bad_claim)) => {
-                metrics.authentication_failures.inc(&["invalid_token"]);
-                metrics.jwt_validations.inc(&["failure"]);
+                metrics.token_refused("invalid_token");
                 Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "INVALID_TOKEN",
@@ -78,8 +79,7 @@ where
                 ))
             }
             None => {
-                metrics.authentication_failures.inc(&["invalid_token"]);
-                metrics.jwt_validations.inc(&["failure"]);
+                metrics.token_refused("invalid_token");
                 Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "INVALID_TOKEN",

@@ -13,6 +13,7 @@ use super::openapi::refusals::refusals;
 use super::{ApiError, AppState, JsonBody};
 use crate::governance::filter::check_output;
 use crate::governance::{summary, DragMode, GovernanceRequest, Violation, ViolationKind};
+use crate::metrics::Detection;
 use crate::pipeline::is_empty_body;
 
 pub fn router() -> Router<AppState> {
@@ -145,7 +146,10 @@ async fn filter(
         state
             .metrics
             .prescriptive_language_detections
-            .inc(&[mode.as_str(), &found.phrase]);
+            .inc(&Detection {
+                drag_mode: mode.as_str(),
+                phrase_type: found.phrase.clone(),
+            });
     }
     Ok(Json(Filtered {
         valid: violations.is_empty(),

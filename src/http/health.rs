@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,6 +12,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::openapi::refusals::refusals;
 use super::{ApiError, AppState};
+use crate::metrics::Format;
 use crate::workflow::LoadProblem;
 
 pub fn router() -> Router<AppState> {
@@ -294,15 +295,14 @@ fn openclaw_address(url: &str) -> Option<String> {
     Some(format!("{authority}:{port}"))
 }
 
-/// Prometheus metrics.
-///
-/// The original's metric names, in the Prometheus text format.
+/// Prometheus metrics: OpenMetrics for a scraper that asks for it (Prometheus does), else the text
+/// format 0.0.4 the original served. The gauges of the gate's state are read now.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health",
     responses(
-        (status = 200, description = "Prometheus text exposition format 0.0.4.",
+        (status = 200, description = "The original's metric names: Prometheus text exposition format 0.0.4, or OpenMetrics 1.0.0 when the `Accept` header asks for `application/openmetrics-text`.",
             content_type = "text/plain", body = String),
         MetricsRefusals))]
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.config.server.prometheus_enabled {
         return ApiError::new(
             StatusCode::NOT_FOUND,
@@ -311,12 +311,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
         )
         .into_response();
     }
+    let format = Format::negotiate(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok()),
+    );
+    state.metrics.set_gate_state(&state.gate.state());
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        state.metrics.render(format),
     )
         .into_response()
 }

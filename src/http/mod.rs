@@ -11,7 +11,6 @@ mod runs;
 mod slack;
 mod workflows;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,7 +29,7 @@ pub use extract::{AuthUser, JsonBody};
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::governance::filter::PhraseList;
-use crate::metrics::Metrics;
+use crate::metrics::{method_label, HttpRequest, HttpRoute, Metrics};
 use crate::pipeline::Gate;
 use crate::trace::TraceId;
 
@@ -229,24 +228,25 @@ async fn trace_id(mut request: Request, next: Next) -> Response {
 /// Counts requests by route template (never by raw path, which a client controls).
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let metrics = &state.metrics;
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let endpoint = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     tracing::Span::current().record("route", endpoint.as_str());
-    metrics.active_requests.fetch_add(1, Ordering::Relaxed);
+    metrics.active_requests.inc();
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.active_requests.fetch_sub(1, Ordering::Relaxed);
-    let status = response.status();
+    metrics.active_requests.dec();
+    let route = HttpRoute { method, endpoint };
     metrics
-        .http_requests
-        .inc(&[method.as_str(), &endpoint, status.as_str()]);
-    metrics.http_request_duration.observe(
-        &[method.as_str(), &endpoint],
-        started.elapsed().as_secs_f64(),
-    );
+        .http_request_duration
+        .observe(&route, started.elapsed().as_secs_f64());
+    metrics.http_requests.inc(&HttpRequest {
+        method,
+        endpoint: route.endpoint,
+        status_code: response.status().as_u16(),
+    });
     response
 }
 

@@ -29,6 +29,7 @@ use super::openapi::{
     SlackAction, SlackEvent, SlackEventAnswer, SlackMessage, SlackModalAnswer, SlashCommand,
 };
 use super::{ApiError, AppState};
+use crate::metrics::{ByOutcome, SlackEvent as EventLabel};
 use crate::slack::{self, blocks, Invocation, Reply, Slack};
 
 /// The longest Slack body read (Slack's own payloads are a few KiB).
@@ -66,7 +67,9 @@ fn verified(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Arc<Sl
     let slack = Arc::clone(&state.slack);
     let metrics = &state.metrics;
     if body.len() > SLACK_BODY_MAX {
-        metrics.slack_signature_verifications.inc(&["too_large"]);
+        metrics.slack_signature_verifications.inc(&ByOutcome {
+            outcome: "too_large",
+        });
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",
@@ -97,13 +100,15 @@ fn verified(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Arc<Sl
     );
     match verdict {
         Ok(()) => {
-            metrics.slack_signature_verifications.inc(&["success"]);
+            metrics
+                .slack_signature_verifications
+                .inc(&ByOutcome { outcome: "success" });
             Ok(slack)
         }
         Err(refused) => {
-            metrics
-                .slack_signature_verifications
-                .inc(&[refused.label()]);
+            metrics.slack_signature_verifications.inc(&ByOutcome {
+                outcome: refused.label(),
+            });
             tracing::warn!(error = %refused, "Slack request refused");
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -159,10 +164,9 @@ async fn slash_command(slack: Arc<Slack>, bytes: &[u8]) -> Result<Response, ApiE
             "Slack command form needs command and user_id",
         ));
     }
-    slack
-        .metrics()
-        .slack_events_received
-        .inc(&["slash_command"]);
+    slack.metrics().slack_events_received.inc(&EventLabel {
+        event_type: "slash_command",
+    });
     let invocation = Invocation {
         team_id: field("team_id"),
         team_domain: field("team_domain"),
@@ -250,17 +254,16 @@ async fn events(
         }
     };
     // A fixed set of label values: the event type is client-controlled.
-    let kind = event
-        .get("type")
-        .and_then(Value::as_str)
-        .filter(|kind| {
-            matches!(
-                *kind,
-                "url_verification" | "event_callback" | "app_rate_limited"
-            )
-        })
-        .unwrap_or("other");
-    state.metrics.slack_events_received.inc(&[kind]);
+    let kind = match event.get("type").and_then(Value::as_str) {
+        Some("url_verification") => "url_verification",
+        Some("event_callback") => "event_callback",
+        Some("app_rate_limited") => "app_rate_limited",
+        _ => "other",
+    };
+    state
+        .metrics
+        .slack_events_received
+        .inc(&EventLabel { event_type: kind });
     if kind == "url_verification" {
         let challenge = event
             .get("challenge")
@@ -366,7 +369,9 @@ async fn actions(
         .ok_or_else(|| {
             ApiError::validation("Slack action needs a JSON object in the payload field")
         })?;
-    state.metrics.slack_events_received.inc(&["interaction"]);
+    state.metrics.slack_events_received.inc(&EventLabel {
+        event_type: "interaction",
+    });
     let is_submission = payload["type"] == "view_submission";
     let handler = Arc::clone(&slack);
     let mut task = slack

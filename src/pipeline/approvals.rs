@@ -11,6 +11,7 @@ use super::{lock, Gate, GateError, Prepared, RequestBody, RunRequest};
 use crate::audit::Record;
 use crate::auth::Principal;
 use crate::auth::{may, Action};
+use crate::metrics::mode_label;
 use crate::runs::RunStatus;
 use crate::trace::TraceId;
 
@@ -66,6 +67,16 @@ impl Gate {
             .values()
             .filter(|p| !p.expiry_recorded)
             .count()
+    }
+
+    /// Runs waiting for a decision now, and when the first of their requests expires.
+    pub(super) fn approvals_outlook(&self) -> (usize, Option<DateTime<Utc>>) {
+        let approvals = lock(&self.approvals);
+        let waiting = approvals.values().filter(|p| !p.expiry_recorded);
+        waiting.fold((0, None), |(count, first), p| {
+            let first = first.map_or(p.expires_at, |t: DateTime<Utc>| t.min(p.expires_at));
+            (count + 1, Some(first))
+        })
     }
 
     /// Parks a run until a decision; gives it back when it was cancelled meanwhile. The check and
@@ -450,6 +461,6 @@ impl Gate {
             expires_at: rfc3339(expires_at),
             request: None,
         };
-        self.record(record, mode).await
+        self.record(record, mode_label(mode)).await
     }
 }

@@ -39,7 +39,7 @@ pub use run::Prepared;
 
 use crate::audit::{AuditStore, Record};
 use crate::auth::{may, Action, Principal};
-use crate::metrics::{drag_mode_label, Metrics};
+use crate::metrics::{drag_mode_label, AuditEntry, ByDragMode, ByWorkflow, GateState, Metrics};
 use crate::runs::{Run, RunRegistry};
 use crate::sync::lock;
 use crate::trace::otel::SPANS;
@@ -213,6 +213,21 @@ impl Gate {
         &self.runs
     }
 
+    /// The pool, the approvals and the audit sink right now (what the gauges show).
+    pub fn state(&self) -> GateState {
+        let (workers, queue_capacity) = self.pool.limits();
+        let (approvals_waiting, next_expiry) = self.approvals_outlook();
+        GateState {
+            runs_queued: self.pool.queued(),
+            runs_executing: self.pool.executing(),
+            queue_capacity,
+            workers,
+            approvals_waiting,
+            next_approval_expiry: next_expiry.map_or(0, |t| t.timestamp()),
+            audit_sink_healthy: self.audit.status().healthy,
+        }
+    }
+
     /// Submits a run: checks it (refusals are audited), then parks it for approval when its
     /// workflow asks for one, or queues it and, with [`Wait::Outcome`], waits for its end. The run
     /// executes in a task of the gate's: a caller that goes away does not cut it.
@@ -376,7 +391,9 @@ impl Gate {
         let receipt = self.audit.append(record).await.map_err(|_| {
             GateError::AuditUnavailable("The override could not be recorded".to_owned())
         })?;
-        self.metrics.human_overrides.inc(&[run.workflow.as_str()]);
+        self.metrics.human_overrides.inc(&ByWorkflow {
+            workflow_name: run.workflow.clone(),
+        });
         Ok(receipt)
     }
 
@@ -428,7 +445,7 @@ impl Gate {
         }
     }
 
-    async fn record(&self, record: Record, drag_mode: &str) -> Result<(), GateError> {
+    async fn record(&self, record: Record, drag_mode: &'static str) -> Result<(), GateError> {
         let outcome = match &record {
             Record::Run(run) => run.outcome.as_str(),
             _ => "other",
@@ -451,10 +468,13 @@ impl Gate {
                 // As the original counted: one entry per run outcome. The write-ahead `started`
                 // records and the approval decisions are counted apart, so that a dashboard
                 // summing entries by outcome does not count a run twice.
+                let metrics = &self.metrics;
                 match outcome {
-                    "started" => self.metrics.audit_intent_records.inc(&[drag_mode]),
-                    "other" => self.metrics.audit_other_records.inc(&[drag_mode]),
-                    _ => self.metrics.audit_log_entries.inc(&[outcome, drag_mode]),
+                    "started" => metrics.audit_intent_records.inc(&ByDragMode { drag_mode }),
+                    "other" => metrics.audit_other_records.inc(&ByDragMode { drag_mode }),
+                    _ => metrics
+                        .audit_log_entries
+                        .inc(&AuditEntry { outcome, drag_mode }),
                 }
                 Ok(())
             }

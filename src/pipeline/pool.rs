@@ -10,6 +10,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// The worker pool: a global limit, a per-workflow limit, and a bounded number of waiting runs.
 pub(super) struct Pool {
     workers: Arc<Semaphore>,
+    /// The number of workers (`workers` hands out this many permits).
+    capacity: usize,
     queue: usize,
     waiting: AtomicUsize,
     per_workflow: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -24,12 +26,29 @@ pub(super) struct Slot {
 impl Pool {
     /// `workers` runs at once (at least one), and up to `queue` waiting.
     pub(super) fn new(workers: usize, queue: usize) -> Pool {
+        let capacity = workers.clamp(1, Semaphore::MAX_PERMITS);
         Pool {
-            workers: Arc::new(Semaphore::new(workers.clamp(1, Semaphore::MAX_PERMITS))),
+            workers: Arc::new(Semaphore::new(capacity)),
+            capacity,
             queue,
             waiting: AtomicUsize::new(0),
             per_workflow: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many runs may execute at once, and wait.
+    pub(super) fn limits(&self) -> (usize, usize) {
+        (self.capacity, self.queue)
+    }
+
+    /// Runs executing now (each holds a worker).
+    pub(super) fn executing(&self) -> usize {
+        self.capacity - self.workers.available_permits().min(self.capacity)
+    }
+
+    /// Runs waiting for a worker now (a refused one counts for a moment while it is turned away).
+    pub(super) fn queued(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed).min(self.queue)
     }
 
     /// Waits for a worker (and a slot of the workflow's own limit); `None` when the queue is full.

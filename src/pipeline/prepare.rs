@@ -12,6 +12,7 @@ use super::run::Prepared;
 use super::{lock, Gate, GateError, RequestBody, RunRequest, Unreadable};
 use crate::auth::{may, Action, Principal};
 use crate::governance::{summary, DragMode, GovernanceRequest};
+use crate::metrics::AimRequest;
 use crate::trace::otel::SPANS;
 use crate::workflow::{Workflow, WorkflowName};
 
@@ -127,13 +128,13 @@ impl Gate {
             let known_name = self
                 .workflows
                 .get(&governed.workflow_name)
-                .map(|w| w.name.clone());
-            self.metrics.aim_requests.inc(&[
-                governed.drag_mode.as_str(),
+                .map_or_else(|| "unknown".to_owned(), |w| w.name.clone());
+            self.metrics.aim_requests.inc(&AimRequest {
+                drag_mode: governed.drag_mode.as_str(),
                 // The token's role, not the declaration's free text: labels must stay a bounded set.
-                principal.role.as_str(),
-                known_name.as_deref().unwrap_or("unknown"),
-            ]);
+                actor_role: principal.role.as_str().to_owned(),
+                workflow_name: known_name,
+            });
         }
         if let Some(identity) = &principal.actor {
             if let Err(mismatch) = governed.aim.bind_identity(identity) {

@@ -18,6 +18,7 @@ use super::{ApprovalRequested, Finished, Gate, GateError, RunReport};
 use crate::audit::{Outcome, Record};
 use crate::auth::Principal;
 use crate::governance::DragMode;
+use crate::metrics::{Detection, Execution, ExecutionError, RunDuration};
 use crate::runs::{Run, RunStatus};
 use crate::trace::otel::SPANS;
 use crate::workflow::{RunFailure, RunOutput, Workflow};
@@ -353,7 +354,10 @@ impl Prepared {
         for found in steps.iter().flat_map(|s| &s.violations) {
             this.metrics
                 .prescriptive_language_detections
-                .inc(&[mode, &found.phrase]);
+                .inc(&Detection {
+                    drag_mode: mode,
+                    phrase_type: found.phrase.clone(),
+                });
         }
         let status = match outcome {
             Outcome::Success => RunStatus::Succeeded,
@@ -361,17 +365,25 @@ impl Prepared {
             _ => RunStatus::Failed,
         };
 
-        let name = definition.name.as_str();
-        this.metrics
-            .workflow_executions
-            .inc(&[name, outcome.as_str()]);
-        this.metrics
+        let metrics = &this.metrics;
+        let workflow_name = || definition.name.clone();
+        metrics.workflow_executions.inc(&Execution {
+            workflow_name: workflow_name(),
+            outcome: outcome.as_str(),
+        });
+        let timing = RunDuration {
+            workflow_name: workflow_name(),
+            outcome: outcome.as_str(),
+            drag_mode: mode,
+        };
+        metrics
             .governed_workflow_duration
-            .observe(&[name, outcome.as_str(), mode], duration);
+            .observe(&timing, duration);
         if outcome == Outcome::Failure {
-            this.metrics
-                .workflow_execution_errors
-                .inc(&[name, "run_failed"]);
+            metrics.workflow_execution_errors.inc(&ExecutionError {
+                workflow_name: workflow_name(),
+                error_type: "run_failed",
+            });
         }
         let code = match outcome {
             Outcome::Success => None,

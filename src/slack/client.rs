@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::Secret;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SlackDelivery};
 
 /// One attempt's bound.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -233,8 +233,11 @@ impl SlackClient {
         })
     }
 
-    fn count(&self, target: Target, result: &str) {
-        self.metrics.slack_deliveries.inc(&[target.label(), result]);
+    fn count(&self, target: Target, result: &'static str) {
+        self.metrics.slack_deliveries.inc(&SlackDelivery {
+            target: target.label(),
+            result,
+        });
     }
 }
 

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use super::blocks;
 use super::client::SlackClient;
 use crate::config::Notify;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SlackDelivery};
 use crate::pipeline::{ApprovalRequested, Finished, Listener};
 use crate::sync::lock;
 
@@ -132,7 +132,10 @@ impl Notifier {
         }
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= IN_FLIGHT_MAX {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.slack_deliveries.inc(&[target, "dropped"]);
+            self.metrics.slack_deliveries.inc(&SlackDelivery {
+                target,
+                result: "dropped",
+            });
             tracing::warn!(
                 delivery = target,
                 "too many Slack deliveries in flight; one dropped"

@@ -20,7 +20,7 @@ mod runner;
 mod secrets;
 mod step;
 mod template;
-pub(crate) mod yaml;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

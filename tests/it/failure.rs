@@ -168,10 +168,21 @@ async fn a_log_removed_under_the_server_refuses_runs_until_it_is_restored() {
             .contains("gone"),
         "{body}"
     );
+    let metrics = app.get("/metrics", None).await.text;
+    assert!(
+        metrics.contains("sustainbot_audit_sink_healthy 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sustainbot_audit_appends_total{result=\"failed\"} 1\n"));
 
     std::fs::rename(&aside, &app.audit_path).unwrap();
     assert_eq!(run(&app, "restored").await.0, 200);
     assert_eq!(health(&app).await.0, 200);
+    let metrics = app.get("/metrics", None).await.text;
+    assert!(
+        metrics.contains("sustainbot_audit_sink_healthy 1\n"),
+        "{metrics}"
+    );
     let report = app.verify_audit();
     assert!(report.is_valid(), "{report:?}");
     assert!(

@@ -79,6 +79,64 @@ async fn metrics_expose_all_fourteen_contract_names_after_traffic() {
     );
 }
 
+/// Beyond the original's names: the queue, the approvals and the audit trail's durability.
+#[tokio::test]
+async fn metrics_show_the_run_queue_approvals_and_audit_appends() {
+    let app = TestApp::spawn().await;
+    app.execute(&governance_request("noop"), &[])
+        .await
+        .expect_ok(200);
+    let page = app.get("/metrics", None).await.text;
+    for sample in [
+        "sustainbot_run_queue_depth 0",
+        "sustainbot_run_queue_capacity 256",
+        "sustainbot_runs_executing 0",
+        "sustainbot_run_workers 32",
+        "sustainbot_approvals_waiting 0",
+        "sustainbot_approval_next_expiry_timestamp_seconds 0",
+        "sustainbot_audit_sink_healthy 1",
+        // The run's `started` and `success` records.
+        "sustainbot_audit_appends_total{result=\"ok\"} 2",
+        "sustainbot_audit_appends_total{result=\"failed\"} 0",
+        "sustainbot_audit_append_duration_seconds_count 2",
+        // Two syncs: the outcome is appended only once `started` is durable.
+        "sustainbot_audit_batch_records_count 2",
+    ] {
+        assert!(
+            page.contains(&format!("{sample}\n")),
+            "{sample} missing:\n{page}"
+        );
+    }
+    assert!(page.contains("# TYPE sustainbot_audit_batch_records histogram\n"));
+}
+
+#[tokio::test]
+async fn a_scraper_that_asks_for_openmetrics_gets_it() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .client
+        .get(app.url("/metrics"))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .expect("GET /metrics");
+    let content_type = reply.headers()["content-type"].to_str().unwrap().to_owned();
+    let page = reply.text().await.unwrap();
+    assert!(
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{content_type}"
+    );
+    assert!(
+        page.contains("# TYPE sustainbot_aim_requests counter\n"),
+        "{page}"
+    );
+    assert!(page.contains("# TYPE sustainbot_application info\n"));
+    assert!(page.ends_with("# EOF\n"));
+}
+
 #[tokio::test]
 async fn metrics_disabled_is_404() {
     let app = TestApp::builder().prometheus(false).spawn().await;

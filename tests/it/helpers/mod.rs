@@ -15,6 +15,8 @@ mod loopback;
 pub mod openapi;
 mod otlp;
 mod process;
+pub mod prometheus;
+pub mod promql;
 mod raw;
 mod settings;
 
