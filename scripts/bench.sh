@@ -195,6 +195,8 @@ report=$(
 )
 echo "$report"
 if [ "$WRITE" = 1 ]; then
+    # The plot of the table: req/s and p99 against connections, per endpoint.
+    python3 scripts/plot_bench.py "$work/rows" docs/bench-http.svg
     if [ -f BENCHMARKS.md ] && grep -q 'bench.sh:start' BENCHMARKS.md; then
         python3 - "$report" <<'PY'
 import re, sys
