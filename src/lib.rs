@@ -7,6 +7,8 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+#[cfg(test)]
+mod fuzz;
 pub mod governance;
 pub mod http;
 pub mod identity;

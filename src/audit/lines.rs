@@ -11,7 +11,7 @@ use super::format;
 use super::jsonl::ChainHead;
 
 /// The seq and hash a complete line states (checking its own hash), and its UTC day.
-pub(super) fn line_facts(line: &[u8]) -> Option<(ChainHead, NaiveDate)> {
+pub(crate) fn line_facts(line: &[u8]) -> Option<(ChainHead, NaiveDate)> {
     let (body, stated) = format::split_line(line).ok()?;
     if format::hash_body(&body) != stated {
         return None;
@@ -32,7 +32,7 @@ pub(super) fn line_facts(line: &[u8]) -> Option<(ChainHead, NaiveDate)> {
     Some((head, day))
 }
 
-pub(super) fn line_timestamp(line: &[u8]) -> Option<DateTime<Utc>> {
+pub(crate) fn line_timestamp(line: &[u8]) -> Option<DateTime<Utc>> {
     let (body, _) = format::split_line(line).ok()?;
     let fields: Map<String, Value> = serde_json::from_slice(&body).ok()?;
     let text = fields.get("timestamp")?.as_str()?;

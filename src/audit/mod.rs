@@ -9,7 +9,7 @@ pub mod checkpoint;
 pub mod format;
 mod jsonl;
 pub mod legacy;
-mod lines;
+pub(crate) mod lines;
 pub mod query;
 mod record;
 pub mod segments;

@@ -19,7 +19,7 @@ mod report;
 mod runner;
 mod secrets;
 mod step;
-mod template;
+pub(crate) mod template;
 pub mod yaml;
 
 use std::collections::BTreeMap;
