@@ -43,7 +43,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 TOKEN=$(target/release/sustainbot token --actor jake@example.org --role admin --ttl 3600)
-body=$(python3 -c 'import json; print(json.dumps(json.dumps({"workflow_name": "one-step", "aim": {"actor": {"name": "Jake Smith", "email": "jake@example.org", "role": "DevOps Engineer"}, "input": {"sources": [{"type": "slack_webhook", "description": "Slash command", "location": None}], "constraints": ["Read-only"]}, "mission": {"objective": "Deploy app to staging with zero downtime", "success_criteria": ["Health checks pass"]}}, "drag_mode": "execute", "parameters": {"environment": "staging"}}))')
+body=$(python3 -c 'import json; r = {"workflow_name": "one-step", "aim": {"actor": {"name": "Jake Smith", "email": "jake@example.org", "role": "DevOps Engineer"}, "input": {"sources": [{"type": "slack_webhook", "description": "Slash command", "location": None}], "constraints": ["Read-only"]}, "mission": {"objective": "Deploy app to staging with zero downtime", "success_criteria": ["Health checks pass"]}}, "drag_mode": "execute", "parameters": {"environment": "staging"}}; print(json.dumps(json.dumps(r)))')
 cat >"$work/p.lua" <<LUA
 wrk.method = "POST"
 wrk.body = $body
