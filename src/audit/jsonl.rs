@@ -1,4 +1,4 @@
-//! The embedded JSONL store: an active file plus rotated segments, one writer (advisory lock), group
+//! The embedded JSONL store: an active file plus rotated segments, one writer (`flock` on its directory and a lock file), group
 //! commit, torn-tail recovery, signed checkpoints and retention.
 
 use std::fs::{File, OpenOptions};
@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::checkpoint::Signer;
 use super::format::{self, PreEncoded, GENESIS_HASH};
 use super::lines::{first_line, last_line, line_facts, line_timestamp, read_at, rfind_newline};
+use super::lock::WriterLock;
 use super::record::encode;
 use super::record::{Receipt, Record};
 use super::segments;
@@ -63,8 +64,8 @@ pub struct ChainHead {
 /// thread, never from the async runtime.
 pub struct JsonlStore {
     path: PathBuf,
-    /// Held for the store's life: the advisory lock that makes this process the only writer.
-    _lock: File,
+    /// Held for the store's life: the locks that make this process the only writer.
+    _lock: WriterLock,
     file: File,
     /// A second handle on the active file, for the thread that syncs.
     sync_handle: std::sync::Arc<File>,
@@ -98,14 +99,7 @@ impl JsonlStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(segments::lock_path(path))
-            .map_err(io_err)?;
-        lock.try_lock()
-            .map_err(|_| AuditError::Locked(path.to_owned()))?;
+        let lock = WriterLock::acquire(path)?;
         let mut file = open_active(path).map_err(io_err)?;
         // The file (or its directory) may have just been created: make its entry durable too.
         sync_dir(path).map_err(io_err)?;

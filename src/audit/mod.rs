@@ -10,6 +10,7 @@ pub mod format;
 mod jsonl;
 pub mod legacy;
 mod lines;
+mod lock;
 pub mod query;
 mod record;
 pub mod segments;

@@ -34,6 +34,7 @@ mod shutdown;
 mod slack;
 mod slack_commands;
 mod store;
+mod tamper;
 mod traces;
 mod validate;
 mod workflows;
