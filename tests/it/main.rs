@@ -27,6 +27,7 @@ mod openapi;
 mod openapi_statuses;
 mod ops;
 mod properties;
+mod rate_limit;
 mod runs;
 mod scrape;
 mod secrets;

@@ -54,6 +54,7 @@ pub const CODES: &[Code] = &[
     code("PAYLOAD_TOO_LARGE", 413, "The body is over 1 MiB (64 KiB for Slack)."),
     code("PARAMETERS_TOO_LARGE", 413, "The run's parameters are over `RUN_MAX_PARAMETER_BYTES` of JSON (on the record)."),
     code("TOO_MANY_RUNS", 429, "Workers busy and the run queue full, or too many runs waiting for approval (`Retry-After` set)."),
+    code("RATE_LIMITED", 429, "Over `RATE_LIMIT_PER_IP_PER_MINUTE` for the client address (any endpoint) or `RATE_LIMIT_PER_MINUTE` for the token's principal; both off by default (`Retry-After`: seconds until the next request is allowed)."),
     code("INTERNAL_ERROR", 500, "Anything unexpected (any endpoint); no internals in the body."),
     code("EXECUTION_FAILED", 500, "The ungoverned run failed."),
     code("AUDIT_UNAVAILABLE", 503, "The audit trail cannot record: nothing runs without a record (fail closed; `Retry-After` set)."),
@@ -63,8 +64,13 @@ pub const CODES: &[Code] = &[
 ];
 
 /// The codes every operation may answer with, whatever it does: the edge refuses an unusable
-/// `X-Trace-ID` (400) and turns a panic into a 500.
-const EDGE: [&str; 3] = ["VALIDATION_ERROR", "INTERNAL_ERROR", "REQUEST_TIMEOUT"];
+/// `X-Trace-ID` (400), turns a panic into a 500, and applies the rate limits (429, when set).
+const EDGE: [&str; 4] = [
+    "VALIDATION_ERROR",
+    "INTERNAL_ERROR",
+    "REQUEST_TIMEOUT",
+    "RATE_LIMITED",
+];
 
 /// The connection layer's refusal: any operation may meet it, but it is documented where the
 /// operation's 503 is already an error answer (the health pages' 503 is their own body).
