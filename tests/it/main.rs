@@ -36,6 +36,7 @@ mod slack;
 mod slack_commands;
 mod store;
 mod tamper;
+mod trace_ids;
 mod traces;
 mod validate;
 mod workflows;

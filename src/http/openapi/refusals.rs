@@ -44,7 +44,7 @@ pub const CODES: &[Code] = &[
     code("WORKFLOW_NOT_FOUND", 404, "No workflow of that name is loaded."),
     code("NOT_FOUND", 404, "Nothing of that name here: an unknown path, run, trace id or step (or `/metrics` with `PROMETHEUS_ENABLED=false`)."),
     code("METHOD_NOT_ALLOWED", 405, "The path does not serve this method (`Allow` lists those it does; `OPTIONS` answers 200)."),
-    code("TRACE_ID_IN_USE", 409, "The `X-Trace-ID` names a run still queued, running or waiting for approval."),
+    code("TRACE_ID_IN_USE", 409, "The `X-Trace-ID` names a run still queued, running or waiting for approval, or another principal's run (finished ones too)."),
     code("CANCELLED", 409, "The run was cancelled before it started (on the record as `cancelled`)."),
     code("APPROVAL_REQUIRED", 409, "The workflow requires approval, which only the governed endpoint can request."),
     code("RUN_NOT_PENDING", 409, "No run by that trace id is waiting for approval."),
