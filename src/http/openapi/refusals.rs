@@ -227,7 +227,7 @@ mod tests {
             &["AUTH_REQUIRED", "INVALID_TOKEN", "NOT_FOUND"],
         );
         let statuses: Vec<&str> = responses.keys().map(String::as_str).collect();
-        assert_eq!(statuses, ["400", "401", "404", "408", "500"]);
+        assert_eq!(statuses, ["400", "401", "404", "408", "429", "500"]);
         let RefOr::T(unauthorized) = &responses["401"] else {
             panic!("inline response")
         };
