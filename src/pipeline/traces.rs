@@ -12,8 +12,10 @@ use crate::audit::query::Filter;
 use crate::audit::AuditStore;
 use crate::sync::lock;
 
-/// The most trace ids remembered; beyond, the oldest are forgotten (the audit trail keeps them).
-pub const MAX_TRACE_IDS: usize = 1_000_000;
+/// The most trace ids remembered (some 20 MB at most); beyond, the oldest are forgotten, and an id
+/// older than that may be reused by another principal (the audit trail still tells the runs apart
+/// by their records' principals).
+pub const MAX_TRACE_IDS: usize = 100_000;
 
 /// Trace id -> canonical identity of its owner, oldest first for eviction.
 #[derive(Default)]
