@@ -208,6 +208,7 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
     );
     gate.listen(Arc::clone(&slack.notifier) as Arc<dyn pipeline::Listener>);
     Ok(AppState::new(Shared {
+        rate_limits: http::RateLimits::new(&config.server.http),
         probes: Default::default(),
         slack,
         keys: JwtKeys::new(

@@ -1,4 +1,4 @@
-//! The embedded JSONL store: an active file plus rotated segments, one writer (advisory lock), group
+//! The embedded JSONL store: an active file plus rotated segments, one writer (`flock` on its directory and a lock file), group
 //! commit, torn-tail recovery, signed checkpoints and retention.
 
 use std::fs::{File, OpenOptions};
@@ -9,11 +9,15 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::checkpoint::Signer;
 use super::format::{self, PreEncoded, GENESIS_HASH};
-use super::lines::{first_line, last_line, line_facts, line_timestamp, read_at, rfind_newline};
+use super::lines::{first_line, last_line, line_facts, read_at, rfind_newline};
+use super::lock::WriterLock;
 use super::record::encode;
 use super::record::{Receipt, Record};
 use super::segments;
+use super::tail::{cut_foreign_tail, cut_glued_write, ForeignTails};
 use super::{AuditError, FsyncMode};
+
+mod retention;
 
 /// How the store writes, rotates, signs and forgets.
 #[derive(Debug, Clone)]
@@ -63,8 +67,8 @@ pub struct ChainHead {
 /// thread, never from the async runtime.
 pub struct JsonlStore {
     path: PathBuf,
-    /// Held for the store's life: the advisory lock that makes this process the only writer.
-    _lock: File,
+    /// Held for the store's life: the locks that make this process the only writer.
+    _lock: WriterLock,
     file: File,
     /// A second handle on the active file, for the thread that syncs.
     sync_handle: std::sync::Arc<File>,
@@ -80,6 +84,10 @@ pub struct JsonlStore {
     cut_pending: bool,
     /// A rotation renamed the active file but could not open the new one yet.
     reopen_pending: bool,
+    /// Foreign bytes were cut: these `recovery` records go first in the next write.
+    recovery_due: Vec<Record>,
+    /// How many foreign tails were cut since the store opened, and what the last one was.
+    foreign_tails: ForeignTails,
     options: StoreOptions,
 }
 
@@ -98,14 +106,7 @@ impl JsonlStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(segments::lock_path(path))
-            .map_err(io_err)?;
-        lock.try_lock()
-            .map_err(|_| AuditError::Locked(path.to_owned()))?;
+        let lock = WriterLock::acquire(path)?;
         let mut file = open_active(path).map_err(io_err)?;
         // The file (or its directory) may have just been created: make its entry durable too.
         sync_dir(path).map_err(io_err)?;
@@ -166,6 +167,8 @@ impl JsonlStore {
             since_checkpoint: 0,
             cut_pending: false,
             reopen_pending: false,
+            recovery_due: Vec::new(),
+            foreign_tails: ForeignTails::default(),
             options,
         };
         Ok((store, startup))
@@ -212,6 +215,11 @@ impl JsonlStore {
         let mut buffer = Vec::with_capacity(items.len() * 1024);
         let mut receipts = Vec::with_capacity(items.len());
         let mut head = self.head.clone();
+        let recovery = std::mem::take(&mut self.recovery_due);
+        for record in &recovery {
+            head.seq += 1;
+            head.hash = encode(record).seal(head.seq, &head.hash, &timestamp, &mut buffer);
+        }
         for item in items {
             head.seq += 1;
             head.hash = item.seal(head.seq, &head.hash, &timestamp, &mut buffer);
@@ -229,7 +237,10 @@ impl JsonlStore {
                 since_checkpoint = 0;
             }
         }
-        self.write_all(&buffer)?;
+        if let Err(e) = self.write_all(&buffer) {
+            self.restore_recovery(recovery);
+            return Err(e);
+        }
         self.head = head;
         self.since_checkpoint = since_checkpoint;
         Ok(Written {
@@ -272,7 +283,28 @@ impl JsonlStore {
             self.file.set_len(self.len)?;
             self.cut_pending = false;
         }
-        self.check_identity()
+        self.check_identity()?;
+        if let Some(record) = cut_foreign_tail(&mut self.file, self.len)? {
+            self.foreign_tail_cut(record);
+        }
+        Ok(())
+    }
+
+    /// Puts back recovery records a failed write did not get onto the trail (before any new one).
+    fn restore_recovery(&mut self, mut recovery: Vec<Record>) {
+        recovery.append(&mut self.recovery_due);
+        self.recovery_due = recovery;
+    }
+
+    /// Counts a cut foreign tail and keeps its `recovery` record for the next write.
+    fn foreign_tail_cut(&mut self, record: Record) {
+        self.foreign_tails.note(&record);
+        self.recovery_due.push(record);
+    }
+
+    /// The foreign tails cut since the store opened.
+    pub fn foreign_tails(&self) -> &ForeignTails {
+        &self.foreign_tails
     }
 
     /// The active file's length (everything written, synced or not).
@@ -296,15 +328,25 @@ impl JsonlStore {
         if self.options.signer.is_none() || self.since_checkpoint == 0 {
             return Ok(None);
         }
-        self.check_identity()?;
+        self.ready()?;
         let timestamp = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let Some(record) = self.checkpoint_record(&self.head, &timestamp) else {
+        let mut buffer = Vec::with_capacity(1024);
+        let mut head = self.head.clone();
+        let recovery = std::mem::take(&mut self.recovery_due);
+        for record in &recovery {
+            head.seq += 1;
+            head.hash = encode(record).seal(head.seq, &head.hash, &timestamp, &mut buffer);
+        }
+        let Some(record) = self.checkpoint_record(&head, &timestamp) else {
+            self.restore_recovery(recovery);
             return Ok(None);
         };
-        let mut buffer = Vec::with_capacity(1024);
-        let seq = self.head.seq + 1;
-        let hash = encode(&record).seal(seq, &self.head.hash, &timestamp, &mut buffer);
-        self.write_durably(&buffer)?;
+        let seq = head.seq + 1;
+        let hash = encode(&record).seal(seq, &head.hash, &timestamp, &mut buffer);
+        if let Err(e) = self.write_durably(&buffer) {
+            self.restore_recovery(recovery);
+            return Err(e);
+        }
         self.head = ChainHead {
             seq,
             hash: hash.clone(),
@@ -324,62 +366,6 @@ impl JsonlStore {
         })
     }
 
-    /// Removes whole rotated segments whose newest record is older than the retention period. The
-    /// `retention` record naming them is made durable before any file is deleted.
-    pub fn apply_retention(&mut self) -> io::Result<Option<Receipt>> {
-        let days = self.options.retention_days;
-        if days == 0 {
-            return Ok(None);
-        }
-        let cutoff = Utc::now() - chrono::Duration::days(i64::from(days));
-        let mut expired: Vec<(PathBuf, ChainHead)> = Vec::new();
-        for segment in segments::rotated(&self.path)? {
-            let mut file = File::open(&segment.path)?;
-            let len = file.metadata()?.len();
-            if len == 0 {
-                continue;
-            }
-            let last = last_line(&mut file, len)?;
-            let newest = line_timestamp(&last);
-            match (newest, line_facts(&last)) {
-                (Some(newest), Some((head, _))) if newest < cutoff => {
-                    expired.push((segment.path, head))
-                }
-                // Only a prefix of old segments goes: the chain that remains stays contiguous.
-                _ => break,
-            }
-        }
-        let (Some(first), Some(last)) = (expired.first(), expired.last()) else {
-            return Ok(None);
-        };
-        let first_seq = segments::rotated(&self.path)?
-            .into_iter()
-            .find(|s| s.path == first.0)
-            .and_then(|s| s.first_seq)
-            .unwrap_or(1);
-        let record = Record::Retention {
-            removed_segments: expired
-                .iter()
-                .map(|(p, _)| {
-                    p.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                })
-                .collect(),
-            removed_first_seq: first_seq,
-            removed_through_seq: last.1.seq,
-            removed_last_hash: last.1.hash.clone(),
-            retention_days: days,
-        };
-        let receipt = self.append_batch(std::slice::from_ref(&record))?.pop();
-        for (path, _) in &expired {
-            std::fs::remove_file(path)?;
-            tracing::info!(segment = %path.display(), "removed an audit segment past retention");
-        }
-        sync_dir(&self.path)?;
-        Ok(receipt)
-    }
-
     /// Rotates the active file into a segment when it is due. Call only when every write is
     /// synced (the pipelined writer settles first): the old file is synced whole, so afterwards the
     /// durable point is the start of the new file. Returns whether it rotated.
@@ -390,7 +376,8 @@ impl JsonlStore {
             self.active_first_seq = self.head.seq + 1;
             return Ok(false);
         }
-        if !self.rotation_due(now) {
+        // A cut foreign tail is recorded in the file it was cut from, before that file rotates.
+        if !self.rotation_due(now) || !self.recovery_due.is_empty() {
             return Ok(false);
         }
         self.file.sync_all()?;
@@ -454,6 +441,12 @@ impl JsonlStore {
             let (len, head) = (self.len, self.head.clone());
             self.rollback(len, head);
             return Err(e);
+        }
+        if let Some(record) = cut_glued_write(&mut self.file, self.len, buffer)? {
+            self.foreign_tail_cut(record);
+            return Err(io::Error::other(
+                "another process appended to the audit file as this write was made; the write was undone",
+            ));
         }
         self.len += buffer.len() as u64;
         Ok(())

@@ -10,10 +10,12 @@ pub mod format;
 mod jsonl;
 pub mod legacy;
 pub(crate) mod lines;
+mod lock;
 pub mod query;
 mod record;
 pub mod segments;
 mod store;
+mod tail;
 pub mod verify;
 mod writer;
 
@@ -29,6 +31,7 @@ pub use format::PreEncoded;
 pub use jsonl::{ChainHead, JsonlStore, StoreOptions, Written};
 pub use record::{encode, encode_generic, Outcome, Receipt, Record, RunRecord};
 pub use store::AuditStore;
+pub use tail::ForeignTails;
 
 /// Most records written in one batch.
 const MAX_BATCH: usize = 1024;
@@ -84,6 +87,10 @@ pub struct SinkStatus {
     pub head_seq: u64,
     pub last_error: Option<String>,
     pub signing: bool,
+    /// Foreign tails cut since the server started (another process appended to the active file);
+    /// each is on the trail as a `recovery` record. Non-zero keeps `/health` degraded until restart.
+    pub foreign_tail_events: u64,
+    pub last_foreign_tail: Option<String>,
 }
 
 /// Store options plus how often the writer signs and tidies up on its own.
@@ -152,6 +159,8 @@ impl AuditLog {
             head_seq: store.head().seq,
             last_error: None,
             signing,
+            foreign_tail_events: 0,
+            last_foreign_tail: None,
         }));
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let writer_status = Arc::clone(&status);

@@ -41,6 +41,16 @@ pub(super) fn note(
     }
 }
 
+/// Copies the store's count of foreign tails into the sink status (`/health`).
+fn note_foreign_tails(status: &Mutex<SinkStatus>, store: &JsonlStore) {
+    let tails = store.foreign_tails();
+    let mut status = lock(status);
+    if status.foreign_tail_events != tails.count {
+        status.foreign_tail_events = tails.count;
+        status.last_foreign_tail = tails.last.clone();
+    }
+}
+
 type Ack = oneshot::Sender<Result<Receipt, AuditError>>;
 
 fn fail_all(acks: impl IntoIterator<Item = Ack>, error: &str) {
@@ -197,10 +207,7 @@ pub(super) fn write_loop(
 
     let mut items: Vec<PreEncoded> = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<Ack> = Vec::with_capacity(MAX_BATCH);
-    let write = |store: &mut JsonlStore, items: &mut Vec<PreEncoded>, acks: &mut Vec<Ack>| {
-        if items.is_empty() {
-            return;
-        }
+    let write_batch = |store: &mut JsonlStore, items: &mut Vec<PreEncoded>, acks: &mut Vec<Ack>| {
         if !pipelined {
             let result = store.append_encoded(items);
             note(
@@ -265,6 +272,13 @@ pub(super) fn write_loop(
         }
         items.clear();
     };
+    let write = |store: &mut JsonlStore, items: &mut Vec<PreEncoded>, acks: &mut Vec<Ack>| {
+        if items.is_empty() {
+            return;
+        }
+        write_batch(store, items, acks);
+        note_foreign_tails(&status, store);
+    };
 
     while let Some(first) = queue.blocking_recv() {
         let mut next = Some(first);
@@ -287,6 +301,7 @@ pub(super) fn write_loop(
                     if let Err(e) = &result {
                         tracing::warn!(error = %e, "audit maintenance failed; will retry");
                     }
+                    note_foreign_tails(&status, &store);
                     sync_point(&pipeline, &store);
                     next = queue.try_recv().ok();
                 }

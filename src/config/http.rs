@@ -15,6 +15,10 @@ pub struct HttpConfig {
     pub idle_timeout_seconds: u64,
     /// Connections served at once (lowered to what the descriptor limit allows).
     pub max_connections: usize,
+    /// `RATE_LIMIT_PER_MINUTE`: requests per minute per authenticated principal (0: no limit).
+    pub rate_limit_per_minute: u32,
+    /// `RATE_LIMIT_PER_IP_PER_MINUTE`: requests per minute per client address (0: no limit).
+    pub rate_limit_per_ip_per_minute: u32,
 }
 
 impl HttpConfig {
@@ -25,8 +29,15 @@ impl HttpConfig {
             idle_timeout_seconds: at_least_one(reader, "HTTP_IDLE_TIMEOUT_SECONDS", 60),
             max_connections: usize::try_from(at_least_one(reader, "HTTP_MAX_CONNECTIONS", 1024))
                 .unwrap_or(usize::MAX),
+            rate_limit_per_minute: per_minute(reader, "RATE_LIMIT_PER_MINUTE"),
+            rate_limit_per_ip_per_minute: per_minute(reader, "RATE_LIMIT_PER_IP_PER_MINUTE"),
         }
     }
+}
+
+/// A rate: 0 (the default) is no limit.
+fn per_minute(reader: &mut Reader<'_>, name: &str) -> u32 {
+    u32::try_from(reader.count(name, 0)).unwrap_or(u32::MAX)
 }
 
 /// A whole number of at least 1: none of these limits may be switched off (0 would let a client

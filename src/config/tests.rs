@@ -44,6 +44,8 @@ fn connection_limits_default_to_30_s_header_and_body_60_s_idle_and_refuse_zero()
             body_timeout_seconds: 30,
             idle_timeout_seconds: 60,
             max_connections: 1024,
+            rate_limit_per_minute: 0,
+            rate_limit_per_ip_per_minute: 0,
         }
     );
     let err = load(

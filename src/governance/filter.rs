@@ -4,7 +4,8 @@
 //! Text and phrases are normalized the same way before matching, in one pass over the original
 //! chars: default-ignorable (zero-width) code points are dropped, each remaining char is folded with
 //! NFKC on its own (so every normalized char maps back to exactly one original char), curly apostrophes
-//! become `'`, every run of Unicode whitespace becomes one space, and letters are lower-cased.
+//! become `'`, letters of other scripts that look like Latin ones (`ѕ`, `о`, `α`, ...) become those
+//! (see `confusables.rs`), every run of Unicode whitespace becomes one space, and letters are lower-cased.
 //! Matches are whole-word substring matches over the normalized text, reported with byte offsets into
 //! the original text.
 
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 use unicode_normalization::UnicodeNormalization;
 
 use super::DragMode;
+
+mod confusables;
 
 /// The original server's forbidden phrases.
 const DEFAULT_FORBIDDEN: [&str; 9] = [
@@ -280,11 +283,13 @@ pub fn normalize(text: &str) -> Normalized {
                 continue;
             }
             after_space = false;
+            let folded = confusables::latin_lookalike(folded).unwrap_or(folded);
             if is_apostrophe_like(folded) {
                 out.push('\'', span);
             } else {
+                // Again after lower-casing (`Γ` becomes `γ`), so normalizing twice changes nothing.
                 for lower in folded.to_lowercase() {
-                    out.push(lower, span);
+                    out.push(confusables::latin_lookalike(lower).unwrap_or(lower), span);
                 }
             }
         }

@@ -20,6 +20,9 @@ pub struct ApiError {
     pub errors: Option<Vec<Violation>>,
     /// Extra members merged into the body (`"valid": false` on the validate endpoint).
     pub extra: Map<String, Value>,
+    /// `Retry-After` in seconds for a 429 or 503 (5 when not set).
+    /// (A `u16` keeps the error small: results carry it by value.)
+    pub retry_after: Option<std::num::NonZeroU16>,
 }
 
 impl ApiError {
@@ -31,7 +34,13 @@ impl ApiError {
             trace_id: None,
             errors: None,
             extra: Map::new(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = std::num::NonZeroU16::new(seconds.clamp(1, u64::from(u16::MAX)) as u16);
+        self
     }
 
     pub fn validation(message: impl Into<String>) -> ApiError {
@@ -138,9 +147,10 @@ impl ApiError {
             self.status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
         ) {
+            let seconds = self.retry_after.map_or(5, std::num::NonZeroU16::get);
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

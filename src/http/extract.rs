@@ -68,6 +68,13 @@ where
                     .inc(&ByOutcome { outcome: "success" });
                 // The request's log lines name who called.
                 tracing::Span::current().record("actor", principal.actor.as_deref());
+                if let Some(limiter) = &state.rate_limits.principal {
+                    let key = principal.actor.as_deref().map(crate::identity::canonical);
+                    if let Err(after) = limiter.check(key.as_deref().unwrap_or("")) {
+                        tracing::info!("rate limited (principal)");
+                        return Err(super::rate_limit::refused("principal", after));
+                    }
+                }
                 Ok(AuthUser(principal))
             }
             Some(Err(bad_claim)) => {

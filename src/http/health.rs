@@ -43,7 +43,8 @@ refusals!(
 /// `GET /health`; `GET /status` adds the probes and the governance facts.
 #[derive(Serialize, ToSchema)]
 struct Health {
-    /// `healthy`, or `degraded` while the audit sink cannot record.
+    /// `healthy`, or `degraded` while the audit sink cannot record (503) or after another process
+    /// wrote into the audit log (200, `components.audit.foreign_tail_events`).
     #[schema(example = "healthy")]
     status: &'static str,
     timestamp: String,
@@ -72,6 +73,12 @@ struct AuditHealth {
     head_seq: u64,
     signing: bool,
     last_error: Option<String>,
+    /// Times another process appended bytes to the active audit file since the server started:
+    /// each was cut before the next record and is on the trail as a `recovery` record. Non-zero
+    /// keeps `status` `degraded` (with 200: the trail records) until the server restarts.
+    foreign_tail_events: u64,
+    /// The last such event: length, offset and SHA-256 of what was cut.
+    last_foreign_tail: Option<String>,
 }
 
 /// `healthy`, `count` and `endpoint` as the original: `healthy` is whether OpenClaw answers.
@@ -226,6 +233,8 @@ async fn health_of(state: &AppState) -> Health {
         head_seq: sink.head_seq,
         signing: sink.signing,
         last_error: sink.last_error,
+        foreign_tail_events: sink.foreign_tail_events,
+        last_foreign_tail: sink.last_foreign_tail,
     };
     let invalid: Vec<InvalidFile> = workflows
         .problems()
@@ -233,7 +242,11 @@ async fn health_of(state: &AppState) -> Health {
         .map(|p| InvalidFile::of(p, &config.runs.workflows_dir))
         .collect();
     Health {
-        status: if audit.healthy { "healthy" } else { "degraded" },
+        status: if audit.healthy && audit.foreign_tail_events == 0 {
+            "healthy"
+        } else {
+            "degraded"
+        },
         timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         version: env!("CARGO_PKG_VERSION"),
         components: Components {

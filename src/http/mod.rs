@@ -5,6 +5,8 @@ pub mod connections;
 mod error;
 mod extract;
 mod governance;
+mod rate_limit;
+pub use rate_limit::RateLimits;
 mod health;
 pub mod openapi;
 mod runs;
@@ -52,6 +54,7 @@ pub struct Shared {
     pub gate: Gate,
     pub metrics: Arc<Metrics>,
     pub phrases: Arc<PhraseList>,
+    pub rate_limits: rate_limit::RateLimits,
 }
 
 impl AppState {
@@ -83,7 +86,11 @@ pub fn router(state: AppState) -> Router {
             record_metrics,
         ))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::by_address,
+        ));
     edge(api).with_state(state)
 }
 

@@ -338,6 +338,13 @@ impl Gate {
     /// the record; one whose time ran out while the server was down is recorded as expired.
     /// Returns how many wait again.
     pub async fn restore_approvals(&self) -> Result<usize, GateError> {
+        // First, who owns the trace ids already on the record (finished runs included).
+        let (audit, owners) = (Arc::clone(&self.audit), Arc::clone(&self.trace_owners));
+        let known = tokio::task::spawn_blocking(move || owners.load(audit.as_ref()))
+            .await
+            .map_err(|e| GateError::AuditUnavailable(e.to_string()))?
+            .map_err(|e| GateError::AuditUnavailable(format!("cannot read the audit log: {e}")))?;
+        tracing::debug!(known, "trace ids on the audit trail");
         let audit = Arc::clone(&self.audit);
         let filter = crate::audit::query::Filter {
             kind: Some("approval".to_owned()),

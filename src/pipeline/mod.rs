@@ -25,6 +25,7 @@ mod prepare;
 mod records;
 mod report;
 mod run;
+mod traces;
 
 use approvals::Pending;
 use pool::Pool;
@@ -147,6 +148,8 @@ pub struct Gate {
     pool: Arc<Pool>,
     runs: Arc<RunRegistry>,
     approvals: Arc<Mutex<HashMap<String, Pending>>>,
+    /// Who each trace id belongs to (finished runs' too): see `traces.rs`.
+    trace_owners: Arc<traces::TraceOwners>,
     /// Runs that may wait for approval at once.
     approvals_max: usize,
     /// The most bytes of JSON a run's parameters may take.
@@ -180,6 +183,7 @@ impl Gate {
             pool: Arc::new(pool),
             runs: Arc::new(RunRegistry::default()),
             approvals: Arc::new(Mutex::new(HashMap::new())),
+            trace_owners: Arc::default(),
             approvals_max: limits.waiting_for_approval,
             max_parameter_bytes: limits.max_parameter_bytes,
             ungoverned_allowed,

@@ -361,6 +361,15 @@ impl Gate {
         if live_already {
             return Err(GateError::TraceInUse(trace_id.to_owned()));
         }
+        // A finished run's id stays its principal's: another may not mix its records in.
+        let owner = principal
+            .actor
+            .as_deref()
+            .map(crate::identity::canonical)
+            .unwrap_or_default();
+        if self.trace_owners.claim(trace_id, &owner).is_err() {
+            return Err(GateError::TraceInUse(trace_id.to_owned()));
+        }
         Ok(parameters)
     }
 }

@@ -1,5 +1,5 @@
 //! Crash safety of the audit log, against the real binary: SIGKILL under load loses no acknowledged
-//! run, one writer per log (advisory lock), and a torn tail is cut and recorded at start-up.
+//! run, one writer per log (directory and lock-file `flock`), and a torn tail is cut and recorded at start-up.
 
 use std::collections::HashMap;
 use std::io::Write;

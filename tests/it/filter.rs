@@ -106,3 +106,28 @@ async fn bad_drag_mode_is_400() {
         assert!(body["error"].as_str().is_some(), "{body}");
     }
 }
+
+#[tokio::test]
+async fn confusable_letters_of_other_scripts_are_caught() {
+    let app = TestApp::spawn().await;
+    // Cyrillic ѕ (U+0455); Cyrillic о and у; Greek ο and υ with Cyrillic е; Armenian օ; upper-case
+    // Cyrillic and Greek; a mathematical bold y (folded by NFKC).
+    for (text, phrase) in [
+        ("You ѕhould use Docker", "you should"),
+        ("yоu shоuld use Docker", "you should"),
+        ("Υου ΜUЅТ use Docker", "you must"),
+        ("I rеcommеnd Docker", "i recommend"),
+        ("you sh\u{0585}uld use Docker", "you should"),
+        ("\u{1D432}ou should use Docker", "you should"),
+        ("Thе bеѕt οption is Docker", "the best option is"),
+    ] {
+        let body = filter(&app, text, "draft").await;
+        assert_eq!(body["valid"], false, "{text}: {body}");
+        let hits = found(&body, text);
+        assert_eq!(hits.len(), 1, "{text}: {body}");
+        assert_eq!(hits[0].0, phrase, "{text}: {body}");
+    }
+    // The folding does not invent a phrase out of ordinary Cyrillic or Greek text.
+    let body = filter(&app, "Вы должны выбрать. Πρέπει να επιλέξετε.", "draft").await;
+    assert_eq!(body["valid"], true, "{body}");
+}

@@ -80,6 +80,10 @@ const ELSEWHERE: &[(&str, &str)] = &[
         "parameters over the cap: holes.rs",
     ),
     (
+        " 429 RATE_LIMITED",
+        "over a configured rate (off by default): rate_limit.rs",
+    ),
+    (
         " 429 TOO_MANY_RUNS",
         "a full run queue: engine.rs, approval.rs",
     ),

@@ -48,6 +48,8 @@ impl AuditStore for Memory {
             head_seq: self.records.lock().unwrap().len() as u64,
             last_error: None,
             signing: false,
+            foreign_tail_events: 0,
+            last_foreign_tail: None,
         }
     }
 

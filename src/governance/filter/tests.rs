@@ -348,3 +348,19 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn confusables_fold_to_latin_one_char_for_one_char() {
+    let text = "You ѕhould";
+    let normalized = normalize(text);
+    assert_eq!(normalized.text, "you should");
+    assert_eq!(
+        phrases_found("yоu ѕhоuld, ΥΟU MUЅT"),
+        ["you should", "you must"]
+    );
+    let hits = default_hits("Well, yоu ѕhould.");
+    assert_eq!(
+        &"Well, yоu ѕhould."[hits[0].start..hits[0].end],
+        "yоu ѕhould"
+    );
+}

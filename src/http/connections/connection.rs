@@ -27,8 +27,14 @@ pub(super) struct Orders {
 
 /// Serves HTTP/1 requests on `socket` with `app` until the client leaves, a timeout passes, the
 /// connection is evicted, or the server closes it.
-pub(super) async fn serve<S>(socket: TcpStream, slot: Slot, app: S, limits: Limits, orders: Orders)
-where
+pub(super) async fn serve<S>(
+    socket: TcpStream,
+    peer: super::PeerAddr,
+    slot: Slot,
+    app: S,
+    limits: Limits,
+    orders: Orders,
+) where
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
 {
@@ -37,8 +43,9 @@ where
         let watch = Arc::clone(&watch);
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let serving = watch.request();
-            let request = request
+            let mut request = request
                 .map(|body| axum::body::Body::new(DeadlineBody::new(body, limits.body_timeout)));
+            request.extensions_mut().insert(peer);
             let app = app.clone();
             async move {
                 let Ok(response) = app.oneshot(request).await;

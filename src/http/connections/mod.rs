@@ -145,8 +145,8 @@ async fn accept<S>(
             () = orders.stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let socket = match accepted {
-            Ok((socket, _)) => socket,
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 if out_of_resources(&e) {
                     // Out of descriptors despite the cap: one waiting connection gives its own
@@ -165,6 +165,7 @@ async fn accept<S>(
             Some(slot) => {
                 tasks.spawn(connection::serve(
                     socket,
+                    PeerAddr(peer),
                     slot,
                     app.clone(),
                     limits,
@@ -180,6 +181,10 @@ async fn accept<S>(
     }
     tracing::debug!("no longer accepting connections");
 }
+
+/// The client's address, in every request's extensions (the per-address rate limit reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// Whether an accept error means the process (or system) is out of descriptors or memory.
 fn out_of_resources(error: &std::io::Error) -> bool {

@@ -44,7 +44,7 @@ pub const CODES: &[Code] = &[
     code("WORKFLOW_NOT_FOUND", 404, "No workflow of that name is loaded."),
     code("NOT_FOUND", 404, "Nothing of that name here: an unknown path, run, trace id or step (or `/metrics` with `PROMETHEUS_ENABLED=false`)."),
     code("METHOD_NOT_ALLOWED", 405, "The path does not serve this method (`Allow` lists those it does; `OPTIONS` answers 200)."),
-    code("TRACE_ID_IN_USE", 409, "The `X-Trace-ID` names a run still queued, running or waiting for approval."),
+    code("TRACE_ID_IN_USE", 409, "The `X-Trace-ID` names a run still queued, running or waiting for approval, or another principal's run (finished ones too)."),
     code("CANCELLED", 409, "The run was cancelled before it started (on the record as `cancelled`)."),
     code("APPROVAL_REQUIRED", 409, "The workflow requires approval, which only the governed endpoint can request."),
     code("RUN_NOT_PENDING", 409, "No run by that trace id is waiting for approval."),
@@ -54,6 +54,7 @@ pub const CODES: &[Code] = &[
     code("PAYLOAD_TOO_LARGE", 413, "The body is over 1 MiB (64 KiB for Slack)."),
     code("PARAMETERS_TOO_LARGE", 413, "The run's parameters are over `RUN_MAX_PARAMETER_BYTES` of JSON (on the record)."),
     code("TOO_MANY_RUNS", 429, "Workers busy and the run queue full, or too many runs waiting for approval (`Retry-After` set)."),
+    code("RATE_LIMITED", 429, "Over `RATE_LIMIT_PER_IP_PER_MINUTE` for the client address (any endpoint) or `RATE_LIMIT_PER_MINUTE` for the token's principal; both off by default (`Retry-After`: seconds until the next request is allowed)."),
     code("INTERNAL_ERROR", 500, "Anything unexpected (any endpoint); no internals in the body."),
     code("EXECUTION_FAILED", 500, "The ungoverned run failed."),
     code("AUDIT_UNAVAILABLE", 503, "The audit trail cannot record: nothing runs without a record (fail closed; `Retry-After` set)."),
@@ -63,8 +64,13 @@ pub const CODES: &[Code] = &[
 ];
 
 /// The codes every operation may answer with, whatever it does: the edge refuses an unusable
-/// `X-Trace-ID` (400) and turns a panic into a 500.
-const EDGE: [&str; 3] = ["VALIDATION_ERROR", "INTERNAL_ERROR", "REQUEST_TIMEOUT"];
+/// `X-Trace-ID` (400), turns a panic into a 500, and applies the rate limits (429, when set).
+const EDGE: [&str; 4] = [
+    "VALIDATION_ERROR",
+    "INTERNAL_ERROR",
+    "REQUEST_TIMEOUT",
+    "RATE_LIMITED",
+];
 
 /// The connection layer's refusal: any operation may meet it, but it is documented where the
 /// operation's 503 is already an error answer (the health pages' 503 is their own body).
@@ -221,7 +227,7 @@ mod tests {
             &["AUTH_REQUIRED", "INVALID_TOKEN", "NOT_FOUND"],
         );
         let statuses: Vec<&str> = responses.keys().map(String::as_str).collect();
-        assert_eq!(statuses, ["400", "401", "404", "408", "500"]);
+        assert_eq!(statuses, ["400", "401", "404", "408", "429", "500"]);
         let RefOr::T(unauthorized) = &responses["401"] else {
             panic!("inline response")
         };
