@@ -12,9 +12,9 @@ use crate::audit::query::Filter;
 use crate::audit::AuditStore;
 use crate::sync::lock;
 
-/// The most trace ids remembered (some 20 MB at most); beyond, the oldest are forgotten, and an id
-/// older than that may be reused by another principal (the audit trail still tells the runs apart
-/// by their records' principals).
+/// The most trace ids remembered (about 3 MB: a 64-bit hash of each id and the index of its
+/// owner); beyond, the oldest are forgotten, and an id older than that may be reused by another
+/// principal (the audit trail still tells the runs apart by their records' principals).
 pub const MAX_TRACE_IDS: usize = 100_000;
 
 /// Trace id -> canonical identity of its owner, oldest first for eviction.
@@ -25,8 +25,42 @@ pub struct TraceOwners {
 
 #[derive(Default)]
 struct Owners {
-    owner: HashMap<String, String>,
-    order: VecDeque<String>,
+    /// Hash of a trace id -> index of its owner in `names`.
+    owner: HashMap<u64, u32>,
+    order: VecDeque<u64>,
+    /// The owners, each once.
+    names: Vec<String>,
+    index: HashMap<String, u32>,
+    hasher: std::hash::RandomState,
+}
+
+impl Owners {
+    fn key(&self, trace_id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(trace_id)
+    }
+
+    fn owner_index(&mut self, owner: &str) -> u32 {
+        if let Some(&i) = self.index.get(owner) {
+            return i;
+        }
+        if self.names.len() >= MAX_TRACE_IDS {
+            // As many owners as ids: start over rather than grow.
+            self.owner.clear();
+            self.order.clear();
+            self.names.clear();
+            self.index.clear();
+        }
+        let i = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(owner.to_owned());
+        self.index.insert(owner.to_owned(), i);
+        i
+    }
+
+    fn owner_of(&self, trace_id: &str) -> Option<&str> {
+        let i = *self.owner.get(&self.key(trace_id))?;
+        self.names.get(i as usize).map(String::as_str)
+    }
 }
 
 impl TraceOwners {
@@ -34,11 +68,11 @@ impl TraceOwners {
     /// belongs to someone else.
     pub fn claim(&self, trace_id: &str, owner: &str) -> Result<(), ()> {
         let mut owners = lock(&self.inner);
-        match owners.owner.get(trace_id) {
+        match owners.owner_of(trace_id) {
             Some(existing) if existing != owner => Err(()),
             Some(_) => Ok(()),
             None => {
-                owners.insert(trace_id.to_owned(), owner.to_owned());
+                owners.insert(trace_id, owner);
                 Ok(())
             }
         }
@@ -54,8 +88,8 @@ impl TraceOwners {
                 return;
             };
             let Some(actor) = actor else { return };
-            if !owners.owner.contains_key(trace_id) {
-                owners.insert(trace_id.to_owned(), crate::identity::canonical(actor));
+            if owners.owner_of(trace_id).is_none() {
+                owners.insert(trace_id, &crate::identity::canonical(actor));
             }
         })?;
         Ok(owners.owner.len())
@@ -80,14 +114,16 @@ fn owner_of(record: &Value) -> Option<&str> {
 }
 
 impl Owners {
-    fn insert(&mut self, trace_id: String, owner: String) {
+    fn insert(&mut self, trace_id: &str, owner: &str) {
+        let index = self.owner_index(owner);
         if self.order.len() >= MAX_TRACE_IDS {
             if let Some(oldest) = self.order.pop_front() {
                 self.owner.remove(&oldest);
             }
         }
-        self.order.push_back(trace_id.clone());
-        self.owner.insert(trace_id, owner);
+        let key = self.key(trace_id);
+        self.order.push_back(key);
+        self.owner.insert(key, index);
     }
 }
 
