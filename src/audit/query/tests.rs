@@ -498,15 +498,17 @@ fn a_record_with_unexpected_member_types_still_matches() {
     assert_eq!(seqs(&all(&path, &by_principal)), [1, 2]);
 }
 
-#[test]
-fn reads_stay_consistent_while_the_writer_appends_and_rotates() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
+/// How many records [`rotating_writer`] appends.
+const ROTATING_TOTAL: u64 = 1500;
+
+/// A writer appending [`ROTATING_TOTAL`] records in batches of 7 to the log at `path`, rotating every
+/// 8 KiB.
+fn rotating_writer(path: &std::path::Path) -> std::thread::JoinHandle<()> {
     let mut options = options();
     options.segment_max_bytes = 8 * 1024;
-    let (mut store, _) = JsonlStore::open(&path, options).unwrap();
-    let total = 1500u64;
-    let writer = std::thread::spawn(move || {
+    let (mut store, _) = JsonlStore::open(path, options).unwrap();
+    let total = ROTATING_TOTAL;
+    std::thread::spawn(move || {
         let mut written = 0;
         while written < total {
             let batch: Vec<Record> = (0..7.min(total - written))
@@ -522,7 +524,14 @@ fn reads_stay_consistent_while_the_writer_appends_and_rotates() {
             written += batch.len() as u64;
             store.append_batch(&batch).unwrap();
         }
-    });
+    })
+}
+
+#[test]
+fn reads_stay_consistent_while_the_writer_appends_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let writer = rotating_writer(&path);
     let mut rounds = 0;
     loop {
         let done = writer.is_finished();
@@ -550,8 +559,8 @@ fn reads_stay_consistent_while_the_writer_appends_and_rotates() {
         }
         rounds += 1;
         if done {
-            assert_eq!(expected, total + 1);
-            assert_eq!(last.last(), Some(&total));
+            assert_eq!(expected, ROTATING_TOTAL + 1);
+            assert_eq!(last.last(), Some(&ROTATING_TOTAL));
             break;
         }
     }
@@ -561,28 +570,7 @@ fn reads_stay_consistent_while_the_writer_appends_and_rotates() {
 #[test]
 fn verification_never_reports_a_deletion_while_the_writer_rotates() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let mut options = options();
-    options.segment_max_bytes = 8 * 1024;
-    let (mut store, _) = JsonlStore::open(&path, options).unwrap();
-    let total = 1500u64;
-    let writer = std::thread::spawn(move || {
-        let mut written = 0;
-        while written < total {
-            let batch: Vec<Record> = (0..7.min(total - written))
-                .map(|i| {
-                    run(
-                        &format!("w{}", written + i),
-                        Outcome::Success,
-                        "Jake",
-                        "noop",
-                    )
-                })
-                .collect();
-            written += batch.len() as u64;
-            store.append_batch(&batch).unwrap();
-        }
-    });
+    let writer = rotating_writer(&dir.path().join("audit.jsonl"));
     let live = crate::audit::verify::VerifyOptions {
         public_key: None,
         live: true,
