@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -60,6 +59,31 @@ pub fn router() -> Router<AppState> {
         .route("/slack/commands", post(commands))
         .route("/slack/events", post(events))
         .route("/slack/actions", post(actions))
+}
+
+/// A Slack request whose signature holds over its raw body: every Slack handler takes one, so
+/// nothing of a request is parsed before it is verified.
+struct Signed {
+    slack: Arc<Slack>,
+    bytes: Bytes,
+    headers: HeaderMap,
+}
+
+impl FromRequest<AppState> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Signed, ApiError> {
+        let headers = request.headers().clone();
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(unreadable)?;
+        let slack = verified(state, &headers, &bytes)?;
+        Ok(Signed {
+            slack,
+            bytes,
+            headers,
+        })
+    }
 }
 
 /// The signature check every Slack request passes first.
@@ -140,13 +164,7 @@ fn is_form(headers: &HeaderMap) -> bool {
     request_body(content = SlashCommand, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The command's answer as a Slack message (empty \
         for `ssl_check`).", body = SlackMessage), SlackRefusals))]
-async fn commands(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let bytes = body.map_err(unreadable)?;
-    let slack = verified(&state, &headers, &bytes)?;
+async fn commands(Signed { slack, bytes, .. }: Signed) -> Result<Response, ApiError> {
     slash_command(slack, &bytes).await
 }
 
@@ -236,11 +254,12 @@ async fn slash_command(slack: Arc<Slack>, bytes: &[u8]) -> Result<Response, ApiE
         SlackRefusals))]
 async fn events(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Signed {
+        slack,
+        bytes,
+        headers,
+    }: Signed,
 ) -> Result<Response, ApiError> {
-    let bytes = body.map_err(unreadable)?;
-    let slack = verified(&state, &headers, &bytes)?;
     if is_form(&headers) {
         return slash_command(slack, &bytes).await;
     }
@@ -355,11 +374,8 @@ fn mention(slack: &Arc<Slack>, callback: &serde_json::Map<String, Value>) {
         SlackRefusals))]
 async fn actions(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Signed { slack, bytes, .. }: Signed,
 ) -> Result<Response, ApiError> {
-    let bytes = body.map_err(unreadable)?;
-    let slack = verified(&state, &headers, &bytes)?;
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&bytes)
         .map_err(|e| ApiError::validation(format!("Slack action form cannot be read: {e}")))?;
     let payload: Value = form
