@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod db;
 #[cfg(test)]
 mod fuzz;
 pub mod governance;

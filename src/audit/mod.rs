@@ -77,6 +77,10 @@ pub enum AuditError {
     Write(String),
     #[error("the audit writer has stopped")]
     Stopped,
+    /// A state change that had to commit with the record did not hold (another instance changed
+    /// the run first): nothing was appended.
+    #[error("not appended: {0}")]
+    Conflict(String),
 }
 
 /// What `/health` says about the audit sink.

@@ -4,12 +4,15 @@
 //! server instances (PostgreSQL) would be another, with the same record format and chain.
 
 use std::io;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use super::query::{self, Filter, Page};
 use super::verify::{verify_log, Report, VerifyOptions};
+use crate::db::Change;
+
 use super::{AuditError, AuditLog, Receipt, Record, SinkStatus};
 
 /// A durable, chained, append-only audit store.
@@ -19,6 +22,23 @@ use super::{AuditError, AuditLog, Receipt, Record, SinkStatus};
 pub trait AuditStore: Send + Sync + 'static {
     /// Appends `record` after every record appended before it; its seq and hash once durable.
     fn append(&self, record: Record) -> BoxFuture<'_, Result<Receipt, AuditError>>;
+
+    /// Appends `record` and applies `change` to the shared state in the same transaction: both
+    /// or neither ([`AuditError::Conflict`] when the change's guard does not hold). A store
+    /// without shared state (the JSONL file of one server) has nothing to change and appends.
+    fn append_with(
+        &self,
+        record: Record,
+        change: Arc<dyn Change>,
+    ) -> BoxFuture<'_, Result<Receipt, AuditError>> {
+        drop(change);
+        self.append(record)
+    }
+
+    /// Whether several instances share this store (its runs, queue and approvals live in it).
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Whether the store accepts records now, its head, and the last error.
     fn status(&self) -> SinkStatus;

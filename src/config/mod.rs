@@ -3,6 +3,7 @@
 //! every section; each subcommand reads only the sections it needs (an auditor verifying a log
 //! needs no `JWT_SECRET`).
 
+mod database;
 mod http;
 mod observability;
 mod secret;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 use jsonwebtoken::Algorithm;
 
+pub use database::{default_instance_id, DatabaseConfig};
 pub use http::HttpConfig;
 pub use observability::{JsonLog, LoggingConfig, TracesConfig, DEFAULT_JSON_LOG_PATH};
 pub use secret::Secret;
@@ -62,9 +64,9 @@ pub struct ServerConfig {
     pub http: HttpConfig,
     /// The prescriptive-language phrases, one per line (the built-in list when `None`).
     pub prescriptive_phrases_path: Option<PathBuf>,
-    /// `DATABASE_URL`: read and kept secret; the audit trail stays in `AUDIT_LOG_PATH` until the
-    /// PostgreSQL store lands.
-    pub database_url: Option<Secret>,
+    /// `DATABASE_URL` and its pool: PostgreSQL instead of the embedded JSONL store, shared by
+    /// several instances.
+    pub database: Option<DatabaseConfig>,
 }
 
 /// How tokens are checked (and, for `sustainbot token`, minted).
@@ -319,13 +321,7 @@ impl ServerConfig {
                 "GOVERNANCE_ENABLED=false: the ungoverned path is open (development only)".into(),
             );
         }
-        let database_url = reader.secret("DATABASE_URL");
-        if database_url.is_some() {
-            reader.warnings.push(
-                "DATABASE_URL is set, but this version keeps the audit trail in AUDIT_LOG_PATH"
-                    .into(),
-            );
-        }
+        let database = DatabaseConfig::read(reader);
         ServerConfig {
             host: overrides
                 .host
@@ -350,7 +346,7 @@ impl ServerConfig {
             shutdown_grace_seconds: reader.count("SHUTDOWN_GRACE_SECONDS", 30),
             http: HttpConfig::read(reader),
             prescriptive_phrases_path: reader.text("PRESCRIPTIVE_PHRASES_PATH").map(PathBuf::from),
-            database_url,
+            database,
         }
     }
 }
