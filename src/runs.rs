@@ -345,6 +345,11 @@ impl RunRegistry {
             .cloned()
     }
 
+    /// Forgets this run (the shared store holds it now: its state is read there).
+    pub fn forget(&self, run: &Arc<Run>) {
+        self.runs().retain(|r| !Arc::ptr_eq(r, run));
+    }
+
     /// Runs matching `filter`, newest first.
     pub fn list(&self, filter: &RunFilter, limit: usize) -> Vec<RunView> {
         self.runs()

@@ -188,8 +188,29 @@ fn warnings_wait_for_logging() {
         Overrides::default(),
     )
     .unwrap();
-    assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
     assert!(config.warnings.iter().all(|w| !w.contains("pw@")));
+    let database = config.server.database.expect("DATABASE_URL selects PostgreSQL");
+    assert!(!format!("{database:?}").contains("pw@"), "the URL is a secret");
+    assert_eq!((database.pool_size, database.max_overflow), (10, 20));
+}
+
+#[test]
+fn the_database_section_names_each_mistake() {
+    let refused = load(
+        &[
+            ("JWT_SECRET", GOOD),
+            ("DATABASE_URL", "mysql://h/db"),
+            ("DB_POOL_SIZE", "0"),
+            ("RUN_LEASE_SECONDS", "1"),
+        ],
+        Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    for expected in ["PostgreSQL URL", "DB_POOL_SIZE", "RUN_LEASE_SECONDS"] {
+        assert!(refused.contains(expected), "{refused}");
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use super::openapi::refusals::refusals;
 use super::{ApiError, AppState, AuthUser, JsonBody};
 use crate::auth::{may, Action, Principal};
-use crate::pipeline::Gate;
+use crate::pipeline::{Found, Gate};
 use crate::runs::{Run, RunEvent, RunFilter, RunView};
 
 pub fn router() -> Router<AppState> {
@@ -144,7 +144,7 @@ async fn list(
         workflow: query.workflow,
         actor,
     };
-    let runs = state.gate.runs().list(&filter, limit);
+    let runs = state.gate.list_runs(&filter, limit).await;
     Ok(Json(RunList {
         count: runs.len(),
         runs,
@@ -168,8 +168,13 @@ async fn show(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
     Path(trace_id): Path<String>,
-) -> Result<Json<RunView>, ApiError> {
-    Ok(Json(visible(&state, &principal, &trace_id)?.view(true)))
+) -> Result<Json<Value>, ApiError> {
+    let view = match state.gate.find_run(&principal, &trace_id).await? {
+        Found::Here(run) => serde_json::to_value(run.view(true)).unwrap_or(Value::Null),
+        // Another instance owns it: its row (steps once it has ended).
+        Found::Shared(row) => row.view_with_steps(),
+    };
+    Ok(Json(view))
 }
 
 /// `POST /runs/{trace_id}/cancel`.
@@ -309,7 +314,24 @@ async fn events(
     Path(trace_id): Path<String>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError>
 {
-    let run = visible(&state, &principal, &trace_id)?;
+    let run = match state.gate.find_run(&principal, &trace_id).await? {
+        Found::Here(run) => run,
+        Found::Shared(row) => {
+            // Another instance runs it: its row now, then what that instance publishes.
+            let snapshot = Event::default()
+                .event("run")
+                .data(row.view_with_steps().to_string());
+            let rest =
+                futures_util::StreamExt::map(state.gate.follow_shared(*row), |(name, data)| {
+                    Ok(Event::default().event(name).data(data))
+                });
+            let stream =
+                futures_util::StreamExt::chain(futures_util::stream::iter([Ok(snapshot)]), rest);
+            return Ok(
+                Sse::new(futures_util::StreamExt::boxed(stream)).keep_alive(KeepAlive::default())
+            );
+        }
+    };
     // Subscribe before the snapshot, so nothing falls between them.
     let live = run.subscribe();
     let snapshot = Event::default()
@@ -326,7 +348,8 @@ async fn events(
         let (event, more) = follow?.next().await?;
         Some((Ok(event), more))
     });
-    Ok(Sse::new(futures_util::StreamExt::chain(first, rest)).keep_alive(KeepAlive::default()))
+    let stream = futures_util::StreamExt::chain(first, rest);
+    Ok(Sse::new(futures_util::StreamExt::boxed(stream)).keep_alive(KeepAlive::default()))
 }
 
 /// A run followed over server-sent events.

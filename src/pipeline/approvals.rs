@@ -11,6 +11,8 @@ use super::{lock, Gate, GateError, Prepared, RequestBody, RunRequest};
 use crate::audit::Record;
 use crate::auth::Principal;
 use crate::auth::{may, Action};
+use crate::cluster::changes;
+use crate::db::Change;
 use crate::metrics::mode_label;
 use crate::runs::RunStatus;
 use crate::trace::TraceId;
@@ -46,7 +48,8 @@ impl Gate {
         decision: &str,
         actor: &Principal,
         reason: Option<String>,
-    ) -> Result<(), GateError> {
+        change: Option<Arc<dyn Change>>,
+    ) -> Result<bool, GateError> {
         let prepared = &pending.prepared;
         let record = Record::Approval {
             trace_id: prepared.trace_id.clone(),
@@ -58,11 +61,39 @@ impl Gate {
             expires_at: rfc3339(pending.expires_at),
             request: (decision == "requested").then(|| prepared.readable.clone()),
         };
-        self.record(record, prepared.mode_label()).await
+        self.record_with(record, prepared.mode_label(), change)
+            .await
+    }
+
+    /// With a shared store: the change a decision makes to the waiting run's row (`None` for a
+    /// refused attempt, which changes nothing).
+    pub(super) fn decided(
+        &self,
+        trace_id: &str,
+        decision: &str,
+        why: Option<&str>,
+    ) -> Option<Arc<dyn Change>> {
+        let cluster = self.cluster.as_ref()?;
+        let (status, owner) = match decision {
+            "approved" => ("queued", Some(cluster.instance().to_owned())),
+            "denied" | "expired" => ("rejected", None),
+            "withdrawn" => ("cancelled", None),
+            _ => return None,
+        };
+        Some(Arc::new(changes::Decided {
+            trace_id: trace_id.to_owned(),
+            status,
+            owner,
+            lease_seconds: cluster.lease().as_secs_f64(),
+            error: why.map(str::to_owned),
+        }))
     }
 
     /// Runs waiting for a decision now.
     pub(super) fn waiting_for_approval(&self) -> usize {
+        if let Some(cluster) = &self.cluster {
+            return cluster.approvals_outlook().0;
+        }
         lock(&self.approvals)
             .values()
             .filter(|p| !p.expiry_recorded)
@@ -71,6 +102,9 @@ impl Gate {
 
     /// Runs waiting for a decision now, and when the first of their requests expires.
     pub(super) fn approvals_outlook(&self) -> (usize, Option<DateTime<Utc>>) {
+        if let Some(cluster) = &self.cluster {
+            return cluster.approvals_outlook();
+        }
         let approvals = lock(&self.approvals);
         let waiting = approvals.values().filter(|p| !p.expiry_recorded);
         waiting.fold((0, None), |(count, first), p| {
@@ -85,6 +119,12 @@ impl Gate {
         let mut approvals = lock(&self.approvals);
         if pending.prepared.live.cancelled_by().is_some() {
             return Some(pending);
+        }
+        if self.cluster.is_some() {
+            // Shared: the request waits in the database, where any instance decides it; what
+            // this instance registered of it is forgotten (its state is read there).
+            self.runs.forget(&pending.prepared.live);
+            return None;
         }
         pending.prepared.live.set_status(RunStatus::PendingApproval);
         let trace_id = pending.prepared.trace_id.clone();
@@ -107,10 +147,14 @@ impl Gate {
             return Err(GateError::ShuttingDown);
         }
         let pending = lock(&self.approvals).remove(trace_id);
-        let Some(mut pending) = pending else {
-            return Err(GateError::NotPending(format!(
-                "Run {trace_id} is not waiting for approval"
-            )));
+        let mut pending = match (pending, &self.cluster) {
+            (Some(pending), _) => pending,
+            (None, Some(_)) => self.load_pending(trace_id).await?,
+            (None, None) => {
+                return Err(GateError::NotPending(format!(
+                    "Run {trace_id} is not waiting for approval"
+                )))
+            }
         };
         let prepared = &pending.prepared;
         let roles = prepared
@@ -171,12 +215,25 @@ impl Gate {
                     .or_else(|| refusal.as_ref().map(ToString::to_string)),
             )
         };
-        let recorded = self.record_decision(&pending, decision, &actor, why).await;
-        if let Err(unavailable) = recorded {
-            // A parked run holds no place in the queue.
-            pending.prepared.ticket = None;
-            self.park_again(pending).await?;
-            return Err(unavailable);
+        let change = self.decided(trace_id, decision, why.as_deref());
+        let recorded = self
+            .record_decision(&pending, decision, &actor, why, change)
+            .await;
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another instance decided (or the request was withdrawn) first.
+                self.runs.forget(&pending.prepared.live);
+                return Err(GateError::NotPending(format!(
+                    "Run {trace_id} is not waiting for approval"
+                )));
+            }
+            Err(unavailable) => {
+                // A parked run holds no place in the queue.
+                pending.prepared.ticket = None;
+                self.park_again(pending).await?;
+                return Err(unavailable);
+            }
         }
         match refusal {
             Some(refusal) if expired => {
@@ -198,6 +255,8 @@ impl Gate {
                 let mut prepared = pending.prepared;
                 prepared.live.set_status(RunStatus::Queued);
                 prepared.approved = true;
+                // Shared: the decision queued the run on this instance.
+                prepared.shared_row = self.cluster.is_some();
                 self.spawn_run(prepared);
                 Ok(())
             }
@@ -256,8 +315,9 @@ impl Gate {
         by: &Principal,
     ) -> Result<(), GateError> {
         let reason = "cancelled while waiting for approval".to_owned();
+        let change = self.decided(&pending.prepared.trace_id, "withdrawn", Some(&reason));
         if let Err(unavailable) = self
-            .record_decision(&pending, "withdrawn", by, Some(reason))
+            .record_decision(&pending, "withdrawn", by, Some(reason), change)
             .await
         {
             self.park_as_is(pending);
@@ -291,6 +351,9 @@ impl Gate {
     /// (role `system`) and its run turns `rejected`. Requests expired long ago are forgotten.
     /// Returns how many expired now.
     pub async fn expire_approvals(&self) -> usize {
+        if self.cluster.is_some() {
+            return self.expire_shared().await;
+        }
         let now = Utc::now();
         let due: Vec<Pending> = {
             let mut approvals = lock(&self.approvals);
@@ -307,7 +370,13 @@ impl Gate {
             let refusal = GateError::ApprovalExpired(rfc3339(pending.expires_at));
             let reason = "nobody decided before the request expired".to_owned();
             if self
-                .record_decision(&pending, "expired", &Principal::server(), Some(reason))
+                .record_decision(
+                    &pending,
+                    "expired",
+                    &Principal::server(),
+                    Some(reason),
+                    None,
+                )
                 .await
                 .is_ok()
             {
@@ -328,6 +397,11 @@ impl Gate {
     /// Puts an entry back as it is (no cancel check, status untouched): an expired request kept
     /// for late deciders, or a request whose record could not be written.
     fn park_as_is(&self, pending: Pending) {
+        if self.cluster.is_some() {
+            // Shared: the database keeps the request.
+            self.runs.forget(&pending.prepared.live);
+            return;
+        }
         let trace_id = pending.prepared.trace_id.clone();
         lock(&self.approvals).insert(trace_id, pending);
     }
@@ -345,6 +419,10 @@ impl Gate {
             .map_err(|e| GateError::AuditUnavailable(e.to_string()))?
             .map_err(|e| GateError::AuditUnavailable(format!("cannot read the audit log: {e}")))?;
         tracing::debug!(known, "trace ids on the audit trail");
+        if self.cluster.is_some() {
+            // Shared: waiting requests are rows of the database, decided from there.
+            return Ok(0);
+        }
         let audit = Arc::clone(&self.audit);
         let filter = crate::audit::query::Filter {
             kind: Some("approval".to_owned()),

@@ -25,6 +25,7 @@ mod prepare;
 mod records;
 mod report;
 mod run;
+mod shared;
 mod traces;
 
 use approvals::Pending;
@@ -37,9 +38,12 @@ pub use listen::{ApprovalRequested, Finished, Listener};
 pub use records::is_empty_body;
 pub use report::{RunReport, RUN_FAILURES};
 pub use run::Prepared;
+pub use shared::Found;
 
-use crate::audit::{AuditStore, Record};
+use crate::audit::{AuditError, AuditStore, Record};
 use crate::auth::{may, Action, Principal};
+use crate::cluster::Cluster;
+use crate::db::Change;
 use crate::metrics::{drag_mode_label, AuditEntry, ByDragMode, ByWorkflow, GateState, Metrics};
 use crate::runs::{Run, RunRegistry};
 use crate::sync::lock;
@@ -162,6 +166,8 @@ pub struct Gate {
     draining: Arc<Draining>,
     /// Told when runs end and when they wait for approval.
     listeners: Arc<std::sync::RwLock<Vec<Arc<dyn Listener>>>>,
+    /// With PostgreSQL: the runs, queue and approvals shared with the other instances.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Gate {
@@ -190,7 +196,20 @@ impl Gate {
             tasks: TaskTracker::new(),
             draining: Arc::default(),
             listeners: Arc::default(),
+            cluster: None,
         }
+    }
+
+    /// Shares runs, the queue and approvals with the other instances on the same database (the
+    /// audit store must be the database's too).
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Gate {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The shared run state, with PostgreSQL.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// Adds a listener for runs' ends and approval requests (Slack's notifications).
@@ -290,7 +309,15 @@ impl Gate {
                     // Admission is decided before the answer: "queued" is the truth, and a full
                     // queue is a 429 here as for a waiting caller.
                     if !prepared.reserve() {
-                        let refused = prepared.refuse_full().await;
+                        let refused = prepared.refuse_as(GateError::TooManyRuns).await;
+                        asked.record("outcome", refused_as(&refused));
+                        let _ = answer.send(Err(refused));
+                        return;
+                    }
+                    // Shared: accepted in the database before the answer, so that the run runs
+                    // once on some instance even if this one dies now.
+                    if let Err(refusal) = prepared.accept_shared().await {
+                        let refused = prepared.refuse_as(refusal).await;
                         asked.record("outcome", refused_as(&refused));
                         let _ = answer.send(Err(refused));
                         return;
@@ -353,7 +380,10 @@ impl Gate {
     /// Stops a queued or running run, or withdraws one waiting for approval (on the record): its
     /// accountable human or an admin. Answers who cancelled, as the run shows it.
     pub async fn cancel(&self, principal: &Principal, trace_id: &str) -> Result<String, GateError> {
-        let run = self.visible_run(principal, trace_id)?;
+        let run = match self.find_run(principal, trace_id).await? {
+            Found::Here(run) => run,
+            Found::Shared(row) => return self.cancel_shared(principal, *row).await,
+        };
         may(
             principal,
             Action::CancelRun {
@@ -431,6 +461,20 @@ impl Gate {
         body: &Value,
         refusal: GateError,
     ) -> GateError {
+        self.refuse_with(governed, trace_id, principal, body, refusal, None)
+            .await
+    }
+
+    /// [`Gate::refuse`], ending the run's shared row with the record when it has one.
+    async fn refuse_with(
+        &self,
+        governed: bool,
+        trace_id: &str,
+        principal: &Principal,
+        body: &Value,
+        refusal: GateError,
+        change: Option<Arc<dyn Change>>,
+    ) -> GateError {
         tracing::info!(trace_id, code = refusal.code(), reason = %refusal, "run refused");
         let code = refusal.code();
         let record = run_record(
@@ -443,13 +487,28 @@ impl Gate {
             Some(code),
             None,
         );
-        match self.record(record, drag_mode_label(body)).await {
-            Ok(()) => refusal,
+        match self
+            .record_with(record, drag_mode_label(body), change)
+            .await
+        {
+            Ok(_) => refusal,
             Err(unavailable) => unavailable,
         }
     }
 
     async fn record(&self, record: Record, drag_mode: &'static str) -> Result<(), GateError> {
+        self.record_with(record, drag_mode, None).await.map(|_| ())
+    }
+
+    /// Appends `record`, and with a shared store applies `change` in the same transaction. `false`:
+    /// the change's guard did not hold (another instance changed the run first), and nothing was
+    /// appended.
+    async fn record_with(
+        &self,
+        record: Record,
+        drag_mode: &'static str,
+        change: Option<Arc<dyn Change>>,
+    ) -> Result<bool, GateError> {
         let outcome = match &record {
             Record::Run(run) => run.outcome.as_str(),
             _ => "other",
@@ -462,7 +521,12 @@ impl Gate {
             sustainbot.audit.seq = Empty,
             otel.status_code = Empty,
         );
-        let appended = self.audit.append(record).instrument(span.clone()).await;
+        let appended = match change {
+            Some(change) => self.audit.append_with(record, change),
+            None => self.audit.append(record),
+        }
+        .instrument(span.clone())
+        .await;
         match &appended {
             Ok(receipt) => span.record("sustainbot.audit.seq", i64::try_from(receipt.seq).ok()),
             Err(_) => span.record("otel.status_code", "error"),
@@ -480,7 +544,11 @@ impl Gate {
                         .audit_log_entries
                         .inc(&AuditEntry { outcome, drag_mode }),
                 }
-                Ok(())
+                Ok(true)
+            }
+            Err(AuditError::Conflict(why)) => {
+                tracing::info!(why, "not recorded: another instance changed the run first");
+                Ok(false)
             }
             Err(e) => {
                 tracing::error!(error = %e, "audit record could not be written; refusing");

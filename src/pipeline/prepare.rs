@@ -309,6 +309,7 @@ impl Gate {
             live,
             approved: false,
             ticket: None,
+            shared_row: false,
         })
     }
 

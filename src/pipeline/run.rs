@@ -17,6 +17,8 @@ use super::records::{run_record, step_summaries};
 use super::{ApprovalRequested, Finished, Gate, GateError, RunReport};
 use crate::audit::{Outcome, Record};
 use crate::auth::Principal;
+use crate::cluster::{changes, RunMeta};
+use crate::db::Change;
 use crate::governance::DragMode;
 use crate::metrics::{Detection, Execution, ExecutionError, RunDuration};
 use crate::runs::{Run, RunStatus};
@@ -42,6 +44,9 @@ pub struct Prepared {
     pub(super) approved: bool,
     /// Admission decided before the caller was answered (asynchronous and approved runs).
     pub(super) ticket: Option<super::pool::Ticket>,
+    /// The run has a row in the shared store (accepted, approved or taken over), owned by this
+    /// instance: its start and end change that row, guarded.
+    pub(super) shared_row: bool,
 }
 
 impl Prepared {
@@ -66,22 +71,78 @@ impl Prepared {
         self.ticket.is_some()
     }
 
-    /// Refuses the run because the queue is full (on the record; the run turns `rejected`).
-    pub(super) async fn refuse_full(self) -> GateError {
-        self.live.finish(
-            RunStatus::Rejected,
-            None,
-            Some(GateError::TooManyRuns.to_string()),
-        );
+    /// Refuses the run after its checks passed (on the record; the run turns `rejected`, its
+    /// shared row too).
+    pub(super) async fn refuse_as(self, refusal: GateError) -> GateError {
+        self.live
+            .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
+        let change = self.end_change("queued", "rejected", None, Some(refusal.to_string()), None);
         self.gate
-            .refuse(
+            .refuse_with(
                 self.drag_mode.is_some(),
                 &self.trace_id,
                 &self.principal,
                 &self.readable,
-                GateError::TooManyRuns,
+                refusal,
+                change,
             )
             .await
+    }
+
+    /// What the shared store keeps of the run.
+    pub(super) fn meta(&self) -> RunMeta {
+        RunMeta {
+            trace_id: self.trace_id.clone(),
+            workflow_name: self.definition.name.clone(),
+            drag_mode: self.mode_label().to_owned(),
+            actor: self.requester.clone(),
+            principal: serde_json::to_value(&self.principal).unwrap_or(Value::Null),
+            request: self.readable.clone(),
+            governed: self.drag_mode.is_some(),
+        }
+    }
+
+    /// With a shared store: records the run as accepted (queued, this instance's) before the
+    /// caller hears so. Without one, nothing to do.
+    pub(super) async fn accept_shared(&mut self) -> Result<(), GateError> {
+        let Some(cluster) = self.gate.cluster.clone() else {
+            return Ok(());
+        };
+        match cluster.accept(&self.meta()).await {
+            Ok(true) => {
+                self.shared_row = true;
+                Ok(())
+            }
+            Ok(false) => Err(GateError::TraceInUse(self.trace_id.clone())),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record an accepted run in the database");
+                Err(GateError::AuditUnavailable(
+                    "The shared run queue cannot accept runs right now; nothing was queued. Try again later.".to_owned(),
+                ))
+            }
+        }
+    }
+
+    /// The change of the run's shared row at its end (`from` the status it must be in), when it
+    /// has a row.
+    fn end_change(
+        &self,
+        from: &'static str,
+        status: &'static str,
+        outcome: Option<String>,
+        error: Option<String>,
+        steps: Option<Value>,
+    ) -> Option<Arc<dyn Change>> {
+        let cluster = self.gate.cluster.as_ref().filter(|_| self.shared_row)?;
+        Some(Arc::new(changes::Ended {
+            trace_id: self.trace_id.clone(),
+            from,
+            status,
+            instance: cluster.instance().to_owned(),
+            outcome,
+            error,
+            steps,
+        }))
     }
 
     /// Whether the run can wait for a second human: its workflow asks for one and it is governed
@@ -141,15 +202,34 @@ impl Prepared {
             expiry_recorded: false,
         };
         let requester = pending.prepared.principal.clone();
-        if let Err(unavailable) = gate
-            .record_decision(&pending, "requested", &requester, None)
+        // Shared: the request waits in the database, where any instance decides it.
+        let change = gate.cluster.as_ref().map(|_| {
+            Arc::new(changes::ApprovalRequested {
+                run: pending.prepared.meta(),
+                expires_at,
+            }) as Arc<dyn Change>
+        });
+        match gate
+            .record_decision(&pending, "requested", &requester, None, change)
             .await
         {
-            pending
-                .prepared
-                .live
-                .finish(RunStatus::Rejected, None, Some(unavailable.to_string()));
-            return Err(unavailable);
+            Ok(true) => {}
+            Ok(false) => {
+                let taken = GateError::TraceInUse(pending.prepared.trace_id.clone());
+                pending
+                    .prepared
+                    .live
+                    .finish(RunStatus::Rejected, None, Some(taken.to_string()));
+                return Err(taken);
+            }
+            Err(unavailable) => {
+                pending.prepared.live.finish(
+                    RunStatus::Rejected,
+                    None,
+                    Some(unavailable.to_string()),
+                );
+                return Err(unavailable);
+            }
         }
         if let Some(pending) = gate.park(pending) {
             // Cancelled while its request was being recorded: withdrawn now, by whoever cancelled.
@@ -227,6 +307,31 @@ impl Prepared {
                 .await);
         }
         let mode = self.mode_label();
+        // With a shared store, the run's row changes with its records: `owned_row` is this
+        // instance's queued row (accepted, approved or taken over) before the start.
+        let cluster = self.gate.cluster.clone();
+        let meta = cluster.as_ref().map(|_| self.meta());
+        let owned_row = self.shared_row;
+        let row_id = self.trace_id.clone();
+        let instance = cluster.as_ref().map(|c| c.instance().to_owned());
+        let ended = |from: &'static str,
+                     status: &'static str,
+                     outcome: Option<String>,
+                     error: Option<String>,
+                     steps: Option<Value>|
+         -> Option<Arc<dyn Change>> {
+            let has_row = owned_row || from == "running";
+            let instance = instance.clone().filter(|_| has_row)?;
+            Some(Arc::new(changes::Ended {
+                trace_id: row_id.clone(),
+                from,
+                status,
+                instance,
+                outcome,
+                error,
+                steps,
+            }))
+        };
         let Prepared {
             gate,
             trace_id,
@@ -240,6 +345,7 @@ impl Prepared {
             live,
             approved: _,
             ticket,
+            shared_row: _,
         } = self;
         let this = &gate;
         tracing::info!(
@@ -274,18 +380,16 @@ impl Prepared {
         let slot = match admitted {
             Some(Some(slot)) => Some(slot),
             Some(None) => {
-                live.finish(
-                    RunStatus::Rejected,
-                    None,
-                    Some(GateError::TooManyRuns.to_string()),
-                );
+                let full = GateError::TooManyRuns.to_string();
+                live.finish(RunStatus::Rejected, None, Some(full.clone()));
                 return Err(this
-                    .refuse(
+                    .refuse_with(
                         drag_mode.is_some(),
                         &trace_id,
                         &principal,
                         &readable,
                         GateError::TooManyRuns,
+                        ended("queued", "rejected", None, Some(full), None),
                     )
                     .await);
             }
@@ -303,8 +407,9 @@ impl Prepared {
                 Some("CANCELLED"),
                 None,
             );
+            let change = ended("queued", "cancelled", None, Some(error.clone()), None);
             let recorded = this
-                .record(record, mode)
+                .record_with(record, mode, change)
                 .instrument(outcome_span(Outcome::Cancelled, Some("CANCELLED"), None))
                 .await;
             live.finish(RunStatus::Cancelled, None, Some(error));
@@ -325,9 +430,33 @@ impl Prepared {
             None,
             None,
         );
-        if let Err(unavailable) = this.record(intent, mode).await {
-            live.finish(RunStatus::Rejected, None, Some(unavailable.to_string()));
-            return Err(unavailable);
+        let start = match (&cluster, meta.clone()) {
+            (Some(cluster), Some(run)) => Some(Arc::new(changes::Started {
+                run,
+                instance: cluster.instance().to_owned(),
+                lease_seconds: cluster.lease().as_secs_f64(),
+            }) as Arc<dyn Change>),
+            _ => None,
+        };
+        match this.record_with(intent, mode, start).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // The shared store says no: the trace id is another run's, or (for a run this
+                // instance owned) another instance took the run over after this one's lease
+                // lapsed. Either way it does not run here.
+                let taken = GateError::TraceInUse(trace_id.clone());
+                live.finish(RunStatus::Rejected, None, Some(taken.to_string()));
+                if owned_row {
+                    return Err(taken);
+                }
+                return Err(this
+                    .refuse(drag_mode.is_some(), &trace_id, &principal, &readable, taken)
+                    .await);
+            }
+            Err(unavailable) => {
+                live.finish(RunStatus::Rejected, None, Some(unavailable.to_string()));
+                return Err(unavailable);
+            }
         }
         live.set_running();
 
@@ -403,11 +532,28 @@ impl Prepared {
         if let Record::Run(run) = &mut record {
             run.steps = step_summaries(&steps);
         }
+        let change = cluster.as_ref().and_then(|_| {
+            let word = match status {
+                RunStatus::Succeeded => "succeeded",
+                RunStatus::Cancelled => "cancelled",
+                _ => "failed",
+            };
+            let reports = serde_json::to_value(&steps).ok();
+            ended("running", word, message.clone(), error.clone(), reports)
+        });
         // The live status turns final only once the outcome is on the record.
         let recorded = this
-            .record(record, mode)
+            .record_with(record, mode, change)
             .instrument(outcome_span(outcome, code, Some(duration)))
             .await;
+        if recorded.as_ref().is_ok_and(|appended| !appended) {
+            // Another instance closed the run as lost while this one could not renew its lease.
+            let lost = GateError::AuditUnavailable(format!(
+                "The run finished but another instance had already closed it as INSTANCE_LOST (this instance lost the database for longer than its lease); trace {trace_id}"
+            ));
+            live.finish(RunStatus::Failed, message, Some(lost.to_string()));
+            return Err(lost);
+        }
         if recorded.is_err() {
             let unavailable = GateError::AuditUnavailable(format!(
                 "The run finished but its outcome could not be recorded (its start is on the record as trace {trace_id}); check the run before retrying"

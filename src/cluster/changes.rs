@@ -1,0 +1,175 @@
+//! The changes to a run's row that commit with the audit record saying so (see
+//! [`crate::db::Change`]). Each is guarded by the state it expects, so that when two instances
+//! race (a decision on each, a takeover against a late outcome), one record wins and the other is
+//! not appended.
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use super::RunMeta;
+use crate::db::Change;
+
+/// The `started` record: the run turns `running`, owned by `instance` under a lease. A run this
+/// instance accepted (or took over, or approved) must still be `queued` and its own; a run
+/// without a row (a synchronous one) gets its row now. Not applied: the trace id is another
+/// run's, or another instance took the run over.
+pub struct Started {
+    pub run: RunMeta,
+    pub instance: String,
+    pub lease_seconds: f64,
+}
+
+impl Change for Started {
+    fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            let run = &self.run;
+            let done = sqlx::query(
+                "INSERT INTO runs (trace_id, workflow_name, drag_mode, actor, principal, request, \
+                 governed, status, owner, lease_until, started_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, \
+                   now() + make_interval(secs => $9), now()) \
+                 ON CONFLICT (trace_id) DO UPDATE SET status = 'running', started_at = now(), \
+                   lease_until = EXCLUDED.lease_until \
+                 WHERE runs.status = 'queued' AND runs.owner = EXCLUDED.owner",
+            )
+            .bind(&run.trace_id)
+            .bind(&run.workflow_name)
+            .bind(&run.drag_mode)
+            .bind(&run.actor)
+            .bind(&run.principal)
+            .bind(&run.request)
+            .bind(run.governed)
+            .bind(&self.instance)
+            .bind(self.lease_seconds)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}
+
+/// A run's end. `from` is the status it must be in (`running` for an outcome, `queued` for a run
+/// cancelled or refused before it started), owned by `instance`.
+pub struct Ended {
+    pub trace_id: String,
+    pub from: &'static str,
+    pub status: &'static str,
+    pub instance: String,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    /// The steps' reports, as `GET /runs/{trace_id}` shows them.
+    pub steps: Option<Value>,
+}
+
+impl Change for Ended {
+    fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE runs SET status = $3, outcome = $5, error = $6, steps = $7, \
+                   finished_at = now(), lease_until = NULL \
+                 WHERE trace_id = $1 AND status = $2 AND owner = $4",
+            )
+            .bind(&self.trace_id)
+            .bind(self.from)
+            .bind(self.status)
+            .bind(&self.instance)
+            .bind(&self.outcome)
+            .bind(&self.error)
+            .bind(&self.steps)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}
+
+/// The `requested` record of an approval: the run waits (no owner) until a decision on any
+/// instance, or its expiry.
+pub struct ApprovalRequested {
+    pub run: RunMeta,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Change for ApprovalRequested {
+    fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            let run = &self.run;
+            let done = sqlx::query(
+                "INSERT INTO runs (trace_id, workflow_name, drag_mode, actor, principal, request, \
+                 governed, status, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending_approval', $8) \
+                 ON CONFLICT (trace_id) DO NOTHING",
+            )
+            .bind(&run.trace_id)
+            .bind(&run.workflow_name)
+            .bind(&run.drag_mode)
+            .bind(&run.actor)
+            .bind(&run.principal)
+            .bind(&run.request)
+            .bind(run.governed)
+            .bind(self.expires_at)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}
+
+/// A decision that ends the wait: `approved` queues the run on the deciding instance (`owner`);
+/// `denied`, `expired` and `withdrawn` end it. Applies only while the run still waits: of two
+/// decisions on two instances, one is recorded.
+pub struct Decided {
+    pub trace_id: String,
+    /// `queued` (approved), `rejected` (denied or expired) or `cancelled` (withdrawn).
+    pub status: &'static str,
+    pub owner: Option<String>,
+    pub lease_seconds: f64,
+    pub error: Option<String>,
+}
+
+impl Change for Decided {
+    fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            let queued = self.status == "queued";
+            let done = sqlx::query(
+                "UPDATE runs SET status = $2, approved = $3, owner = $4, \
+                   lease_until = CASE WHEN $3 THEN now() + make_interval(secs => $5) END, \
+                   finished_at = CASE WHEN $3 THEN NULL ELSE now() END, error = $6 \
+                 WHERE trace_id = $1 AND status = 'pending_approval'",
+            )
+            .bind(&self.trace_id)
+            .bind(self.status)
+            .bind(queued)
+            .bind(&self.owner)
+            .bind(self.lease_seconds)
+            .bind(&self.error)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}
+
+/// Closes a run whose owner's lease lapsed while it ran: `failed` (`INSTANCE_LOST`), once.
+pub struct Lost {
+    pub trace_id: String,
+    pub error: String,
+}
+
+impl Change for Lost {
+    fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE runs SET status = 'failed', error = $2, finished_at = now(), \
+                   lease_until = NULL \
+                 WHERE trace_id = $1 AND status = 'running' AND lease_until < now()",
+            )
+            .bind(&self.trace_id)
+            .bind(&self.error)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}

@@ -1,0 +1,542 @@
+//! The gate with a shared store (PostgreSQL, several instances): runs another instance owns,
+//! seen, cancelled and decided from here; the heartbeat that keeps this instance's leases; and the
+//! takeover of a dead instance's runs: queued ones run here once, started ones are closed as
+//! `INSTANCE_LOST`, never run again.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::approvals::Pending;
+use super::records::run_record;
+use super::{Finished, Gate, GateError, RequestBody, RunRequest};
+use crate::audit::{Outcome, Record};
+use crate::auth::{may, Action, Principal};
+use crate::cluster::{changes, Notice, RunRow};
+use crate::metrics::mode_label;
+use crate::runs::{Run, RunFilter, RunStatus, RunView};
+use crate::sync::lock;
+use crate::trace::TraceId;
+
+/// Where a run the caller may see is.
+pub enum Found {
+    /// In this instance's registry (it runs here, or ran here recently): live.
+    Here(Arc<Run>),
+    /// Only in the shared store (another instance owns it, or it waits for approval).
+    Shared(Box<RunRow>),
+}
+
+/// How long followers of another instance's run wait between looks at its row.
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
+
+fn unavailable(e: sqlx::Error) -> GateError {
+    tracing::error!(error = %e, "the shared run state cannot be read");
+    GateError::AuditUnavailable(
+        "The shared run state cannot be read right now. Try again later.".to_owned(),
+    )
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Whether `principal` is the row's accountable human.
+fn owns_row(principal: &Principal, row: &RunRow) -> bool {
+    match (&principal.actor, &row.actor) {
+        (Some(who), Some(actor)) => crate::identity::same(who, actor),
+        _ => false,
+    }
+}
+
+impl Gate {
+    /// A run the caller may see, here or (with a shared store) on any instance.
+    pub async fn find_run(
+        &self,
+        principal: &Principal,
+        trace_id: &str,
+    ) -> Result<Found, GateError> {
+        let local = self.visible_run(principal, trace_id);
+        let Some(cluster) = &self.cluster else {
+            return local.map(Found::Here);
+        };
+        if let Ok(run) = local {
+            return Ok(Found::Here(run));
+        }
+        let row = cluster
+            .load(trace_id)
+            .await
+            .map_err(unavailable)?
+            .filter(|row| {
+                let own = owns_row(principal, row);
+                may(principal, Action::SeeRun { own }).is_ok()
+            })
+            .ok_or_else(|| GateError::RunNotFound(trace_id.to_owned()))?;
+        Ok(Found::Shared(Box::new(row)))
+    }
+
+    /// Runs for `GET /runs`, newest first: this instance's live ones and, with a shared store,
+    /// every instance's.
+    pub async fn list_runs(&self, filter: &RunFilter, limit: usize) -> Vec<RunView> {
+        let mut views = self.runs.list(filter, limit);
+        let Some(cluster) = &self.cluster else {
+            return views;
+        };
+        let rows = cluster
+            .list(
+                filter.status.as_deref(),
+                filter.workflow.as_deref(),
+                filter.actor.as_deref(),
+                limit,
+            )
+            .await;
+        match rows {
+            Ok(rows) => {
+                let here: HashSet<String> = views.iter().map(|v| v.trace_id.clone()).collect();
+                views.extend(
+                    rows.iter()
+                        .filter(|row| !here.contains(&row.trace_id))
+                        .filter(|row| {
+                            filter.actor.as_deref().is_none_or(|a| {
+                                row.actor
+                                    .as_deref()
+                                    .is_some_and(|actor| crate::identity::same(actor, a))
+                            })
+                        })
+                        .map(RunRow::view),
+                );
+                views.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+                views.truncate(limit);
+            }
+            Err(e) => tracing::warn!(error = %e, "listing runs from this instance only"),
+        }
+        views
+    }
+
+    /// Cancels a run another instance owns (it hears at once), or withdraws one waiting for
+    /// approval (on the record, here).
+    pub(super) async fn cancel_shared(
+        &self,
+        principal: &Principal,
+        row: RunRow,
+    ) -> Result<String, GateError> {
+        may(
+            principal,
+            Action::CancelRun {
+                own: owns_row(principal, &row),
+            },
+        )?;
+        let by = principal
+            .actor
+            .clone()
+            .unwrap_or_else(|| principal.role.to_string());
+        let Some(cluster) = &self.cluster else {
+            return Err(GateError::RunNotFound(row.trace_id));
+        };
+        match row.status() {
+            RunStatus::PendingApproval => {
+                let reason = "cancelled while waiting for approval";
+                if self
+                    .close_shared(&row, "withdrawn", principal, reason)
+                    .await?
+                {
+                    Ok(by)
+                } else {
+                    Err(GateError::RunFinished(row.trace_id))
+                }
+            }
+            RunStatus::Queued | RunStatus::Running => {
+                let who = serde_json::to_value(principal).unwrap_or(Value::Null);
+                match cluster.request_cancel(&row.trace_id, &by, &who).await {
+                    Ok(true) => {
+                        tracing::info!(trace_id = row.trace_id, by, owner = ?row.owner, "run cancellation requested from its instance");
+                        Ok(by)
+                    }
+                    Ok(false) => Err(GateError::RunFinished(row.trace_id)),
+                    Err(e) => Err(unavailable(e)),
+                }
+            }
+            _ => Err(GateError::RunFinished(row.trace_id)),
+        }
+    }
+
+    /// Ends a request waiting for approval without running it (`withdrawn`, `expired`), on the
+    /// record and in its row together. `false`: it was not waiting any more.
+    async fn close_shared(
+        &self,
+        row: &RunRow,
+        decision: &str,
+        actor: &Principal,
+        reason: &str,
+    ) -> Result<bool, GateError> {
+        let record = Record::Approval {
+            trace_id: row.trace_id.clone(),
+            workflow_name: row.workflow_name.clone(),
+            decision: decision.to_owned(),
+            actor: actor.clone(),
+            requested_by: row.actor.clone(),
+            reason: Some(reason.to_owned()),
+            expires_at: rfc3339(row.expires_at.unwrap_or_else(Utc::now)),
+            request: None,
+        };
+        let change = self.decided(&row.trace_id, decision, Some(reason));
+        self.record_with(record, mode_label(&row.drag_mode), change)
+            .await
+    }
+
+    /// The run a row describes, as a request to check again (its principal, its request as the
+    /// record shows it).
+    fn request_of(row: &RunRow) -> Result<RunRequest, String> {
+        let principal: Principal = serde_json::from_value(row.principal.clone())
+            .map_err(|e| format!("its principal cannot be read: {e}"))?;
+        let trace_id = TraceId::parse(&row.trace_id).map_err(|e| e.to_string())?;
+        let body = if row.governed {
+            RequestBody::Governed(Ok(Some(row.request.clone())))
+        } else {
+            RequestBody::Ungoverned {
+                workflow_name: row.workflow_name.clone(),
+                parameters: Ok(row.request.get("parameters").cloned()),
+            }
+        };
+        Ok(RunRequest {
+            trace_id,
+            principal,
+            body,
+            approvable: true,
+        })
+    }
+
+    /// A request waiting for approval in the shared store, checked again against the current
+    /// workflow definitions (as after a restart). One that no longer passes is withdrawn on the
+    /// record.
+    pub(super) async fn load_pending(&self, trace_id: &str) -> Result<Pending, GateError> {
+        let not_pending =
+            || GateError::NotPending(format!("Run {trace_id} is not waiting for approval"));
+        let Some(cluster) = &self.cluster else {
+            return Err(not_pending());
+        };
+        let row = cluster
+            .load(trace_id)
+            .await
+            .map_err(unavailable)?
+            .filter(|row| row.status() == RunStatus::PendingApproval)
+            .ok_or_else(not_pending)?;
+        let expires_at = row.expires_at.unwrap_or_else(Utc::now);
+        let request = Self::request_of(&row).map_err(|why| {
+            tracing::warn!(
+                trace_id,
+                why,
+                "an approval request in the database cannot be read"
+            );
+            not_pending()
+        })?;
+        let why = match self.prepare_counted(request, false).await {
+            Ok(prepared) if prepared.approval().is_some() => {
+                return Ok(Pending {
+                    prepared,
+                    expires_at,
+                    expiry_recorded: false,
+                })
+            }
+            Ok(prepared) => {
+                prepared.live.finish(RunStatus::Rejected, None, None);
+                self.runs.forget(&prepared.live);
+                "the workflow no longer requires approval; request the run again".to_owned()
+            }
+            Err(GateError::AuditUnavailable(why)) => return Err(GateError::AuditUnavailable(why)),
+            Err(refusal) => refusal.to_string(),
+        };
+        let reason = format!("the request no longer passes: {why}");
+        self.close_shared(&row, "withdrawn", &Principal::server(), &reason)
+            .await?;
+        Err(GateError::NotPending(format!(
+            "Run {trace_id} no longer passes its checks and was withdrawn: {why}"
+        )))
+    }
+
+    /// Ends the shared approval requests whose time is up (any instance may: each is recorded
+    /// once). Returns how many expired now.
+    pub(super) async fn expire_shared(&self) -> usize {
+        let Some(cluster) = &self.cluster else {
+            return 0;
+        };
+        let rows = match cluster.expired_approvals(100).await {
+            Ok(rows) => rows,
+            Err(_) => return 0,
+        };
+        let mut expired = 0;
+        for row in rows {
+            let reason = "nobody decided before the request expired";
+            if let Ok(true) = self
+                .close_shared(&row, "expired", &Principal::server(), reason)
+                .await
+            {
+                expired += 1;
+                let refusal =
+                    GateError::ApprovalExpired(rfc3339(row.expires_at.unwrap_or_else(Utc::now)));
+                let result = Err(refusal);
+                self.tell(|listener| {
+                    listener.finished(&Finished {
+                        trace_id: &row.trace_id,
+                        workflow_name: &row.workflow_name,
+                        actor: row.actor.as_deref(),
+                        drag_mode: mode_label(&row.drag_mode),
+                        result: &result,
+                    })
+                });
+            }
+        }
+        expired
+    }
+
+    /// One beat of the shared store's upkeep (every second): the heartbeat renews this
+    /// instance's leases; then, once the heartbeat has held for a whole lease, a dead instance's
+    /// runs are taken over: started ones closed as `INSTANCE_LOST`, queued ones run here.
+    pub async fn maintain_shared(&self) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let active: Vec<String> = self
+            .runs
+            .working()
+            .iter()
+            .map(|run| run.trace_id.clone())
+            .collect();
+        if let Err(e) = cluster.heartbeat(&active).await {
+            tracing::warn!(error = %e, "heartbeat failed: this instance's leases are not renewed");
+            return;
+        }
+        if self.tasks.is_closed() || !cluster.may_sweep() {
+            return;
+        }
+        match cluster.lost(100).await {
+            Ok(rows) => {
+                for row in rows {
+                    self.close_lost(row).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for lost runs"),
+        }
+        let (workers, queue) = self.pool.limits();
+        let busy = self.pool.queued() + self.pool.executing();
+        let room = (workers + queue).saturating_sub(busy).min(100);
+        match cluster.claim_lapsed(room).await {
+            Ok(rows) => {
+                for row in rows {
+                    self.resume_claimed(row).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot take over lapsed runs"),
+        }
+    }
+
+    /// Closes a run whose instance died while it ran: `failure` with `INSTANCE_LOST`, once (the
+    /// change is guarded), and never run again.
+    async fn close_lost(&self, row: RunRow) {
+        let owner = row.owner.as_deref().unwrap_or("unknown");
+        let error = format!(
+            "The instance running it ({owner}) stopped, or lost the database for longer than its lease, before its outcome was recorded; the run was not repeated"
+        );
+        let principal = serde_json::from_value::<Principal>(row.principal.clone())
+            .unwrap_or_else(|_| Principal::server());
+        let record = run_record(
+            row.governed,
+            &row.trace_id,
+            &principal,
+            &row.request,
+            Outcome::Failure,
+            Some(error.clone()),
+            Some("INSTANCE_LOST"),
+            None,
+        );
+        let change = Arc::new(changes::Lost {
+            trace_id: row.trace_id.clone(),
+            error,
+        });
+        match self
+            .record_with(record, mode_label(&row.drag_mode), Some(change))
+            .await
+        {
+            Ok(true) => {
+                tracing::warn!(
+                    trace_id = row.trace_id,
+                    owner,
+                    "closed a run of a lost instance as INSTANCE_LOST"
+                )
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(trace_id = row.trace_id, error = %e, "cannot close a lost run yet")
+            }
+        }
+    }
+
+    /// Runs a queued run taken over from a dead instance (checked again first; one that no
+    /// longer passes is refused on the record). A cancel requested meanwhile is honoured.
+    async fn resume_claimed(&self, row: RunRow) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        tracing::info!(trace_id = row.trace_id, from = ?row.owner, "took over a queued run of an instance that stopped");
+        let refused = match Self::request_of(&row) {
+            Ok(request) => match self.prepare_counted(request, false).await {
+                Ok(mut prepared) => {
+                    prepared.approved = row.approved;
+                    prepared.shared_row = true;
+                    if let Some(by) = &row.cancel_requested_by {
+                        prepared.live.cancel(by);
+                    }
+                    let _ = prepared.reserve();
+                    self.spawn_run(prepared);
+                    return;
+                }
+                Err(refusal) => refusal.to_string(),
+            },
+            Err(why) => why,
+        };
+        if let Err(e) = cluster.reject_claimed(&row.trace_id, &refused).await {
+            tracing::warn!(trace_id = row.trace_id, error = %e, "cannot mark a refused takeover");
+        }
+    }
+
+    /// Answers the other instances' notices until the process ends: cancel requests for runs
+    /// running here, and requests to publish a run's live events.
+    pub fn answer_notices(&self) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let gate = self.clone();
+        let mut notices = cluster.notices();
+        let publishing: Arc<Mutex<HashSet<String>>> = Arc::default();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let notice = match notices.recv().await {
+                    Ok(notice) => notice,
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                };
+                match notice {
+                    Notice::Cancel {
+                        trace_id,
+                        by,
+                        principal,
+                    } => {
+                        if let Some(run) = gate.runs.get(&trace_id) {
+                            let cancelled = match serde_json::from_value::<Principal>(principal) {
+                                Ok(principal) => run.cancel_as(&by, &principal),
+                                Err(_) => run.cancel(&by),
+                            };
+                            if cancelled {
+                                tracing::info!(
+                                    trace_id,
+                                    by,
+                                    "run cancellation requested from another instance"
+                                );
+                            }
+                        }
+                    }
+                    Notice::Watch { trace_id } => {
+                        let Some(run) = gate.runs.get(&trace_id) else {
+                            continue;
+                        };
+                        if !lock(&publishing).insert(trace_id.clone()) {
+                            continue;
+                        }
+                        let Some(mut events) = run.subscribe() else {
+                            lock(&publishing).remove(&trace_id);
+                            continue;
+                        };
+                        let (cluster, publishing) = (Arc::clone(&cluster), Arc::clone(&publishing));
+                        tokio::spawn(async move {
+                            while let Ok(event) = events.recv().await {
+                                let data = serde_json::to_string(&event).unwrap_or_default();
+                                if let Err(e) =
+                                    cluster.publish(&trace_id, event.name(), &data).await
+                                {
+                                    tracing::debug!(error = %e, "cannot publish a run event");
+                                }
+                            }
+                            lock(&publishing).remove(&trace_id);
+                        });
+                    }
+                    Notice::Event { .. } => {}
+                }
+            }
+        });
+    }
+
+    /// Follows a run another instance owns: its live events (published by that instance on
+    /// request) and its row (looked at every second, so that its end is never missed), as
+    /// `(event name, JSON data)` pairs, until it ends.
+    pub fn follow_shared(
+        &self,
+        row: RunRow,
+    ) -> impl futures_util::Stream<Item = (String, String)> + Send + 'static {
+        struct Following {
+            cluster: Option<Arc<crate::cluster::Cluster>>,
+            notices: Option<tokio::sync::broadcast::Receiver<Notice>>,
+            trace_id: String,
+            status: RunStatus,
+            asked: bool,
+            ended: bool,
+        }
+        let cluster = self.cluster.clone();
+        let notices = cluster.as_ref().map(|c| c.notices());
+        let state = Following {
+            cluster,
+            notices,
+            trace_id: row.trace_id.clone(),
+            status: row.status(),
+            asked: false,
+            ended: !row.status().is_active(),
+        };
+        futures_util::stream::unfold(state, |mut state| async move {
+            if state.ended {
+                return None;
+            }
+            let cluster = state.cluster.clone()?;
+            if !state.asked {
+                state.asked = true;
+                if let Err(e) = cluster.watch(&state.trace_id).await {
+                    tracing::debug!(error = %e, "cannot ask for a run's live events");
+                }
+            }
+            let mut poll = tokio::time::interval(FOLLOW_POLL);
+            poll.tick().await;
+            loop {
+                let notices = state.notices.as_mut()?;
+                tokio::select! {
+                    notice = notices.recv() => match notice {
+                        Ok(Notice::Event { trace_id, name, data }) if trace_id == state.trace_id => {
+                            if name == "status" {
+                                let status = serde_json::from_str::<Value>(&data)
+                                    .ok()
+                                    .and_then(|v| v["status"].as_str().map(crate::cluster::status_from))
+                                    .unwrap_or(state.status);
+                                state.status = status;
+                                state.ended = !status.is_active();
+                            }
+                            return Some(((name, data), state));
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                    _ = poll.tick() => {
+                        if let Ok(Some(row)) = cluster.load(&state.trace_id).await {
+                            let status = row.status();
+                            if status != state.status {
+                                state.status = status;
+                                state.ended = !status.is_active();
+                                let data = serde_json::json!({ "event": "status", "status": status }).to_string();
+                                return Some((("status".to_owned(), data), state));
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
