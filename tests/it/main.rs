@@ -8,6 +8,7 @@ mod audit;
 mod audit_api;
 mod auth;
 mod cli;
+mod cluster;
 mod compat;
 mod connections;
 mod crash;
