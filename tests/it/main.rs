@@ -19,6 +19,7 @@ mod filter;
 mod governed;
 mod helpers;
 mod holes;
+mod identity;
 mod legacy;
 mod legacy_audit;
 mod log_secrets;
