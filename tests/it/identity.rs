@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use sustainbot::auth::GroupMapping;
 
 use crate::helpers::{
-    base64url, governance_request, trace, Reply, Settings, TestApp, TestAppBuilder, ANA, JAKE,
+    base64url, governance_request, sustainbot, trace, Finished, Reply, Settings, TestApp,
+    TestAppBuilder, ANA, JAKE,
 };
 use idp::{fixture, FakeIdp, IdpKey, AUDIENCE};
 
@@ -391,4 +392,19 @@ async fn a_public_key_file_verifies_tokens_without_fetching_anything() {
     let provider = &health["components"]["identity_provider"];
     assert_eq!(provider["source"], "public_key_file");
     assert_eq!(provider["healthy"], true);
+}
+
+#[test]
+fn the_binary_refuses_a_private_key_file_and_will_not_mint_without_jwt_secret() {
+    let private = fixture("rsa-a.key.pem");
+    sustainbot()
+        .env("JWT_PUBLIC_KEY_FILE", private.to_str().unwrap())
+        .run(&["--port", "0"])
+        .expect_exit(2)
+        .expect_stderr("openssl pkey -in key.pem -pubout");
+    sustainbot()
+        .env("JWT_ISSUER", "https://idp.example.org/realms/acme")
+        .run(&["token", "--actor", JAKE])
+        .expect_exit(2)
+        .expect_stderr("JWT_SECRET is not set");
 }
