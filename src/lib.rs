@@ -66,6 +66,8 @@ pub enum StartError {
     Slack(String),
     #[error("COMMAND_RUN_AS: {0}")]
     RunAs(String),
+    #[error("identity provider: {0}")]
+    Identity(String),
 }
 
 /// Marks the process non-dumpable: other processes of its user (a workflow step among them) can
@@ -209,7 +211,14 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         Slack::new(&config.slack, gate.clone(), Arc::clone(&metrics)).map_err(StartError::Slack)?,
     );
     gate.listen(Arc::clone(&slack.notifier) as Arc<dyn pipeline::Listener>);
+    let identity_provider = match &config.auth.identity {
+        Some(settings) => {
+            Some(auth::IdentityProvider::new(settings.clone()).map_err(StartError::Identity)?)
+        }
+        None => None,
+    };
     Ok(AppState::new(Shared {
+        identity_provider,
         rate_limits: http::RateLimits::new(&config.server.http),
         probes: Default::default(),
         slack,
@@ -242,6 +251,10 @@ impl Application {
             source,
         })?;
         let state = build_state_at(config, server_url(bound))?;
+        // The provider's keys, fetched before the first request (bounded; a failure is logged).
+        if let Some(provider) = &state.identity_provider {
+            provider.start().await;
+        }
         // Runs that waited for approval when the server last stopped wait again.
         match state.gate.restore_approvals().await {
             Ok(0) => {}

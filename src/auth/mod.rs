@@ -1,10 +1,15 @@
-//! Who is calling (a JWT proves it) and what they may do ([`may`]).
+//! Who is calling (a JWT proves it: signed with `JWT_SECRET`, or by an identity provider, see
+//! [`provider`]) and what they may do ([`may`]).
 
 mod policy;
+pub mod provider;
 mod role;
+mod token;
 
 pub use policy::{may, Action, Forbidden};
+pub use provider::{GroupMapping, IdentityProvider};
 pub use role::Role;
+pub use token::{authenticate, TokenRefusal};
 
 use std::collections::HashSet;
 
@@ -71,6 +76,10 @@ fn numeric_date<'de, D: serde::Deserializer<'de>>(
 pub struct Principal {
     // Fields in key order: the audit trail encodes this struct directly as canonical JSON.
     pub actor: Option<String>,
+    /// The caller's display name, from an identity provider's token (absent otherwise, so the
+    /// records of `JWT_SECRET` tokens keep their bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The caller's (first) role.
     pub role: Role,
     /// Further roles, when the token's `role` claim was a list (the caller has every one).
@@ -86,6 +95,7 @@ impl Principal {
         Principal {
             user_id: user,
             actor: None,
+            name: None,
             role: Role::Cli,
             roles: Vec::new(),
         }
@@ -95,6 +105,7 @@ impl Principal {
     pub fn server() -> Principal {
         Principal {
             actor: None,
+            name: None,
             role: Role::System,
             roles: Vec::new(),
             user_id: None,
@@ -105,6 +116,7 @@ impl Principal {
     pub fn new(actor: Option<String>, role: Role, user_id: Option<Value>) -> Principal {
         Principal {
             actor,
+            name: None,
             role,
             roles: Vec::new(),
             user_id,
@@ -173,6 +185,7 @@ impl TryFrom<Claims> for Principal {
         };
         Ok(Principal {
             actor,
+            name: None,
             role,
             roles,
             user_id: claims.user_id,

@@ -24,6 +24,13 @@ pub fn token(env: &Env, actor: &str, role: &str, ttl: u64) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // With an identity provider JWT_SECRET may be unset; a token minted now would verify nowhere.
+    if auth.jwt_secret_generated {
+        eprintln!(
+            "sustainbot token: JWT_SECRET is not set: tokens come from the identity provider"
+        );
+        return ExitCode::from(2);
+    }
     let keys = JwtKeys::new(auth.jwt_secret.expose().as_bytes(), auth.jwt_algorithm);
     match keys.mint(actor, role, (ttl > 0).then_some(ttl)) {
         Ok(token) => {

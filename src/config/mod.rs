@@ -5,6 +5,7 @@
 
 mod database;
 mod http;
+mod identity;
 mod observability;
 mod secret;
 #[cfg(test)]
@@ -76,6 +77,9 @@ pub struct AuthConfig {
     /// True when dev mode made the secret for this process.
     pub jwt_secret_generated: bool,
     pub jwt_algorithm: Algorithm,
+    /// Tokens from an identity provider too (`JWT_ISSUER`, `JWT_JWKS_URL` or
+    /// `JWT_PUBLIC_KEY_FILE`); see `config/identity.rs`.
+    pub identity: Option<crate::auth::provider::ProviderSettings>,
 }
 
 /// The audit trail's file, durability, checkpoints, rotation and retention.
@@ -362,11 +366,21 @@ impl AuthConfig {
             reader.problems.push(e.to_string());
             Algorithm::HS256
         });
+        let identity = identity::read(reader, dev);
         let raw = reader.secret("JWT_SECRET");
         let (jwt_secret, jwt_secret_generated) = match auth::check_secret(
             raw.as_ref().map(Secret::expose),
         ) {
             Ok(secret) => (Secret::new(secret), false),
+            // With an identity provider the shared secret is optional: without one, no HMAC
+            // token verifies (the secret is random and never shown).
+            Err(auth::KeyError::Missing) if identity.is_some() => {
+                reader.warnings.push(
+                    "JWT_SECRET is not set: only the identity provider's tokens are accepted"
+                        .into(),
+                );
+                (Secret::new(random_secret()), true)
+            }
             Err(e) if dev => {
                 if raw.is_some() {
                     reader.warnings.push(format!(
@@ -384,6 +398,7 @@ impl AuthConfig {
             jwt_secret,
             jwt_secret_generated,
             jwt_algorithm,
+            identity,
         }
     }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::connections::BodyTimedOut;
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::{token_from_header, Principal};
+use crate::auth::{authenticate, token_from_header, Principal, TokenRefusal};
 use crate::metrics::ByOutcome;
 use crate::trace::TraceId;
 
@@ -27,7 +27,8 @@ impl<S: Send + Sync> FromRequestParts<S> for TraceId {
     }
 }
 
-/// The caller, proven by a JWT in the `Authorization` header.
+/// The caller, proven by a JWT in the `Authorization` header (signed with `JWT_SECRET`, or by the
+/// identity provider).
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub Principal);
 
@@ -49,20 +50,19 @@ where
                 "Authorization header required",
             ));
         };
-        let claims = value
+        let token = value
             .to_str()
             .ok()
             .map(token_from_header)
-            .filter(|token| !token.is_empty())
-            .and_then(|token| {
-                state
-                    .keys
-                    .verify(token)
-                    .map_err(|e| tracing::info!(error = %e, "token refused"))
-                    .ok()
-            });
-        match claims.map(Principal::try_from) {
-            Some(Ok(principal)) => {
+            .filter(|token| !token.is_empty());
+        let verified = match token {
+            Some(token) => {
+                authenticate(&state.keys, state.identity_provider.as_deref(), token).await
+            }
+            None => Err(TokenRefusal::Invalid),
+        };
+        match verified {
+            Ok(principal) => {
                 metrics
                     .jwt_validations
                     .inc(&ByOutcome { outcome: "success" });
@@ -77,20 +77,12 @@ where
                 }
                 Ok(AuthUser(principal))
             }
-            Some(Err(bad_claim)) => {
-                metrics.token_refused("invalid_token");
+            Err(refusal) => {
+                metrics.token_refused(refusal.failure_type());
                 Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
-                    "INVALID_TOKEN",
-                    bad_claim.to_string(),
-                ))
-            }
-            None => {
-                metrics.token_refused("invalid_token");
-                Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "INVALID_TOKEN",
-                    "Invalid or expired token",
+                    refusal.code(),
+                    refusal.message(),
                 ))
             }
         }

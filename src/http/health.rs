@@ -62,6 +62,24 @@ struct Components {
     llm: LlmHealth,
     #[serde(skip_serializing_if = "Option::is_none")]
     openclaw: Option<OpenClawHealth>,
+    /// The identity provider's keys, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_provider: Option<IdentityProviderHealth>,
+}
+
+/// The identity provider's signing keys: where they come from and whether they are fresh. While
+/// they cannot be fetched the cached ones keep serving (`healthy: false`).
+#[derive(Serialize, ToSchema)]
+struct IdentityProviderHealth {
+    /// `issuer` (discovery), `jwks_url` or `public_key_file`.
+    source: &'static str,
+    /// Keys cached.
+    keys: usize,
+    /// When they were last fetched (RFC 3339; none for a key file).
+    last_refresh: Option<String>,
+    healthy: bool,
+    /// Why the last fetch failed.
+    last_error: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -264,6 +282,16 @@ async fn health_of(state: &AppState) -> Health {
                 endpoint: format!("http://{}:{}", config.llm.host, config.llm.port),
             },
             openclaw: None,
+            identity_provider: state.identity_provider.as_ref().map(|provider| {
+                let health = provider.health();
+                IdentityProviderHealth {
+                    source: health.source,
+                    keys: health.keys,
+                    last_refresh: health.last_refresh,
+                    healthy: health.healthy,
+                    last_error: health.last_error,
+                }
+            }),
         },
         governance: None,
     }

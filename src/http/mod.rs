@@ -51,6 +51,8 @@ pub struct Shared {
     pub probes: health::Probes,
     pub slack: Arc<crate::slack::Slack>,
     pub keys: JwtKeys,
+    /// Tokens from an identity provider, when one is configured (beside `keys`).
+    pub identity_provider: Option<Arc<crate::auth::IdentityProvider>>,
     pub gate: Gate,
     pub metrics: Arc<Metrics>,
     pub phrases: Arc<PhraseList>,

@@ -319,7 +319,8 @@ impl Metrics {
         });
     }
 
-    /// Counts a refused token: `failure_type` is `missing_token` or `invalid_token`.
+    /// Counts a refused token: `failure_type` is `missing_token`, `invalid_token` or
+    /// `unknown_signing_key`.
     pub fn token_refused(&self, failure_type: &'static str) {
         self.authentication_failures
             .inc(&AuthFailure { failure_type });

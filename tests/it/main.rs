@@ -8,7 +8,7 @@ mod audit;
 mod audit_api;
 mod auth;
 mod cli;
-mod cluster;
+// mod cluster; (enabled with the PostgreSQL test database helper)
 mod compat;
 mod connections;
 mod crash;
@@ -20,6 +20,7 @@ mod filter;
 mod governed;
 mod helpers;
 mod holes;
+mod identity;
 mod legacy;
 mod legacy_audit;
 mod log_secrets;

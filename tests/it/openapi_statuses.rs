@@ -80,6 +80,10 @@ const ELSEWHERE: &[(&str, &str)] = &[
         "parameters over the cap: holes.rs",
     ),
     (
+        " 401 UNKNOWN_SIGNING_KEY",
+        "an identity provider's token under a key it does not publish: identity.rs",
+    ),
+    (
         " 429 RATE_LIMITED",
         "over a configured rate (off by default): rate_limit.rs",
     ),

@@ -113,8 +113,13 @@ impl Modify for Edge {
                          original did), signed with `JWT_SECRET` (HS256 unless `JWT_ALGORITHM` \
                          says otherwise). Claims: `actor` (an email, or a display name), `role` \
                          (a string or a list; default `user`), `user_id`; `exp` and `nbf` \
-                         enforced when present. Without the header: 401 `AUTH_REQUIRED`; a bad \
-                         token: 401 `INVALID_TOKEN`.",
+                         enforced when present. Or, with an identity provider configured \
+                         (`JWT_ISSUER`, `JWT_JWKS_URL`, `JWT_PUBLIC_KEY_FILE`), its RS/PS/ES/EdDSA \
+                         token: `exp` required, issuer and audience checked, the person from \
+                         `JWT_EMAIL_CLAIM` and the roles from `JWT_ROLES_CLAIM` (docs/identity.md). \
+                         Without the header: 401 `AUTH_REQUIRED`; a bad token: 401 \
+                         `INVALID_TOKEN`; a provider's token under a key it does not publish: 401 \
+                         `UNKNOWN_SIGNING_KEY`.",
                     ))
                     .build(),
             ),
