@@ -1,9 +1,9 @@
 //! Who is calling (a JWT proves it) and what they may do ([`may`]).
 
-mod policy;
+pub mod policy;
 mod role;
 
-pub use policy::{may, Action, Forbidden};
+pub use policy::{may, Action, Forbidden, Granted, Policy, Target};
 pub use role::Role;
 
 use std::collections::HashSet;

@@ -62,6 +62,38 @@ struct Components {
     llm: LlmHealth,
     #[serde(skip_serializing_if = "Option::is_none")]
     openclaw: Option<OpenClawHealth>,
+    /// The roles policy in force (`POLICY_PATH`); absent under the built-in rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<PolicyHealth>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PolicyHealth {
+    /// The file name, not the server's directory layout (this page is unauthenticated).
+    file: String,
+    /// How many rules it has.
+    rules: usize,
+    /// `sha256:` + hex of the file in force.
+    sha256: String,
+    /// Why the last reload kept the policy in force as it was (the file no longer loads).
+    last_error: Option<String>,
+}
+
+impl PolicyHealth {
+    fn of(status: crate::auth::policy::PolicyStatus) -> PolicyHealth {
+        let file = status
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = status.path.to_string_lossy();
+        PolicyHealth {
+            last_error: status.last_error.map(|e| e.replace(path.as_ref(), &file)),
+            file,
+            rules: status.rules,
+            sha256: status.sha256,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -264,6 +296,7 @@ async fn health_of(state: &AppState) -> Health {
                 endpoint: format!("http://{}:{}", config.llm.host, config.llm.port),
             },
             openclaw: None,
+            policy: state.gate.policy_store().status().map(PolicyHealth::of),
         },
         governance: None,
     }

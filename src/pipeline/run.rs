@@ -13,7 +13,7 @@ use tracing::field::Empty;
 use tracing::Instrument;
 
 use super::approvals::Pending;
-use super::records::{run_record, step_summaries};
+use super::records::{ruled, run_record, step_summaries};
 use super::{ApprovalRequested, Finished, Gate, GateError, RunReport};
 use crate::audit::{Outcome, Record};
 use crate::auth::Principal;
@@ -42,6 +42,9 @@ pub struct Prepared {
     pub(super) approved: bool,
     /// Admission decided before the caller was answered (asynchronous and approved runs).
     pub(super) ticket: Option<super::pool::Ticket>,
+    /// The policy rule that allowed the run (0: the default; `None` without a policy file), named
+    /// on each of its records.
+    pub(super) policy_rule: Option<u32>,
 }
 
 impl Prepared {
@@ -74,12 +77,13 @@ impl Prepared {
             Some(GateError::TooManyRuns.to_string()),
         );
         self.gate
-            .refuse(
+            .refuse_ruled(
                 self.drag_mode.is_some(),
                 &self.trace_id,
                 &self.principal,
                 &self.readable,
                 GateError::TooManyRuns,
+                self.policy_rule,
             )
             .await
     }
@@ -107,12 +111,13 @@ impl Prepared {
             );
             return Err(self
                 .gate
-                .refuse(
+                .refuse_ruled(
                     self.drag_mode.is_some(),
                     &self.trace_id,
                     &self.principal,
                     &self.readable,
                     GateError::TooManyRuns,
+                    self.policy_rule,
                 )
                 .await);
         }
@@ -142,7 +147,13 @@ impl Prepared {
         };
         let requester = pending.prepared.principal.clone();
         if let Err(unavailable) = gate
-            .record_decision(&pending, "requested", &requester, None)
+            .record_decision(
+                &pending,
+                "requested",
+                &requester,
+                None,
+                pending.prepared.policy_rule,
+            )
             .await
         {
             pending
@@ -217,12 +228,13 @@ impl Prepared {
                 .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
             return Err(self
                 .gate
-                .refuse(
+                .refuse_ruled(
                     self.drag_mode.is_some(),
                     &self.trace_id,
                     &self.principal,
                     &self.readable,
                     refusal,
+                    self.policy_rule,
                 )
                 .await);
         }
@@ -240,6 +252,7 @@ impl Prepared {
             live,
             approved: _,
             ticket,
+            policy_rule,
         } = self;
         let this = &gate;
         tracing::info!(
@@ -280,12 +293,13 @@ impl Prepared {
                     Some(GateError::TooManyRuns.to_string()),
                 );
                 return Err(this
-                    .refuse(
+                    .refuse_ruled(
                         drag_mode.is_some(),
                         &trace_id,
                         &principal,
                         &readable,
                         GateError::TooManyRuns,
+                        policy_rule,
                     )
                     .await);
             }
@@ -303,6 +317,7 @@ impl Prepared {
                 Some("CANCELLED"),
                 None,
             );
+            let record = ruled(record, policy_rule);
             let recorded = this
                 .record(record, mode)
                 .instrument(outcome_span(Outcome::Cancelled, Some("CANCELLED"), None))
@@ -325,6 +340,7 @@ impl Prepared {
             None,
             None,
         );
+        let intent = ruled(intent, policy_rule);
         if let Err(unavailable) = this.record(intent, mode).await {
             live.finish(RunStatus::Rejected, None, Some(unavailable.to_string()));
             return Err(unavailable);
@@ -390,15 +406,18 @@ impl Prepared {
             Outcome::Cancelled => Some("CANCELLED"),
             _ => Some(failure_code.unwrap_or("WORKFLOW_FAILED")),
         };
-        let mut record = run_record(
-            drag_mode.is_some(),
-            &trace_id,
-            &principal,
-            &readable,
-            outcome,
-            error.clone(),
-            code,
-            Some(duration),
+        let mut record = ruled(
+            run_record(
+                drag_mode.is_some(),
+                &trace_id,
+                &principal,
+                &readable,
+                outcome,
+                error.clone(),
+                code,
+                Some(duration),
+            ),
+            policy_rule,
         );
         if let Record::Run(run) = &mut record {
             run.steps = step_summaries(&steps);
