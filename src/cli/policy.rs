@@ -1,11 +1,10 @@
 //! `sustainbot policy ...`: check a roles policy file, and explain which of its rules decides a
 //! question. These read only `POLICY_PATH` (no `JWT_SECRET`), or the file named.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use sustainbot::auth::policy::{parse, PolicyAction, PolicyFile, Question, MAX_POLICY_BYTES};
+use sustainbot::auth::policy::{parse, read_text, PolicyAction, PolicyFile, Question};
 use sustainbot::config::RunsConfig;
 use sustainbot::governance::DragMode;
 
@@ -33,23 +32,11 @@ fn policy_path(env: &Env, file: Option<PathBuf>, command: &str) -> Result<PathBu
     }
 }
 
-fn read_text(path: &Path, command: &str) -> Result<String, ExitCode> {
-    let unusable = |why: String| {
-        eprintln!(
-            "sustainbot policy {command}: cannot read {}: {why}",
-            path.display()
-        );
+fn read(path: &Path, command: &str) -> Result<String, ExitCode> {
+    read_text(path).map_err(|why| {
+        eprintln!("sustainbot policy {command}: cannot read {why}");
         ExitCode::from(UNUSABLE)
-    };
-    let file = std::fs::File::open(path).map_err(|e| unusable(e.to_string()))?;
-    let mut text = String::new();
-    file.take(MAX_POLICY_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| unusable(e.to_string()))?;
-    if text.len() as u64 > MAX_POLICY_BYTES {
-        return Err(unusable(format!("larger than {MAX_POLICY_BYTES} bytes")));
-    }
-    Ok(text)
+    })
 }
 
 /// Parses the file, or prints each problem as `FILE:LINE:COLUMN: message`.
@@ -68,7 +55,7 @@ pub fn check(env: &Env, file: Option<PathBuf>) -> ExitCode {
         Ok(path) => path,
         Err(code) => return code,
     };
-    let text = match read_text(&path, "check") {
+    let text = match read(&path, "check") {
         Ok(text) => text,
         Err(code) => return code,
     };
@@ -135,7 +122,7 @@ pub fn explain(env: &Env, asked: Asked) -> ExitCode {
         Ok(path) => path,
         Err(code) => return code,
     };
-    let text = match read_text(&path, "explain") {
+    let text = match read(&path, "explain") {
         Ok(text) => text,
         Err(code) => return code,
     };

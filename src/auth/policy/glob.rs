@@ -131,12 +131,10 @@ mod tests {
 
     #[test]
     fn a_pattern_of_many_stars_does_not_backtrack_exponentially() {
-        let pattern = workflow(&"a*".repeat(30));
+        let pattern = workflow(&format!("{}c", "a*".repeat(30)));
         let text = "a".repeat(60) + "b";
         let started = std::time::Instant::now();
-        assert!(!Pattern::workflow(&format!("{}c", pattern.as_str()))
-            .unwrap()
-            .matches(&text));
+        assert!(!pattern.matches(&text));
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 

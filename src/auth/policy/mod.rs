@@ -17,7 +17,7 @@ pub use explain::Explanation;
 pub use file::{parse, Problem, Problems, MAX_POLICY_BYTES};
 pub use glob::Pattern;
 pub use rules::{Decider, Decision, Effect, Miss, PolicyAction, PolicyFile, Question, Rule};
-pub use store::{PolicyStatus, PolicyStore};
+pub use store::{read_text, PolicyStatus, PolicyStore};
 
 use super::{Principal, Role};
 use crate::governance::DragMode;

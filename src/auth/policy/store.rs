@@ -129,8 +129,8 @@ fn stamp(path: &Path) -> Stamp {
         .map(|meta| (meta.len(), meta.modified().ok()))
 }
 
-/// Reads and parses the policy file; the error names the file and every problem in it.
-fn read_policy(path: &Path) -> Result<PolicyFile, String> {
+/// A policy file's text, at most [`MAX_POLICY_BYTES`]; the error names the file.
+pub fn read_text(path: &Path) -> Result<String, String> {
     let shown = path.display();
     let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
     let mut text = String::new();
@@ -142,6 +142,13 @@ fn read_policy(path: &Path) -> Result<PolicyFile, String> {
             "{shown}: larger than {MAX_POLICY_BYTES} bytes; a policy is a short file"
         ));
     }
+    Ok(text)
+}
+
+/// Reads and parses the policy file; the error names the file and every problem in it.
+fn read_policy(path: &Path) -> Result<PolicyFile, String> {
+    let shown = path.display();
+    let text = read_text(path)?;
     parse(&text).map_err(|problems| {
         let listed: Vec<String> = problems.0.iter().map(|p| format!("{shown}:{p}")).collect();
         listed.join("; ")
