@@ -35,6 +35,7 @@ fn record(i: u64) -> Record {
         principal: None,
         steps: serde_json::Value::Null,
         governed: None,
+        policy_rule: None,
     })
 }
 

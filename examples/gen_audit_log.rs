@@ -36,6 +36,7 @@ fn main() {
             principal: None,
         steps: serde_json::Value::Null,
         governed: None,
+        policy_rule: None,
         }));
         if batch.len() == 10_000 {
             store.append_batch(&batch).expect("append");

@@ -33,6 +33,7 @@ use tokio::net::TcpListener;
 
 use crate::audit::checkpoint::{KeyFileError, Signer};
 use crate::audit::{AuditError, AuditLog, AuditOptions, AuditStore};
+use crate::auth::policy::PolicyStore;
 use crate::auth::JwtKeys;
 use crate::config::{AuditConfig, Config};
 use crate::governance::filter::{PhraseList, PhraseListError};
@@ -68,6 +69,8 @@ pub enum StartError {
     RunAs(String),
     #[error("identity provider: {0}")]
     Identity(String),
+    #[error("POLICY_PATH: {0}")]
+    Policy(String),
 }
 
 /// Marks the process non-dumpable: other processes of its user (a workflow step among them) can
@@ -189,6 +192,7 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         server_url,
     };
     tracing::info!(count = workflows.len(), dir = %config.runs.workflows_dir.display(), "workflows loaded");
+    let policy = Arc::new(load_policy(&config)?);
     let gate = Gate::new(
         audit,
         workflows,
@@ -206,7 +210,8 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
             max_parameter_bytes: config.runs.max_parameter_bytes,
         },
         !config.server.governance_enabled,
-    );
+    )
+    .with_policy(policy);
     let slack = Arc::new(
         Slack::new(&config.slack, gate.clone(), Arc::clone(&metrics)).map_err(StartError::Slack)?,
     );
@@ -231,6 +236,25 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         metrics,
         phrases,
     }))
+}
+
+/// The policy file (`POLICY_PATH`), which must load for the server to start, or the built-in
+/// rules; either way the log says which is in force.
+fn load_policy(config: &Config) -> Result<PolicyStore, StartError> {
+    let Some(path) = &config.runs.policy_path else {
+        tracing::info!("no POLICY_PATH: the built-in roles decide who may do what");
+        return Ok(PolicyStore::built_in());
+    };
+    let store = PolicyStore::load(path).map_err(StartError::Policy)?;
+    if let Some(status) = store.status() {
+        tracing::info!(
+            path = %status.path.display(),
+            rules = status.rules,
+            sha256 = status.sha256,
+            "policy in force"
+        );
+    }
+    Ok(store)
 }
 
 /// A server bound to its address, ready to run. Tests build it on port 0 and read the real port.
@@ -316,12 +340,16 @@ async fn expire_approvals(gate: Gate) {
     }
 }
 
-/// Reloads the workflows when their files change (checked every 2 s) and on SIGHUP.
+/// Reloads the workflows and the policy file when their files change (checked every 2 s), and
+/// both on SIGHUP.
 async fn watch_workflows(gate: Gate) {
+    // Which of the two changed: (workflows, policy).
     let changed = |gate: Gate| async move {
-        tokio::task::spawn_blocking(move || gate.workflows().changed())
-            .await
-            .unwrap_or(false)
+        tokio::task::spawn_blocking(move || {
+            (gate.workflows().changed(), gate.policy_store().changed())
+        })
+        .await
+        .unwrap_or((false, false))
     };
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -336,20 +364,27 @@ async fn watch_workflows(gate: Gate) {
         };
         #[cfg(not(unix))]
         let hup = std::future::pending::<Option<()>>();
-        let reason = tokio::select! {
+        let (reason, (workflows, policy)) = tokio::select! {
             _ = tick.tick() => {
-                if !changed(gate.clone()).await {
-                    continue;
+                match changed(gate.clone()).await {
+                    (false, false) => continue,
+                    which => ("files changed", which),
                 }
-                "files changed"
             }
-            Some(()) = hup => "SIGHUP",
+            Some(()) = hup => ("SIGHUP", (true, true)),
         };
         let reloading = gate.clone();
-        if tokio::task::spawn_blocking(move || reloading.workflows().reload())
-            .await
-            .is_ok()
-        {
+        let reloaded = tokio::task::spawn_blocking(move || {
+            if workflows {
+                reloading.workflows().reload();
+            }
+            if policy {
+                // The store logs what the reload did (and keeps the policy when the file is bad).
+                let _ = reloading.policy_store().reload();
+            }
+        })
+        .await;
+        if reloaded.is_ok() && workflows {
             tracing::info!(reason, count = gate.workflows().len(), "workflows reloaded");
         }
     }

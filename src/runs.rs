@@ -59,6 +59,8 @@ struct State {
     cancelled_by: Option<String>,
     /// Who asked, when a person did (over HTTP), for the record of a withdrawn approval request.
     canceller: Option<Principal>,
+    /// The policy rule that allowed the canceller to (see `auth::policy`).
+    cancel_rule: Option<u32>,
 }
 
 /// One run, shared by the task that executes it and the endpoints that watch it.
@@ -175,16 +177,26 @@ impl Run {
 
     /// [`Run::cancel`] on a person's request.
     pub fn cancel_as(&self, by: &str, principal: &Principal) -> bool {
-        self.cancel_with(by, Some(principal.clone()))
+        self.cancel_with(by, Some((principal.clone(), None)))
     }
 
-    fn cancel_with(&self, by: &str, principal: Option<Principal>) -> bool {
+    /// [`Run::cancel_as`], allowed by policy rule `rule` (see `auth::policy`).
+    pub fn cancel_allowed_by(&self, by: &str, principal: &Principal, rule: Option<u32>) -> bool {
+        self.cancel_with(by, Some((principal.clone(), rule)))
+    }
+
+    fn cancel_with(&self, by: &str, canceller: Option<(Principal, Option<u32>)>) -> bool {
         let mut state = self.state();
         if !state.status.is_active() {
             return false;
         }
         state.cancelled_by = Some(by.to_owned());
+        let (principal, rule) = match canceller {
+            Some((principal, rule)) => (Some(principal), rule),
+            None => (None, None),
+        };
         state.canceller = principal;
+        state.cancel_rule = rule;
         drop(state);
         self.cancel.send_replace(true);
         true
@@ -193,6 +205,11 @@ impl Run {
     /// The person who cancelled the run, if a person did.
     pub fn canceller(&self) -> Option<Principal> {
         self.state().canceller.clone()
+    }
+
+    /// The policy rule that allowed the person who cancelled the run.
+    pub fn cancel_rule(&self) -> Option<u32> {
+        self.state().cancel_rule
     }
 
     /// Turns true when the run is asked to stop.
@@ -313,6 +330,7 @@ impl RunRegistry {
                 error: None,
                 cancelled_by: None,
                 canceller: None,
+                cancel_rule: None,
             }),
             cancel,
             events: Mutex::new(None),

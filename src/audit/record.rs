@@ -52,6 +52,11 @@ pub struct RunRecord {
     /// no DRAG mode); absent for a governed run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub governed: Option<bool>,
+    /// Under a policy file (`POLICY_PATH`): the rule that decided the run (its number from 1;
+    /// 0: the file's default). Absent without a policy file, and on refusals made before the
+    /// policy was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_rule: Option<u32>,
 }
 
 /// A record of any kind. The writer adds `seq`, `prev_hash`, `timestamp` and `integrity_hash`.
@@ -82,6 +87,9 @@ pub enum Record {
         /// so that the request is on the record before anyone decides, and survives a restart.
         #[serde(skip_serializing_if = "Option::is_none")]
         request: Option<Value>,
+        /// Under a policy file: the rule that decided (see [`RunRecord::policy_rule`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        policy_rule: Option<u32>,
     },
     /// A person replaced or edited an AI (or any step's) output: who, which step, what it was and
     /// what it became (as hashes), and why.
@@ -93,6 +101,9 @@ pub enum Record {
         before_sha256: String,
         after_sha256: String,
         reason: String,
+        /// Under a policy file: the rule that allowed it (see [`RunRecord::policy_rule`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        policy_rule: Option<u32>,
     },
     /// A signature over the record just before it (see `checkpoint.rs`).
     Checkpoint {
@@ -173,6 +184,9 @@ pub fn encode(record: &Record) -> PreEncoded {
             encoded.member("kind", "run");
             encoded.member("outcome", &run.outcome);
             encoded.member("parameters", &run.parameters);
+            if let Some(rule) = run.policy_rule {
+                encoded.member("policy_rule", &rule);
+            }
             encoded.member("principal", &run.principal);
             encoded.member("steps", &run.steps);
             encoded.member("trace_id", &run.trace_id);

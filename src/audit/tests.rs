@@ -20,6 +20,7 @@ fn run(trace: &str, outcome: Outcome) -> Record {
         principal: None,
         steps: serde_json::Value::Null,
         governed: None,
+        policy_rule: None,
     })
 }
 
@@ -510,6 +511,8 @@ fn run_records_encode_directly_exactly_as_through_a_json_tree() {
         }),
         steps: serde_json::Value::Null,
         governed: None,
+        // A policy file's rule: a member between `parameters` and `principal`.
+        policy_rule: Some(3),
     });
     let sparse = run("t-2", Outcome::Started);
     let mut ungoverned = run("t-3", Outcome::Success);

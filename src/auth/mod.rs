@@ -1,12 +1,12 @@
 //! Who is calling (a JWT proves it: signed with `JWT_SECRET`, or by an identity provider, see
 //! [`provider`]) and what they may do ([`may`]).
 
-mod policy;
+pub mod policy;
 pub mod provider;
 mod role;
 mod token;
 
-pub use policy::{may, Action, Forbidden};
+pub use policy::{may, Action, Forbidden, Granted, Policy, Target};
 pub use provider::{GroupMapping, IdentityProvider};
 pub use role::Role;
 pub use token::{authenticate, TokenRefusal};

@@ -5,6 +5,7 @@
 mod audit;
 mod audit_legacy;
 mod logging;
+mod policy;
 mod serve;
 mod token;
 mod workflows;
@@ -73,6 +74,41 @@ pub enum Command {
     Workflows {
         #[command(subcommand)]
         command: WorkflowsCommand,
+    },
+    /// Roles-policy tools (`POLICY_PATH`): check a file, explain a decision.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy file: every problem as FILE:LINE:COLUMN: message. Exits 1 when there is
+    /// any, 2 when the file cannot be read.
+    Check {
+        /// The policy file [default: POLICY_PATH]
+        file: Option<PathBuf>,
+    },
+    /// Say which rule of the policy decides whether roles may do an action (on a workflow in a
+    /// DRAG mode), and what each rule makes of it. Exits 0 when allowed, 1 when refused, 2 when
+    /// the question or the file is unusable.
+    Explain {
+        /// A role of the caller (repeat for a caller with several).
+        #[arg(long = "role", value_name = "ROLE", required = true)]
+        roles: Vec<String>,
+        /// run, approve, cancel, override, audit.read, reload or apikey.manage.
+        #[arg(long)]
+        action: String,
+        /// The workflow (for run, approve, cancel, override).
+        #[arg(long)]
+        workflow: Option<String>,
+        /// The DRAG mode: draft, research, grunt or execute.
+        #[arg(long)]
+        mode: Option<String>,
+        /// The policy file [default: POLICY_PATH]
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
 }
 
@@ -253,6 +289,25 @@ fn command(cli: Cli, env: &Env) -> ExitCode {
         Some(Command::Workflows { command }) => match command {
             WorkflowsCommand::Check { dir, json } => workflows::check(env, dir, json),
             WorkflowsCommand::Migrate { dir, out, force } => workflows::migrate(&dir, &out, force),
+        },
+        Some(Command::Policy { command }) => match command {
+            PolicyCommand::Check { file } => policy::check(env, file),
+            PolicyCommand::Explain {
+                roles,
+                action,
+                workflow,
+                mode,
+                policy,
+            } => policy::explain(
+                env,
+                policy::Asked {
+                    policy,
+                    roles,
+                    action,
+                    workflow,
+                    mode,
+                },
+            ),
         },
     }
 }

@@ -101,10 +101,13 @@ pub struct AuditConfig {
     pub retention_days: u32,
 }
 
-/// The workflows and the limits of their runs.
+/// The workflows, who may do what with them, and the limits of their runs.
 #[derive(Debug, Clone)]
 pub struct RunsConfig {
     pub workflows_dir: PathBuf,
+    /// `POLICY_PATH`: the roles policy (YAML, `docs/policy.md`), reloaded with the workflows;
+    /// the built-in rules when `None`.
+    pub policy_path: Option<PathBuf>,
     /// Runs that may execute at once.
     pub workers: usize,
     /// Runs that may wait for a worker; beyond that, 429.
@@ -447,9 +450,15 @@ impl RunsConfig {
         reader.path("WORKFLOWS_DIR", "./workflows")
     }
 
+    /// `POLICY_PATH` alone, for the commands that only read the policy file.
+    pub fn read_policy_path(reader: &mut Reader<'_>) -> Option<PathBuf> {
+        reader.text("POLICY_PATH").map(PathBuf::from)
+    }
+
     pub fn read(reader: &mut Reader<'_>) -> RunsConfig {
         RunsConfig {
             workflows_dir: RunsConfig::read_workflows_dir(reader),
+            policy_path: RunsConfig::read_policy_path(reader),
             workers: reader.size("RUN_WORKERS", 32).max(1),
             queue: reader.size("RUN_QUEUE", 256),
             approvals_max: reader.size("RUN_APPROVALS_MAX", 10_000),

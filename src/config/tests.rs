@@ -190,8 +190,14 @@ fn warnings_wait_for_logging() {
     .unwrap();
     assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
     assert!(config.warnings.iter().all(|w| !w.contains("pw@")));
-    let database = config.server.database.expect("DATABASE_URL selects PostgreSQL");
-    assert!(!format!("{database:?}").contains("pw@"), "the URL is a secret");
+    let database = config
+        .server
+        .database
+        .expect("DATABASE_URL selects PostgreSQL");
+    assert!(
+        !format!("{database:?}").contains("pw@"),
+        "the URL is a secret"
+    );
     assert_eq!((database.pool_size, database.max_overflow), (10, 20));
 }
 

@@ -90,7 +90,7 @@ struct EntriesParams {
 
 /// The audit store, once the caller may read it (403 for other roles).
 fn readable_log(state: &AppState, principal: &Principal) -> Result<Arc<dyn AuditStore>, ApiError> {
-    may(principal, Action::ReadAudit).map_err(ApiError::forbidden)?;
+    may(&state.gate.policy(), principal, Action::ReadAudit).map_err(ApiError::forbidden)?;
     Ok(Arc::clone(state.gate.audit()))
 }
 

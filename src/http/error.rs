@@ -60,7 +60,7 @@ impl ApiError {
     }
 
     pub fn forbidden(forbidden: crate::auth::Forbidden) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN_ROLE", forbidden.0)
+        ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN_ROLE", forbidden.message)
     }
 
     pub fn with_trace(mut self, trace_id: &str) -> ApiError {

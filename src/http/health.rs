@@ -65,6 +65,9 @@ struct Components {
     /// The identity provider's keys, when one is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     identity_provider: Option<IdentityProviderHealth>,
+    /// The roles policy in force (`POLICY_PATH`); absent under the built-in rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<PolicyHealth>,
 }
 
 /// The identity provider's signing keys: where they come from and whether they are fresh. While
@@ -80,6 +83,35 @@ struct IdentityProviderHealth {
     healthy: bool,
     /// Why the last fetch failed.
     last_error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PolicyHealth {
+    /// The file name, not the server's directory layout (this page is unauthenticated).
+    file: String,
+    /// How many rules it has.
+    rules: usize,
+    /// `sha256:` + hex of the file in force.
+    sha256: String,
+    /// Why the last reload kept the policy in force as it was (the file no longer loads).
+    last_error: Option<String>,
+}
+
+impl PolicyHealth {
+    fn of(status: crate::auth::policy::PolicyStatus) -> PolicyHealth {
+        let file = status
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = status.path.to_string_lossy();
+        PolicyHealth {
+            last_error: status.last_error.map(|e| e.replace(path.as_ref(), &file)),
+            file,
+            rules: status.rules,
+            sha256: status.sha256,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -292,6 +324,7 @@ async fn health_of(state: &AppState) -> Health {
                     last_error: health.last_error,
                 }
             }),
+            policy: state.gate.policy_store().status().map(PolicyHealth::of),
         },
         governance: None,
     }

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use super::openapi::refusals::refusals;
 use super::{ApiError, AppState, AuthUser, JsonBody};
 use crate::auth::{may, Action, Principal};
-use crate::pipeline::{Found, Gate};
+use crate::pipeline::{Found, Gate, GateError};
 use crate::runs::{Run, RunEvent, RunFilter, RunView};
 
 pub fn router() -> Router<AppState> {
@@ -59,6 +59,7 @@ refusals!(
     [
         "AUTH_REQUIRED",
         "INVALID_TOKEN",
+        "FORBIDDEN_ROLE",
         "APPROVAL_REFUSED",
         "RUN_NOT_PENDING",
         "APPROVAL_EXPIRED",
@@ -133,7 +134,7 @@ async fn list(
             STATUSES.join(", ")
         )));
     }
-    let actor = if may(&principal, Action::SeeAllRuns).is_ok() {
+    let actor = if may(&state.gate.policy(), &principal, Action::SeeAllRuns).is_ok() {
         query.actor
     } else {
         // Everyone else sees only their own runs.
@@ -470,9 +471,25 @@ async fn override_output(
             "step, replacement and a non-empty reason are required",
         ));
     };
-    let run = visible(&state, &principal, &trace_id)?;
+    let run = state
+        .gate
+        .runs()
+        .get(&trace_id)
+        .ok_or_else(|| GateError::RunNotFound(trace_id.clone()))?;
     let own = crate::pipeline::owns(&principal, &run);
-    may(&principal, Action::Override { own }).map_err(ApiError::forbidden)?;
+    let target = crate::pipeline::target_of(&run);
+    let granted = match may(
+        &state.gate.policy(),
+        &principal,
+        Action::Override { own, target },
+    ) {
+        Ok(granted) => granted,
+        // A run the caller may not even see is not theirs to hear about.
+        Err(_) if visible(&state, &principal, &trace_id).is_err() => {
+            return Err(GateError::RunNotFound(trace_id).into())
+        }
+        Err(forbidden) => return Err(ApiError::forbidden(forbidden)),
+    };
     let step = run.step(&step_id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -482,7 +499,14 @@ async fn override_output(
     })?;
     let receipt = state
         .gate
-        .record_override(&run, &step, &principal, &replacement, &reason)
+        .record_override(
+            &run,
+            &step,
+            &principal,
+            &replacement,
+            &reason,
+            granted.policy_rule(),
+        )
         .await?;
     Ok(Json(OverrideRecorded {
         trace_id,

@@ -119,9 +119,11 @@ async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<WorkflowLi
     })
 }
 
-/// Reads `WORKFLOWS_DIR` again (admins only).
+/// Reads `WORKFLOWS_DIR` and the policy file again.
 ///
-/// Also done on SIGHUP and when the files change. The answer lists the files that did not load.
+/// Admins only (under a policy file: the `reload` action). Also done on SIGHUP and when the files
+/// change. The answer lists the files that did not load (a policy file that no longer loads among
+/// them: the policy in force stays as it was).
 #[utoipa::path(post, path = "/workflows/reload", operation_id = "reload_workflows", tag = "workflows", security(("bearer" = [])),
     responses((status = 200, description = "Reloaded; `invalid` names the files that did not \
         load, and why.", body = WorkflowList), ReloadRefusals))]
@@ -129,18 +131,29 @@ async fn reload(
     State(state): State<AppState>,
     AuthUser(principal): AuthUser,
 ) -> Result<Json<WorkflowList>, ApiError> {
-    may(&principal, Action::ReloadWorkflows).map_err(ApiError::forbidden)?;
+    may(&state.gate.policy(), &principal, Action::ReloadWorkflows).map_err(ApiError::forbidden)?;
     let gate = state.gate.clone();
-    tokio::task::spawn_blocking(move || gate.workflows().reload())
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let policy = tokio::task::spawn_blocking(move || {
+        gate.workflows().reload();
+        gate.policy_store().reload()
+    })
+    .await
+    .map_err(|_| ApiError::internal())?;
     let registry = state.gate.workflows();
     tracing::info!(by = ?principal.actor, count = registry.len(), "workflows reloaded");
+    let mut invalid = registry.problems();
+    // A policy file that no longer loads is named with the files that did not load.
+    if let (Err(reason), Some(path)) = (policy, state.gate.policy_store().path()) {
+        invalid.push(LoadProblem {
+            file: path.to_owned(),
+            reason,
+        });
+    }
     let workflows = registry.names();
     Ok(Json(WorkflowList {
         count: workflows.len(),
         workflows,
-        invalid: Some(registry.problems()),
+        invalid: Some(invalid),
     }))
 }
 

@@ -9,8 +9,7 @@ use serde_json::Value;
 
 use super::{lock, Gate, GateError, Prepared, RequestBody, RunRequest};
 use crate::audit::Record;
-use crate::auth::Principal;
-use crate::auth::{may, Action};
+use crate::auth::{may, Action, Principal, Target};
 use crate::cluster::changes;
 use crate::db::Change;
 use crate::metrics::mode_label;
@@ -42,12 +41,14 @@ fn rfc3339(time: DateTime<Utc>) -> String {
 
 impl Gate {
     /// Audits an approval decision about a parked run; `requested` carries the request itself.
+    /// `policy_rule` is the policy rule that decided (see `docs/audit-format.md`).
     pub(super) async fn record_decision(
         &self,
         pending: &Pending,
         decision: &str,
         actor: &Principal,
         reason: Option<String>,
+        policy_rule: Option<u32>,
         change: Option<Arc<dyn Change>>,
     ) -> Result<bool, GateError> {
         let prepared = &pending.prepared;
@@ -60,6 +61,7 @@ impl Gate {
             reason,
             expires_at: rfc3339(pending.expires_at),
             request: (decision == "requested").then(|| prepared.readable.clone()),
+            policy_rule,
         };
         self.record_with(record, prepared.mode_label(), change)
             .await
@@ -164,15 +166,31 @@ impl Gate {
         let requester = prepared.requester.as_deref();
         let same_human = |other: Option<&str>| matches!((approver.actor.as_deref(), other), (Some(a), Some(b)) if crate::identity::same(a, b));
         let expired = Utc::now() > pending.expires_at;
-        let refusal = if expired {
-            Some(GateError::ApprovalExpired(rfc3339(pending.expires_at)))
-        } else if let Err(forbidden) = may(
+        let verdict = may(
+            &self.policy(),
             approver,
             Action::Decide {
+                target: Target {
+                    workflow: &prepared.definition.name,
+                    drag_mode: prepared.drag_mode,
+                },
                 approver_roles: &roles,
             },
-        ) {
-            Some(GateError::ApprovalRefused(forbidden.0))
+        );
+        let policy_rule = match &verdict {
+            Ok(granted) => granted.policy_rule(),
+            Err(forbidden) => forbidden.policy_rule(),
+        };
+        let refusal = if expired {
+            Some(GateError::ApprovalExpired(rfc3339(pending.expires_at)))
+        } else if let Err(forbidden) = verdict {
+            // The policy's refusal names its action and rule (`FORBIDDEN_ROLE`); the workflow's
+            // own `approver_roles` and the named-human rule refuse as they always have.
+            Some(if forbidden.by_policy {
+                GateError::ForbiddenRole(forbidden)
+            } else {
+                GateError::ApprovalRefused(forbidden.message)
+            })
         } else if same_human(requester)
             || same_human(prepared.principal.actor.as_deref())
             || same_account(approver, &prepared.principal)
@@ -196,7 +214,7 @@ impl Gate {
             (None, true) => "approved",
             (None, false) => "denied",
         };
-        let (actor, why) = if decision == "expired" {
+        let (actor, why, policy_rule) = if decision == "expired" {
             let who = approver
                 .actor
                 .clone()
@@ -206,6 +224,7 @@ impl Gate {
                 Some(format!(
                     "nobody decided before the request expired (found when {who} tried to decide)"
                 )),
+                None,
             )
         } else {
             (
@@ -213,11 +232,12 @@ impl Gate {
                 reason
                     .clone()
                     .or_else(|| refusal.as_ref().map(ToString::to_string)),
+                policy_rule,
             )
         };
         let change = self.decided(trace_id, decision, why.as_deref());
         let recorded = self
-            .record_decision(&pending, decision, &actor, why, change)
+            .record_decision(&pending, decision, &actor, why, policy_rule, change)
             .await;
         match recorded {
             Ok(true) => {}
@@ -316,8 +336,9 @@ impl Gate {
     ) -> Result<(), GateError> {
         let reason = "cancelled while waiting for approval".to_owned();
         let change = self.decided(&pending.prepared.trace_id, "withdrawn", Some(&reason));
+        let rule = pending.prepared.live.cancel_rule();
         if let Err(unavailable) = self
-            .record_decision(&pending, "withdrawn", by, Some(reason), change)
+            .record_decision(&pending, "withdrawn", by, Some(reason), rule, change)
             .await
         {
             self.park_as_is(pending);
@@ -375,6 +396,7 @@ impl Gate {
                     "expired",
                     &Principal::server(),
                     Some(reason),
+                    None,
                     None,
                 )
                 .await
@@ -545,6 +567,7 @@ impl Gate {
             )),
             expires_at: rfc3339(expires_at),
             request: None,
+            policy_rule: None,
         };
         self.record(record, mode_label(mode)).await
     }

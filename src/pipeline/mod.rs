@@ -41,7 +41,8 @@ pub use run::Prepared;
 pub use shared::Found;
 
 use crate::audit::{AuditError, AuditStore, Record};
-use crate::auth::{may, Action, Principal};
+use crate::auth::policy::PolicyStore;
+use crate::auth::{may, Action, Policy, Principal, Target};
 use crate::cluster::Cluster;
 use crate::db::Change;
 use crate::metrics::{drag_mode_label, AuditEntry, ByDragMode, ByWorkflow, GateState, Metrics};
@@ -56,6 +57,14 @@ pub fn owns(principal: &Principal, run: &Run) -> bool {
     match (&principal.actor, &run.actor) {
         (Some(who), Some(actor)) => crate::identity::same(who, actor),
         _ => false,
+    }
+}
+
+/// The run an action on `run` is about, as the policy sees it.
+pub fn target_of(run: &Run) -> Target<'_> {
+    Target {
+        workflow: &run.workflow,
+        drag_mode: run.drag_mode.parse().ok(),
     }
 }
 
@@ -147,6 +156,8 @@ pub struct RunLimits {
 pub struct Gate {
     audit: Arc<dyn AuditStore>,
     workflows: Arc<WorkflowRegistry>,
+    /// Who may do what (`POLICY_PATH`, or the built-in rules); reloaded with the workflows.
+    policy: Arc<PolicyStore>,
     runner: Runner,
     metrics: Arc<Metrics>,
     pool: Arc<Pool>,
@@ -184,6 +195,7 @@ impl Gate {
         Gate {
             audit,
             workflows,
+            policy: Arc::new(PolicyStore::built_in()),
             runner,
             metrics,
             pool: Arc::new(pool),
@@ -210,6 +222,22 @@ impl Gate {
     /// The shared run state, with PostgreSQL.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.cluster.as_ref()
+    }
+
+    /// The gate under a policy file's rules instead of the built-in ones.
+    pub fn with_policy(mut self, policy: Arc<PolicyStore>) -> Gate {
+        self.policy = policy;
+        self
+    }
+
+    /// The policy in force now: what every [`may`] of the gate's callers is asked under.
+    pub fn policy(&self) -> Policy {
+        self.policy.current()
+    }
+
+    /// Where the policy comes from, to reload it and report on it.
+    pub fn policy_store(&self) -> &PolicyStore {
+        &self.policy
     }
 
     /// Adds a listener for runs' ends and approval requests (Slack's notifications).
@@ -366,13 +394,8 @@ impl Gate {
         self.runs
             .get(trace_id)
             .filter(|run| {
-                may(
-                    principal,
-                    Action::SeeRun {
-                        own: owns(principal, run),
-                    },
-                )
-                .is_ok()
+                let own = owns(principal, run);
+                may(&self.policy(), principal, Action::SeeRun { own }).is_ok()
             })
             .ok_or_else(|| GateError::RunNotFound(trace_id.to_owned()))
     }
@@ -380,21 +403,29 @@ impl Gate {
     /// Stops a queued or running run, or withdraws one waiting for approval (on the record): its
     /// accountable human or an admin. Answers who cancelled, as the run shows it.
     pub async fn cancel(&self, principal: &Principal, trace_id: &str) -> Result<String, GateError> {
-        let run = match self.find_run(principal, trace_id).await? {
-            Found::Here(run) => run,
-            Found::Shared(row) => return self.cancel_shared(principal, *row).await,
-        };
-        may(
-            principal,
-            Action::CancelRun {
-                own: owns(principal, &run),
+        let run = match self.runs.get(trace_id) {
+            Some(run) => run,
+            None if self.cluster.is_some() => match self.find_run(principal, trace_id).await? {
+                Found::Here(run) => run,
+                Found::Shared(row) => return self.cancel_shared(principal, *row).await,
             },
-        )?;
+            None => return Err(GateError::RunNotFound(trace_id.to_owned())),
+        };
+        let own = owns(principal, &run);
+        let target = target_of(&run);
+        let granted = match may(&self.policy(), principal, Action::CancelRun { own, target }) {
+            Ok(granted) => granted,
+            // A run the caller may not even see is not theirs to hear about.
+            Err(_) if self.visible_run(principal, trace_id).is_err() => {
+                return Err(GateError::RunNotFound(trace_id.to_owned()))
+            }
+            Err(forbidden) => return Err(forbidden.into()),
+        };
         let by = principal
             .actor
             .clone()
             .unwrap_or_else(|| principal.role.to_string());
-        if !run.cancel_as(&by, principal) {
+        if !run.cancel_allowed_by(&by, principal, granted.policy_rule()) {
             return Err(GateError::RunFinished(trace_id.to_owned()));
         }
         // A run waiting for approval is withdrawn on the record (nothing happens for other runs; one
@@ -404,7 +435,8 @@ impl Gate {
         Ok(by)
     }
 
-    /// Records that `by` replaced or edited the output of `step` of run `trace_id`.
+    /// Records that `by` replaced or edited the output of `step` of run `trace_id`; `policy_rule`
+    /// is the policy rule that allowed it.
     pub async fn record_override(
         &self,
         run: &Run,
@@ -412,6 +444,7 @@ impl Gate {
         by: &Principal,
         after: &str,
         reason: &str,
+        policy_rule: Option<u32>,
     ) -> Result<crate::audit::Receipt, GateError> {
         let record = Record::Override {
             trace_id: run.trace_id.clone(),
@@ -421,6 +454,7 @@ impl Gate {
             before_sha256: crate::audit::format::sha256_tagged(step.stdout.as_bytes()),
             after_sha256: crate::audit::format::sha256_tagged(after.as_bytes()),
             reason: reason.to_owned(),
+            policy_rule,
         };
         let receipt = self.audit.append(record).await.map_err(|_| {
             GateError::AuditUnavailable("The override could not be recorded".to_owned())
@@ -461,18 +495,21 @@ impl Gate {
         body: &Value,
         refusal: GateError,
     ) -> GateError {
-        self.refuse_with(governed, trace_id, principal, body, refusal, None)
+        self.refuse_ruled(governed, trace_id, principal, body, refusal, None, None)
             .await
     }
 
-    /// [`Gate::refuse`], ending the run's shared row with the record when it has one.
-    async fn refuse_with(
+    /// [`Gate::refuse`] of a run the policy was asked about: `policy_rule` is its verdict; with a
+    /// shared store, `change` ends the run's row with the record.
+    #[allow(clippy::too_many_arguments)]
+    async fn refuse_ruled(
         &self,
         governed: bool,
         trace_id: &str,
         principal: &Principal,
         body: &Value,
         refusal: GateError,
+        policy_rule: Option<u32>,
         change: Option<Arc<dyn Change>>,
     ) -> GateError {
         tracing::info!(trace_id, code = refusal.code(), reason = %refusal, "run refused");
@@ -487,6 +524,7 @@ impl Gate {
             Some(code),
             None,
         );
+        let record = records::ruled(record, policy_rule);
         match self
             .record_with(record, drag_mode_label(body), change)
             .await

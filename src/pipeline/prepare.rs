@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::records::{record_view, ungoverned_view};
 use super::run::Prepared;
 use super::{lock, Gate, GateError, RequestBody, RunRequest, Unreadable};
-use crate::auth::{may, Action, Principal};
+use crate::auth::{may, Action, Principal, Target};
 use crate::governance::{summary, DragMode, GovernanceRequest};
 use crate::metrics::AimRequest;
 use crate::trace::otel::SPANS;
@@ -19,6 +19,10 @@ use crate::workflow::{Workflow, WorkflowName};
 /// What the ungoverned path tells in place of a governance summary.
 const UNGOVERNED_SUMMARY: &str =
     "Ungoverned run (GOVERNANCE_ENABLED=false): no AIM declaration, no DRAG mode";
+
+/// A result with the policy's verdict on the run it is about (`policy_rule`, see
+/// `Prepared::policy_rule`).
+type Ruled<T> = (T, Option<u32>);
 
 /// A request that passed the checks of its kind, before the workflow's policy.
 struct Checked {
@@ -278,16 +282,25 @@ impl Gate {
             requester,
             governance_summary,
         } = checked;
-        let parameters =
-            match self.policy(&trace_id, &principal, &definition, drag_mode, parameters) {
-                Ok(parameters) => parameters,
-                Err(refusal) => {
-                    let governed = drag_mode.is_some();
-                    return Err(self
-                        .refuse(governed, &trace_id, &principal, &readable, refusal)
-                        .await);
-                }
-            };
+        let checked =
+            self.workflow_checks(&trace_id, &principal, &definition, drag_mode, parameters);
+        let (parameters, policy_rule) = match checked {
+            Ok(checked) => checked,
+            Err((refusal, policy_rule)) => {
+                let governed = drag_mode.is_some();
+                return Err(self
+                    .refuse_ruled(
+                        governed,
+                        &trace_id,
+                        &principal,
+                        &readable,
+                        refusal,
+                        policy_rule,
+                        None,
+                    )
+                    .await);
+            }
+        };
         // The record shows the parameters the run really uses (defaults filled in).
         readable["parameters"] = Value::Object(parameters.clone());
         let live = self.runs.register(
@@ -309,49 +322,69 @@ impl Gate {
             live,
             approved: false,
             ticket: None,
+            policy_rule,
             shared_row: false,
         })
     }
 
-    /// The workflow's own policy: its DRAG modes (an ungoverned run declares none), who may run it,
-    /// its parameters (returned with defaults filled in); and one live run per trace id (the id
-    /// names the run in /runs, in approvals and on the record).
-    fn policy(
+    /// The workflow's own policy: its DRAG modes (an ungoverned run declares none), who may run it
+    /// (the policy in force and the workflow's `roles`), its parameters (returned with defaults
+    /// filled in); and one live run per trace id (the id names the run in /runs, in approvals and
+    /// on the record). With the parameters, or with the refusal, the policy's verdict on the run
+    /// (`policy_rule`, for its records; `None` before the policy is asked or without a file).
+    fn workflow_checks(
         &self,
         trace_id: &str,
         principal: &Principal,
         definition: &Workflow,
         drag_mode: Option<DragMode>,
         parameters: Option<Map<String, Value>>,
-    ) -> Result<Map<String, Value>, GateError> {
+    ) -> Result<Ruled<Map<String, Value>>, Ruled<GateError>> {
         if let (Some(allowed), Some(mode)) = (&definition.drag_modes, drag_mode) {
             if !allowed.contains(&mode) {
-                return Err(GateError::DragModeNotAllowed {
-                    mode: mode.to_string(),
-                    allowed: allowed
-                        .iter()
-                        .map(|m| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
+                return Err((
+                    GateError::DragModeNotAllowed {
+                        mode: mode.to_string(),
+                        allowed: allowed
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    },
+                    None,
+                ));
             }
         }
-        let allowed_roles = definition.roles.as_deref();
-        may(principal, Action::Run { allowed_roles })?;
+        let run = Action::Run {
+            target: Target {
+                workflow: &definition.name,
+                drag_mode,
+            },
+            allowed_roles: definition.roles.as_deref(),
+        };
+        let policy_rule = match may(&self.policy(), principal, run) {
+            Ok(granted) => granted.policy_rule(),
+            Err(forbidden) => {
+                let policy_rule = forbidden.policy_rule();
+                return Err((forbidden.into(), policy_rule));
+            }
+        };
+        let refused = |refusal: GateError| Err((refusal, policy_rule));
         // Parameters are values for a run, not file transfers: bounded, so that one caller cannot
         // fill the audit disk (both records of a run carry them).
         let size = parameters
             .as_ref()
             .map_or(2, |p| serde_json::to_vec(p).map_or(usize::MAX, |b| b.len()));
         if size > self.max_parameter_bytes {
-            return Err(GateError::ParametersTooLarge {
+            return refused(GateError::ParametersTooLarge {
                 bytes: size,
                 max: self.max_parameter_bytes,
             });
         }
-        let parameters = definition
-            .check_parameters(&parameters.unwrap_or_default())
-            .map_err(GateError::InvalidParameters)?;
+        let parameters = match definition.check_parameters(&parameters.unwrap_or_default()) {
+            Ok(parameters) => parameters,
+            Err(problems) => return refused(GateError::InvalidParameters(problems)),
+        };
         let live_already = self
             .runs
             .get(trace_id)
@@ -360,7 +393,7 @@ impl Gate {
                 .get(trace_id)
                 .is_some_and(|p| !p.expiry_recorded);
         if live_already {
-            return Err(GateError::TraceInUse(trace_id.to_owned()));
+            return refused(GateError::TraceInUse(trace_id.to_owned()));
         }
         // A finished run's id stays its principal's: another may not mix its records in.
         let owner = principal
@@ -369,8 +402,8 @@ impl Gate {
             .map(crate::identity::canonical)
             .unwrap_or_default();
         if self.trace_owners.claim(trace_id, &owner).is_err() {
-            return Err(GateError::TraceInUse(trace_id.to_owned()));
+            return refused(GateError::TraceInUse(trace_id.to_owned()));
         }
-        Ok(parameters)
+        Ok((parameters, policy_rule))
     }
 }

@@ -120,5 +120,14 @@ pub(super) fn run_record(
         principal: Some(principal.clone()),
         steps: Value::Null,
         governed: (!governed).then_some(false),
+        policy_rule: None,
     })
+}
+
+/// `record` naming the policy rule that decided its run (see `docs/audit-format.md`).
+pub(super) fn ruled(mut record: Record, policy_rule: Option<u32>) -> Record {
+    if let Record::Run(run) = &mut record {
+        run.policy_rule = policy_rule;
+    }
+    record
 }

@@ -13,7 +13,7 @@ use tracing::field::Empty;
 use tracing::Instrument;
 
 use super::approvals::Pending;
-use super::records::{run_record, step_summaries};
+use super::records::{ruled, run_record, step_summaries};
 use super::{ApprovalRequested, Finished, Gate, GateError, RunReport};
 use crate::audit::{Outcome, Record};
 use crate::auth::Principal;
@@ -44,6 +44,9 @@ pub struct Prepared {
     pub(super) approved: bool,
     /// Admission decided before the caller was answered (asynchronous and approved runs).
     pub(super) ticket: Option<super::pool::Ticket>,
+    /// The policy rule that allowed the run (0: the default; `None` without a policy file), named
+    /// on each of its records.
+    pub(super) policy_rule: Option<u32>,
     /// The run has a row in the shared store (accepted, approved or taken over), owned by this
     /// instance: its start and end change that row, guarded.
     pub(super) shared_row: bool,
@@ -78,12 +81,13 @@ impl Prepared {
             .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
         let change = self.end_change("queued", "rejected", None, Some(refusal.to_string()), None);
         self.gate
-            .refuse_with(
+            .refuse_ruled(
                 self.drag_mode.is_some(),
                 &self.trace_id,
                 &self.principal,
                 &self.readable,
                 refusal,
+                self.policy_rule,
                 change,
             )
             .await
@@ -168,12 +172,14 @@ impl Prepared {
             );
             return Err(self
                 .gate
-                .refuse(
+                .refuse_ruled(
                     self.drag_mode.is_some(),
                     &self.trace_id,
                     &self.principal,
                     &self.readable,
                     GateError::TooManyRuns,
+                    self.policy_rule,
+                    None,
                 )
                 .await);
         }
@@ -209,8 +215,9 @@ impl Prepared {
                 expires_at,
             }) as Arc<dyn Change>
         });
+        let rule = pending.prepared.policy_rule;
         match gate
-            .record_decision(&pending, "requested", &requester, None, change)
+            .record_decision(&pending, "requested", &requester, None, rule, change)
             .await
         {
             Ok(true) => {}
@@ -297,12 +304,14 @@ impl Prepared {
                 .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
             return Err(self
                 .gate
-                .refuse(
+                .refuse_ruled(
                     self.drag_mode.is_some(),
                     &self.trace_id,
                     &self.principal,
                     &self.readable,
                     refusal,
+                    self.policy_rule,
+                    None,
                 )
                 .await);
         }
@@ -345,6 +354,7 @@ impl Prepared {
             live,
             approved: _,
             ticket,
+            policy_rule,
             shared_row: _,
         } = self;
         let this = &gate;
@@ -383,12 +393,13 @@ impl Prepared {
                 let full = GateError::TooManyRuns.to_string();
                 live.finish(RunStatus::Rejected, None, Some(full.clone()));
                 return Err(this
-                    .refuse_with(
+                    .refuse_ruled(
                         drag_mode.is_some(),
                         &trace_id,
                         &principal,
                         &readable,
                         GateError::TooManyRuns,
+                        policy_rule,
                         ended("queued", "rejected", None, Some(full), None),
                     )
                     .await);
@@ -407,6 +418,7 @@ impl Prepared {
                 Some("CANCELLED"),
                 None,
             );
+            let record = ruled(record, policy_rule);
             let change = ended("queued", "cancelled", None, Some(error.clone()), None);
             let recorded = this
                 .record_with(record, mode, change)
@@ -430,6 +442,7 @@ impl Prepared {
             None,
             None,
         );
+        let intent = ruled(intent, policy_rule);
         let start = match (&cluster, meta.clone()) {
             (Some(cluster), Some(run)) => Some(Arc::new(changes::Started {
                 run,
@@ -519,15 +532,18 @@ impl Prepared {
             Outcome::Cancelled => Some("CANCELLED"),
             _ => Some(failure_code.unwrap_or("WORKFLOW_FAILED")),
         };
-        let mut record = run_record(
-            drag_mode.is_some(),
-            &trace_id,
-            &principal,
-            &readable,
-            outcome,
-            error.clone(),
-            code,
-            Some(duration),
+        let mut record = ruled(
+            run_record(
+                drag_mode.is_some(),
+                &trace_id,
+                &principal,
+                &readable,
+                outcome,
+                error.clone(),
+                code,
+                Some(duration),
+            ),
+            policy_rule,
         );
         if let Record::Run(run) = &mut record {
             run.steps = step_summaries(&steps);

@@ -14,7 +14,7 @@ use super::approvals::Pending;
 use super::records::run_record;
 use super::{Finished, Gate, GateError, RequestBody, RunRequest};
 use crate::audit::{Outcome, Record};
-use crate::auth::{may, Action, Principal};
+use crate::auth::{may, Action, Principal, Target};
 use crate::cluster::{changes, Notice, RunRow};
 use crate::metrics::mode_label;
 use crate::runs::{Run, RunFilter, RunStatus, RunView};
@@ -71,7 +71,7 @@ impl Gate {
             .map_err(unavailable)?
             .filter(|row| {
                 let own = owns_row(principal, row);
-                may(principal, Action::SeeRun { own }).is_ok()
+                may(&self.policy(), principal, Action::SeeRun { own }).is_ok()
             })
             .ok_or_else(|| GateError::RunNotFound(trace_id.to_owned()))?;
         Ok(Found::Shared(Box::new(row)))
@@ -122,12 +122,12 @@ impl Gate {
         principal: &Principal,
         row: RunRow,
     ) -> Result<String, GateError> {
-        may(
-            principal,
-            Action::CancelRun {
-                own: owns_row(principal, &row),
-            },
-        )?;
+        let target = Target {
+            workflow: &row.workflow_name,
+            drag_mode: row.drag_mode.parse().ok(),
+        };
+        let own = owns_row(principal, &row);
+        let granted = may(&self.policy(), principal, Action::CancelRun { own, target })?;
         let by = principal
             .actor
             .clone()
@@ -138,8 +138,9 @@ impl Gate {
         match row.status() {
             RunStatus::PendingApproval => {
                 let reason = "cancelled while waiting for approval";
+                let rule = granted.policy_rule();
                 if self
-                    .close_shared(&row, "withdrawn", principal, reason)
+                    .close_shared(&row, "withdrawn", principal, reason, rule)
                     .await?
                 {
                     Ok(by)
@@ -170,6 +171,7 @@ impl Gate {
         decision: &str,
         actor: &Principal,
         reason: &str,
+        policy_rule: Option<u32>,
     ) -> Result<bool, GateError> {
         let record = Record::Approval {
             trace_id: row.trace_id.clone(),
@@ -180,6 +182,7 @@ impl Gate {
             reason: Some(reason.to_owned()),
             expires_at: rfc3339(row.expires_at.unwrap_or_else(Utc::now)),
             request: None,
+            policy_rule,
         };
         let change = self.decided(&row.trace_id, decision, Some(reason));
         self.record_with(record, mode_label(&row.drag_mode), change)
@@ -249,7 +252,7 @@ impl Gate {
             Err(refusal) => refusal.to_string(),
         };
         let reason = format!("the request no longer passes: {why}");
-        self.close_shared(&row, "withdrawn", &Principal::server(), &reason)
+        self.close_shared(&row, "withdrawn", &Principal::server(), &reason, None)
             .await?;
         Err(GateError::NotPending(format!(
             "Run {trace_id} no longer passes its checks and was withdrawn: {why}"
@@ -270,7 +273,7 @@ impl Gate {
         for row in rows {
             let reason = "nobody decided before the request expired";
             if let Ok(true) = self
-                .close_shared(&row, "expired", &Principal::server(), reason)
+                .close_shared(&row, "expired", &Principal::server(), reason, None)
                 .await
             {
                 expired += 1;

@@ -29,8 +29,9 @@ pub use users::{SlackUser, UsersFile};
 
 use crate::audit::query::Filter;
 use crate::audit::verify::{VerifyOptions, VERIFYING};
-use crate::auth::{may, Action, Principal, Role};
+use crate::auth::{may, Action, Principal, Role, Target};
 use crate::config::{Secret, SlackConfig};
+use crate::governance::DragMode;
 use crate::metrics::Metrics;
 use crate::pipeline::{Gate, GateError, RequestBody, RunRequest, Submitted, Wait};
 use crate::runs::RunFilter;
@@ -361,13 +362,24 @@ impl Slack {
             .iter()
             .filter_map(|name| registry.get(name))
             .map(|workflow| {
-                let allowed = may(
-                    principal,
-                    Action::Run {
+                // Allowed in some DRAG mode: the caller picks the mode when they run it.
+                let policy = self.gate.policy();
+                let offered = |mode: &DragMode| {
+                    workflow
+                        .drag_modes
+                        .as_ref()
+                        .is_none_or(|modes| modes.contains(mode))
+                };
+                let allowed = DragMode::ALL.into_iter().filter(offered).any(|mode| {
+                    let run = Action::Run {
+                        target: Target {
+                            workflow: &workflow.name,
+                            drag_mode: Some(mode),
+                        },
                         allowed_roles: workflow.roles.as_deref(),
-                    },
-                )
-                .is_ok();
+                    };
+                    may(&policy, principal, run).is_ok()
+                });
                 let mut line = format!("• `{}`", blocks::escape(&workflow.name));
                 if let Some(description) = &workflow.description {
                     line.push_str(&format!(": {}", blocks::escape(description)));
@@ -391,7 +403,7 @@ impl Slack {
     }
 
     fn runs(&self, principal: &Principal) -> Value {
-        let actor = if may(principal, Action::SeeAllRuns).is_ok() {
+        let actor = if may(&self.gate.policy(), principal, Action::SeeAllRuns).is_ok() {
             None
         } else {
             Some(principal.actor.clone().unwrap_or_default())
@@ -433,7 +445,7 @@ impl Slack {
             }
             parts.push(text);
         }
-        if may(principal, Action::ReadAudit).is_ok() {
+        if may(&self.gate.policy(), principal, Action::ReadAudit).is_ok() {
             let store = Arc::clone(self.gate.audit());
             let filter = Filter {
                 trace_id: Some(trace_id.to_owned()),
@@ -460,7 +472,7 @@ impl Slack {
 
     /// `verify`: the hash chain of the whole log, as `GET /audit/verify` checks it.
     async fn verify(&self, principal: &Principal) -> Result<Value, GateError> {
-        may(principal, Action::ReadAudit)?;
+        may(&self.gate.policy(), principal, Action::ReadAudit)?;
         let _slot = VERIFYING
             .acquire()
             .await

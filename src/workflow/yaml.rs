@@ -225,6 +225,98 @@ fn scalar(text: &str, style: ScalarStyle) -> Result<Value, String> {
     Ok(Value::String(text.to_owned()))
 }
 
+/// Splits a message of this module (`... at line L column C`) into the message and its position.
+pub fn split_position(message: &str) -> Option<(&str, usize, usize)> {
+    let (text, place) = message.rsplit_once(" at line ")?;
+    let (line, column) = place.split_once(" column ")?;
+    Some((text, line.parse().ok()?, column.parse().ok()?))
+}
+
+/// Where the nodes of a document start, as `(line, column)` from 1, by JSON pointer (RFC 6901:
+/// `""` the root, `/rules/0/allow/1`); for a mapping's members, also where their keys start. For
+/// messages about a document [`to_json`] accepted; on anything else it stops where it stops.
+#[derive(Debug, Clone, Default)]
+pub struct Positions {
+    nodes: std::collections::HashMap<String, (usize, usize)>,
+    keys: std::collections::HashMap<String, (usize, usize)>,
+}
+
+impl Positions {
+    /// Where the node at `pointer` starts.
+    pub fn node(&self, pointer: &str) -> Option<(usize, usize)> {
+        self.nodes.get(pointer).copied()
+    }
+
+    /// Where the key of the mapping member at `pointer` starts.
+    pub fn key(&self, pointer: &str) -> Option<(usize, usize)> {
+        self.keys.get(pointer).copied()
+    }
+
+    /// Reads the positions of `text`'s first document.
+    pub fn of(text: &str) -> Positions {
+        let mut positions = Positions::default();
+        let mut parser = Parser::new_from_str(text);
+        loop {
+            match parser.next_event() {
+                Some(Ok((Event::DocumentStart(_), _))) => {
+                    if let Some(Ok((event, span))) = parser.next_event() {
+                        positions.walk(&mut parser, event, &span, String::new(), 0);
+                    }
+                    return positions;
+                }
+                Some(Ok((Event::StreamEnd, _))) | Some(Err(_)) | None => return positions,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn walk<'input>(
+        &mut self,
+        parser: &mut Parser<'input, StrInput<'input>>,
+        event: Event<'input>,
+        span: &Span,
+        pointer: String,
+        depth: usize,
+    ) -> Option<()> {
+        let place = |mark: &Marker| (mark.line(), mark.col() + 1);
+        self.nodes.insert(pointer.clone(), place(&span.start));
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match event {
+            Event::SequenceStart(..) => {
+                for index in 0.. {
+                    let (event, span) = parser.next_event()?.ok()?;
+                    if matches!(event, Event::SequenceEnd) {
+                        break;
+                    }
+                    self.walk(
+                        parser,
+                        event,
+                        &span,
+                        format!("{pointer}/{index}"),
+                        depth + 1,
+                    )?;
+                }
+                Some(())
+            }
+            Event::MappingStart(..) => loop {
+                let (event, key_span) = parser.next_event()?.ok()?;
+                let key = match event {
+                    Event::MappingEnd => return Some(()),
+                    Event::Scalar(text, ..) => text.replace('~', "~0").replace('/', "~1"),
+                    _ => return None,
+                };
+                let member = format!("{pointer}/{key}");
+                self.keys.insert(member.clone(), place(&key_span.start));
+                let (event, span) = parser.next_event()?.ok()?;
+                self.walk(parser, event, &span, member, depth + 1)?;
+            },
+            _ => Some(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -311,6 +403,29 @@ mod tests {
             let error = to_json(text).expect_err(text);
             assert!(error.contains(expected), "{text:?}: {error}");
         }
+    }
+
+    #[test]
+    fn positions_name_each_node_and_key_by_pointer() {
+        let text = "default: deny\nrules:\n  - roles: [admin, \"a/b\"]\n    allow:\n      - run\n";
+        let positions = Positions::of(text);
+        assert_eq!(positions.node(""), Some((1, 1)));
+        assert_eq!(positions.key("/default"), Some((1, 1)));
+        assert_eq!(positions.node("/default"), Some((1, 10)));
+        assert_eq!(positions.node("/rules/0"), Some((3, 5)));
+        assert_eq!(positions.key("/rules/0/roles"), Some((3, 5)));
+        assert_eq!(positions.node("/rules/0/roles/1"), Some((3, 20)));
+        assert_eq!(positions.node("/rules/0/allow/0"), Some((5, 9)));
+        assert_eq!(positions.node("/rules/1"), None);
+        let keyed = Positions::of("a/b: 1\n");
+        assert_eq!(keyed.node("/a~1b"), Some((1, 6)));
+    }
+
+    #[test]
+    fn a_message_splits_into_text_and_position() {
+        let error = to_json("a: 1\na: 2\n").unwrap_err();
+        assert_eq!(split_position(&error), Some(("duplicate key 'a'", 2, 1)));
+        assert_eq!(split_position("no position here"), None);
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod logging;
 mod openapi;
 mod openapi_statuses;
 mod ops;
+mod policy;
 mod properties;
 mod rate_limit;
 mod runs;

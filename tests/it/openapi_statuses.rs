@@ -99,6 +99,14 @@ const ELSEWHERE: &[(&str, &str)] = &[
         " 410 APPROVAL_EXPIRED",
         "an expired approval request: approval.rs",
     ),
+    (
+        "/approve 403 FORBIDDEN_ROLE",
+        "a policy file (POLICY_PATH) with no rule to approve: policy.rs",
+    ),
+    (
+        "/deny 403 FORBIDDEN_ROLE",
+        "a policy file (POLICY_PATH) with no rule to approve: policy.rs",
+    ),
     ("GET /health 503 -", "a degraded audit sink: failure.rs"),
     ("GET /status 503 -", "a degraded audit sink: failure.rs"),
     (

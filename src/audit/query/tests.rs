@@ -27,6 +27,7 @@ fn run(trace: &str, outcome: Outcome, actor: &str, workflow: &str) -> Record {
         }),
         steps: serde_json::Value::Null,
         governed: None,
+        policy_rule: None,
     })
 }
 

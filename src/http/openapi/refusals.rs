@@ -40,7 +40,7 @@ pub const CODES: &[Code] = &[
     code("STALE_REQUEST", 401, "A Slack request whose timestamp is unreadable or more than 5 minutes off."),
     code("REPLAYED_REQUEST", 401, "The same signed Slack request a second time."),
     code("ACTOR_MISMATCH", 403, "The AIM actor's email (or, for a display-name token, name) is not the token's `actor`."),
-    code("FORBIDDEN_ROLE", 403, "The token's role may not do this (run this workflow, reload, read the audit trail, cancel another's run, record an override)."),
+    code("FORBIDDEN_ROLE", 403, "The token's role may not do this (run this workflow, reload, read the audit trail, cancel another's run, record an override); under a policy file (`POLICY_PATH`), any action its rules do not allow, the message naming the action and the rule."),
     code("APPROVAL_REFUSED", 403, "Self-approval, or the caller is not an approver of this workflow."),
     code("WORKFLOW_NOT_FOUND", 404, "No workflow of that name is loaded."),
     code("NOT_FOUND", 404, "Nothing of that name here: an unknown path, run, trace id or step (or `/metrics` with `PROMETHEUS_ENABLED=false`)."),

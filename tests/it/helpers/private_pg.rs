@@ -47,7 +47,9 @@ impl PrivatePostgres {
                 !required(),
                 "PostgreSQL is required (CI) but its binaries are not installed"
             );
-            eprintln!("\n!!!!! SKIPPED: PostgreSQL's binaries (initdb, pg_ctl) are not installed !!!!!\n");
+            eprintln!(
+                "\n!!!!! SKIPPED: PostgreSQL's binaries (initdb, pg_ctl) are not installed !!!!!\n"
+            );
             return None;
         };
         let root = unsafe { libc::geteuid() } == 0;
@@ -68,16 +70,23 @@ impl PrivatePostgres {
             run_as,
         };
         let data = server.data();
-        let initdb = server.command("initdb", &[
-            "-D",
-            data.to_str().expect("utf-8 path"),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-        ]);
-        assert!(initdb.status.success(), "initdb: {}", String::from_utf8_lossy(&initdb.stderr));
+        let initdb = server.command(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().expect("utf-8 path"),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        assert!(
+            initdb.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
         server.resume();
         Some(server)
     }
@@ -116,18 +125,21 @@ impl PrivatePostgres {
             self.dir.path().display()
         );
         let log = self.dir.path().join("server.log");
-        let started = self.command("pg_ctl", &[
-            "-D",
-            self.data().to_str().expect("utf-8 path"),
-            "-o",
-            &options,
-            "-l",
-            log.to_str().expect("utf-8 path"),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ]);
+        let started = self.command(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().expect("utf-8 path"),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().expect("utf-8 path"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
         assert!(
             started.status.success(),
             "pg_ctl start: {}\n{}",
@@ -136,22 +148,32 @@ impl PrivatePostgres {
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "the private PostgreSQL never listened");
+            assert!(
+                Instant::now() < deadline,
+                "the private PostgreSQL never listened"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// Stops it (fast: connections are cut, as when a database server goes down).
     pub fn stop(&self) {
-        let stopped = self.command("pg_ctl", &[
-            "-D",
-            self.data().to_str().expect("utf-8 path"),
-            "-m",
-            "fast",
-            "-w",
-            "stop",
-        ]);
-        assert!(stopped.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&stopped.stderr));
+        let stopped = self.command(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().expect("utf-8 path"),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+        assert!(
+            stopped.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&stopped.stderr)
+        );
     }
 
     pub fn dir(&self) -> &Path {
@@ -161,13 +183,16 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = self.command("pg_ctl", &[
-            "-D",
-            self.data().to_str().unwrap_or_default(),
-            "-m",
-            "immediate",
-            "-w",
-            "stop",
-        ]);
+        let _ = self.command(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap_or_default(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
     }
 }

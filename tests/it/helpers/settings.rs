@@ -31,6 +31,11 @@ pub trait Settings: Sized {
         self.env("WORKFLOWS_DIR", utf8(dir))
     }
 
+    /// `POLICY_PATH`: the roles policy (YAML).
+    fn policy(self, path: &Path) -> Self {
+        self.env("POLICY_PATH", utf8(path))
+    }
+
     /// `AUDIT_LOG_PATH`: the audit log (a file, or `/dev/full` to make every write fail).
     fn audit_log(self, path: &Path) -> Self {
         self.env("AUDIT_LOG_PATH", utf8(path))
