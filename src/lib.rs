@@ -64,6 +64,8 @@ pub enum StartError {
     Slack(String),
     #[error("COMMAND_RUN_AS: {0}")]
     RunAs(String),
+    #[error("API keys: {0}")]
+    ApiKeys(#[from] auth::apikey::KeyStoreError),
 }
 
 /// Marks the process non-dumpable: other processes of its user (a workflow step among them) can
@@ -207,7 +209,12 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         Slack::new(&config.slack, gate.clone(), Arc::clone(&metrics)).map_err(StartError::Slack)?,
     );
     gate.listen(Arc::clone(&slack.notifier) as Arc<dyn pipeline::Listener>);
+    let api_keys = auth::apikey::ApiKeys::new(
+        auth::apikey::open_store(&config.api_keys),
+        Arc::clone(gate.audit()),
+    );
     Ok(AppState::new(Shared {
+        api_keys,
         rate_limits: http::RateLimits::new(&config.server.http),
         probes: Default::default(),
         slack,
@@ -240,6 +247,9 @@ impl Application {
             source,
         })?;
         let state = build_state_at(config, server_url(bound))?;
+        // The keys as stored, and their creations and revocations not yet on the trail recorded,
+        // before the first request.
+        state.api_keys.refresh().await?;
         // Runs that waited for approval when the server last stopped wait again.
         match state.gate.restore_approvals().await {
             Ok(0) => {}
@@ -274,6 +284,8 @@ impl Application {
         let state = self.state;
         tokio::spawn(watch_workflows(state.gate.clone()));
         tokio::spawn(expire_approvals(state.gate.clone()));
+        tokio::spawn(state.api_keys.clone().watch());
+        let api_keys = state.api_keys.clone();
         let limits = http::connections::Limits::from(&state.config.server.http);
         let server = http::connections::serve(self.listener, http::service(state.clone()), limits);
         stops.next().await;
@@ -286,6 +298,7 @@ impl Application {
         };
         drop(state);
         shutdown.run(stops).await;
+        api_keys.flush_uses().await;
     }
 }
 

@@ -503,6 +503,7 @@ fn run_records_encode_directly_exactly_as_through_a_json_tree() {
         duration_seconds: Some(1.5e-7),
         principal: Some(crate::auth::Principal {
             actor: Some("a@b".into()),
+            api_key: None,
             role: "admin".into(),
             roles: Vec::new(),
             user_id: Some(json!(42)),

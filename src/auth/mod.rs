@@ -1,5 +1,6 @@
 //! Who is calling (a JWT proves it) and what they may do ([`may`]).
 
+pub mod apikey;
 mod policy;
 mod role;
 
@@ -71,6 +72,10 @@ fn numeric_date<'de, D: serde::Deserializer<'de>>(
 pub struct Principal {
     // Fields in key order: the audit trail encodes this struct directly as canonical JSON.
     pub actor: Option<String>,
+    /// The API key the caller authenticated with (the actor is then the key's owner); absent for
+    /// a token, so records of tokens' principals are as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<apikey::KeyUse>,
     /// The caller's (first) role.
     pub role: Role,
     /// Further roles, when the token's `role` claim was a list (the caller has every one).
@@ -86,6 +91,7 @@ impl Principal {
         Principal {
             user_id: user,
             actor: None,
+            api_key: None,
             role: Role::Cli,
             roles: Vec::new(),
         }
@@ -95,6 +101,7 @@ impl Principal {
     pub fn server() -> Principal {
         Principal {
             actor: None,
+            api_key: None,
             role: Role::System,
             roles: Vec::new(),
             user_id: None,
@@ -105,6 +112,7 @@ impl Principal {
     pub fn new(actor: Option<String>, role: Role, user_id: Option<Value>) -> Principal {
         Principal {
             actor,
+            api_key: None,
             role,
             roles: Vec::new(),
             user_id,
@@ -173,6 +181,7 @@ impl TryFrom<Claims> for Principal {
         };
         Ok(Principal {
             actor,
+            api_key: None,
             role,
             roles,
             user_id: claims.user_id,

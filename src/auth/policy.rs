@@ -22,6 +22,8 @@ pub enum Action<'a> {
     /// Record that a step's output was replaced or edited; `own` when the caller is the run's
     /// accountable human.
     Override { own: bool },
+    /// Create, list and revoke API keys.
+    ManageApiKeys,
 }
 
 /// Why an action is not allowed, in words for the caller.
@@ -69,6 +71,7 @@ pub fn may(principal: &Principal, action: Action<'_>) -> Result<(), Forbidden> {
             })
         }
         Action::SeeAllRuns => reader,
+        Action::ManageApiKeys => admin,
         Action::SeeRun { own } => reader || own,
         Action::CancelRun { own } => {
             return (admin || own).then_some(()).ok_or_else(|| {

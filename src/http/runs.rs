@@ -449,7 +449,9 @@ async fn override_output(
     };
     let run = visible(&state, &principal, &trace_id)?;
     let own = crate::pipeline::owns(&principal, &run);
-    may(&principal, Action::Override { own }).map_err(ApiError::forbidden)?;
+    may(&principal, Action::Override { own })
+        .and_then(|()| crate::auth::apikey::in_person(&principal, "record an override"))
+        .map_err(ApiError::forbidden)?;
     let step = run.step(&step_id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

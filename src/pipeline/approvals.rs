@@ -127,7 +127,9 @@ impl Gate {
             Action::Decide {
                 approver_roles: &roles,
             },
-        ) {
+        )
+        .and_then(|()| crate::auth::apikey::in_person(approver, "decide a run"))
+        {
             Some(GateError::ApprovalRefused(forbidden.0))
         } else if same_human(requester)
             || same_human(prepared.principal.actor.as_deref())

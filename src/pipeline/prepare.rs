@@ -337,6 +337,7 @@ impl Gate {
         }
         let allowed_roles = definition.roles.as_deref();
         may(principal, Action::Run { allowed_roles })?;
+        crate::auth::apikey::check_scope(principal, &definition.name)?;
         // Parameters are values for a run, not file transfers: bounded, so that one caller cannot
         // fill the audit disk (both records of a run carry them).
         let size = parameters

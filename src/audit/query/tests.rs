@@ -21,6 +21,7 @@ fn run(trace: &str, outcome: Outcome, actor: &str, workflow: &str) -> Record {
         principal: Some(Principal {
             user_id: None,
             actor: Some("token-holder@example.org".into()),
+            api_key: None,
             role: "admin".into(),
             roles: Vec::new(),
         }),

@@ -34,6 +34,7 @@ pub const CODES: &[Code] = &[
     code("INVALID_PARAMETERS", 400, "The workflow's parameter schema refuses the parameters; `errors` lists every problem."),
     code("AUTH_REQUIRED", 401, "No `Authorization` header."),
     code("INVALID_TOKEN", 401, "A bad, expired, wrongly signed or `alg: none` token, or a claim of the wrong type."),
+    code("INVALID_API_KEY", 401, "An API key (`Authorization: Bearer sbk_...` or `X-API-Key`) that is unknown, wrong, revoked, expired or not yet on the audit trail (the message says which, to the holder of the right secret only), or both headers at once."),
     code("MISSING_SIGNATURE", 401, "A Slack request without `X-Slack-Signature` and `X-Slack-Request-Timestamp`."),
     code("INVALID_SIGNATURE", 401, "A Slack request not signed with `SLACK_SIGNING_SECRET`."),
     code("STALE_REQUEST", 401, "A Slack request whose timestamp is unreadable or more than 5 minutes off."),
@@ -76,6 +77,9 @@ const EDGE: [&str; 4] = [
 /// operation's 503 is already an error answer (the health pages' 503 is their own body).
 const CONNECTIONS_FULL: &str = "TOO_MANY_CONNECTIONS";
 
+/// The refusal of an API key: documented wherever a token's (`INVALID_TOKEN`) is.
+const API_KEY_REFUSED: &str = "INVALID_API_KEY";
+
 /// The body an operation's errors come in.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -113,7 +117,9 @@ pub fn responses(shape: Shape, codes: &[&str]) -> BTreeMap<String, RefOr<Respons
         .iter()
         .any(|name| lookup(name).is_some_and(|c| c.status == 503));
     let full = unavailable.then_some(&CONNECTIONS_FULL);
-    for name in codes.iter().chain(EDGE.iter()).chain(full) {
+    // Wherever a JWT is accepted an API key is too (one extractor), and may be refused.
+    let keyed = codes.contains(&"INVALID_TOKEN").then_some(&API_KEY_REFUSED);
+    for name in codes.iter().chain(EDGE.iter()).chain(full).chain(keyed) {
         let entry = lookup(name).unwrap_or_else(|| panic!("error code {name} is not in CODES"));
         let list = by_status.entry(entry.status).or_default();
         if !list.iter().any(|c| c.code == entry.code) {
@@ -235,7 +241,7 @@ mod tests {
         let schema = &body["content"]["application/json"]["schema"];
         assert_eq!(
             schema["allOf"][1]["properties"]["code"]["enum"],
-            json!(["AUTH_REQUIRED", "INVALID_TOKEN"])
+            json!(["AUTH_REQUIRED", "INVALID_TOKEN", "INVALID_API_KEY"])
         );
     }
 }
