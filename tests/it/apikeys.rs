@@ -626,3 +626,28 @@ async fn a_key_made_while_no_server_runs_is_recorded_before_the_server_serves() 
     .expect_ok(200);
     assert_eq!(records_of_kind(&audit, "apikey").len(), 3);
 }
+
+#[tokio::test]
+async fn a_hand_edit_of_the_key_file_takes_effect_and_is_logged() {
+    let site = Site::new();
+    let server = site.start();
+    let audit = site.audit();
+    let (key, _) = create(&audit, JAKE, "deployer", &[]);
+    until_answered(&server, &[bearer(&key)], 200, Duration::from_secs(3)).await;
+    let path = key_file(&audit);
+    let mut file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    file["keys"] = json!([]);
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    until_answered(&server, &[bearer(&key)], 401, Duration::from_secs(3)).await;
+    assert_eq!(
+        server.logged_count("removed from the store by hand"),
+        1,
+        "{}",
+        server.stderr()
+    );
+    assert_eq!(
+        records_of_kind(&audit, "apikey").len(),
+        1,
+        "no record of it"
+    );
+}

@@ -161,6 +161,7 @@ impl ApiKeys {
             for key in keys {
                 snapshot.put(key);
             }
+            warn_of_hand_edits(&read(&self.0.snapshot), &snapshot);
             *write(&self.0.snapshot) = snapshot;
         }
         let mut unrecorded: Vec<(DateTime<Utc>, KeyEvent, Arc<ApiKey>)> = Vec::new();
@@ -308,6 +309,39 @@ impl ApiKeys {
             if flushed.elapsed() >= USES_EVERY {
                 self.flush_uses().await;
                 flushed = Instant::now();
+            }
+        }
+    }
+}
+
+/// Logs what changed in the store other than through `sustainbot` (which only adds keys, revokes
+/// them and notes records and uses): a key gone, or its owner, role, workflows, expiry or hash
+/// edited. Such a change takes effect, but no audit record says so.
+fn warn_of_hand_edits(before: &Snapshot, after: &Snapshot) {
+    if before.version.is_none() {
+        return;
+    }
+    for (id, old) in &before.keys {
+        match after.keys.get(id) {
+            None => {
+                tracing::warn!(key_id = %id, "API key removed from the store by hand (not revoked): refused from now on, with no audit record")
+            }
+            Some(new) => {
+                let grant = |k: &ApiKey| {
+                    (
+                        k.owner.clone(),
+                        k.role.clone(),
+                        k.workflows.clone(),
+                        k.expires_at,
+                        k.hash.clone(),
+                        k.created_at,
+                    )
+                };
+                if grant(old) != grant(new)
+                    || (old.revoked_at.is_some() && new.revoked_at.is_none())
+                {
+                    tracing::warn!(key_id = %id, "API key edited in the store by hand: in effect now, with no audit record");
+                }
             }
         }
     }
