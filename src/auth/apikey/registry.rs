@@ -78,6 +78,8 @@ struct Inner {
     recording: tokio::sync::Mutex<HashSet<(KeyId, KeyEvent)>>,
     /// Whether the last refresh failed (logged once, not every second).
     failing: AtomicBool,
+    /// Whether the last try to record a change failed (logged once, not every second).
+    unrecordable: AtomicBool,
 }
 
 #[derive(Default)]
@@ -106,6 +108,7 @@ impl ApiKeys {
             uses: Mutex::default(),
             recording: tokio::sync::Mutex::default(),
             failing: AtomicBool::new(false),
+            unrecordable: AtomicBool::new(false),
         }))
     }
 
@@ -165,30 +168,37 @@ impl ApiKeys {
             *write(&self.0.snapshot) = snapshot;
         }
         let mut unrecorded: Vec<(DateTime<Utc>, KeyEvent, Arc<ApiKey>)> = Vec::new();
-        for key in read(&self.0.snapshot).keys.values() {
-            if !key.creation_recorded && !appended.contains(&(key.id.clone(), KeyEvent::Created)) {
-                unrecorded.push((key.created_at, KeyEvent::Created, Arc::clone(key)));
-            }
-            if let Some(at) = key.revoked_at {
-                if !key.revocation_recorded
-                    && !appended.contains(&(key.id.clone(), KeyEvent::Revoked))
+        {
+            let snapshot = read(&self.0.snapshot);
+            for key in snapshot.order.iter().filter_map(|id| snapshot.keys.get(id)) {
+                if !key.creation_recorded
+                    && !appended.contains(&(key.id.clone(), KeyEvent::Created))
                 {
-                    unrecorded.push((at, KeyEvent::Revoked, Arc::clone(key)));
+                    unrecorded.push((key.created_at, KeyEvent::Created, Arc::clone(key)));
+                }
+                if let Some(at) = key.revoked_at {
+                    if !key.revocation_recorded
+                        && !appended.contains(&(key.id.clone(), KeyEvent::Revoked))
+                    {
+                        unrecorded.push((at, KeyEvent::Revoked, Arc::clone(key)));
+                    }
                 }
             }
         }
-        // In the order they happened; a key's creation before its revocation.
-        unrecorded.sort_by(|a, b| {
-            (a.0, a.1 == KeyEvent::Revoked, &a.2.id).cmp(&(b.0, b.1 == KeyEvent::Revoked, &b.2.id))
-        });
+        // In the order they happened (times are to the second; ties in the store's order), a key's
+        // creation before its revocation.
+        unrecorded.sort_by_key(|(at, event, _)| (*at, *event == KeyEvent::Revoked));
         for (_, event, key) in unrecorded {
             match self.0.audit.append(record(&key, event)).await {
                 Ok(_) => {
                     tracing::info!(key_id = %key.id, action = event.as_str(), "API key change recorded");
                     appended.insert((key.id.clone(), event));
+                    self.0.unrecordable.store(false, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, key_id = %key.id, "cannot record an API key change yet");
+                    if !self.0.unrecordable.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, key_id = %key.id, "cannot record an API key change yet; trying every second");
+                    }
                     break;
                 }
             }
