@@ -71,6 +71,8 @@ pub enum StartError {
     Identity(String),
     #[error("POLICY_PATH: {0}")]
     Policy(String),
+    #[error("API keys: {0}")]
+    ApiKeys(#[from] auth::apikey::KeyStoreError),
 }
 
 /// Marks the process non-dumpable: other processes of its user (a workflow step among them) can
@@ -216,6 +218,10 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         Slack::new(&config.slack, gate.clone(), Arc::clone(&metrics)).map_err(StartError::Slack)?,
     );
     gate.listen(Arc::clone(&slack.notifier) as Arc<dyn pipeline::Listener>);
+    let api_keys = auth::apikey::ApiKeys::new(
+        auth::apikey::open_store(&config.api_keys),
+        Arc::clone(gate.audit()),
+    );
     let identity_provider = match &config.auth.identity {
         Some(settings) => {
             Some(auth::IdentityProvider::new(settings.clone()).map_err(StartError::Identity)?)
@@ -223,6 +229,7 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         None => None,
     };
     Ok(AppState::new(Shared {
+        api_keys,
         identity_provider,
         rate_limits: http::RateLimits::new(&config.server.http),
         probes: Default::default(),
@@ -279,6 +286,9 @@ impl Application {
         if let Some(provider) = &state.identity_provider {
             provider.start().await;
         }
+        // The keys as stored, and their creations and revocations not yet on the trail recorded,
+        // before the first request.
+        state.api_keys.refresh().await?;
         // Runs that waited for approval when the server last stopped wait again.
         match state.gate.restore_approvals().await {
             Ok(0) => {}
@@ -313,6 +323,8 @@ impl Application {
         let state = self.state;
         tokio::spawn(watch_workflows(state.gate.clone()));
         tokio::spawn(expire_approvals(state.gate.clone()));
+        tokio::spawn(state.api_keys.clone().watch());
+        let api_keys = state.api_keys.clone();
         let limits = http::connections::Limits::from(&state.config.server.http);
         let server = http::connections::serve(self.listener, http::service(state.clone()), limits);
         stops.next().await;
@@ -325,6 +337,7 @@ impl Application {
         };
         drop(state);
         shutdown.run(stops).await;
+        api_keys.flush_uses().await;
     }
 }
 

@@ -142,6 +142,21 @@ pub enum Record {
         /// Who imported it (the local operator of the command line).
         principal: Principal,
     },
+    /// An API key was created or revoked (`action`): which key, whose, with which role and
+    /// workflows, when it happened (`at`; the record's `timestamp` is when it was recorded) and
+    /// who did it (`principal`). Never the key or its hash.
+    #[serde(rename = "apikey")]
+    ApiKey {
+        action: String,
+        at: String,
+        expires_at: Option<String>,
+        key_id: String,
+        name: String,
+        owner: String,
+        principal: Principal,
+        role: String,
+        workflows: Option<Vec<String>>,
+    },
 }
 
 impl Record {
@@ -155,6 +170,7 @@ impl Record {
             Record::Checkpoint { .. } => "checkpoint",
             Record::Retention { .. } => "retention",
             Record::Genesis { .. } => "genesis",
+            Record::ApiKey { .. } => "apikey",
         }
     }
 }

@@ -505,6 +505,7 @@ fn run_records_encode_directly_exactly_as_through_a_json_tree() {
         principal: Some(crate::auth::Principal {
             actor: Some("a@b".into()),
             name: None,
+            api_key: None,
             role: "admin".into(),
             roles: Vec::new(),
             user_id: Some(json!(42)),

@@ -1,6 +1,7 @@
 //! Who is calling (a JWT proves it: signed with `JWT_SECRET`, or by an identity provider, see
 //! [`provider`]) and what they may do ([`may`]).
 
+pub mod apikey;
 pub mod policy;
 pub mod provider;
 mod role;
@@ -76,6 +77,10 @@ fn numeric_date<'de, D: serde::Deserializer<'de>>(
 pub struct Principal {
     // Fields in key order: the audit trail encodes this struct directly as canonical JSON.
     pub actor: Option<String>,
+    /// The API key the caller authenticated with (the actor is then the key's owner); absent for
+    /// a token, so records of tokens' principals are as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<apikey::KeyUse>,
     /// The caller's display name, from an identity provider's token (absent otherwise, so the
     /// records of `JWT_SECRET` tokens keep their bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +100,7 @@ impl Principal {
         Principal {
             user_id: user,
             actor: None,
+            api_key: None,
             name: None,
             role: Role::Cli,
             roles: Vec::new(),
@@ -105,6 +111,7 @@ impl Principal {
     pub fn server() -> Principal {
         Principal {
             actor: None,
+            api_key: None,
             name: None,
             role: Role::System,
             roles: Vec::new(),
@@ -116,6 +123,7 @@ impl Principal {
     pub fn new(actor: Option<String>, role: Role, user_id: Option<Value>) -> Principal {
         Principal {
             actor,
+            api_key: None,
             name: None,
             role,
             roles: Vec::new(),
@@ -185,6 +193,7 @@ impl TryFrom<Claims> for Principal {
         };
         Ok(Principal {
             actor,
+            api_key: None,
             name: None,
             role,
             roles,

@@ -1,7 +1,8 @@
-//! The `sustainbot` command line: serve (the default), run one workflow, mint a token, read and
-//! verify an audit log, check and migrate workflow files. Every command reads its configuration
+//! The `sustainbot` command line: serve (the default), run one workflow, mint a token, manage API
+//! keys, read and verify an audit log, check and migrate workflow files. Every command reads its configuration
 //! from one snapshot of the environment, and only the sections it needs.
 
+mod apikey;
 mod audit;
 mod audit_legacy;
 mod logging;
@@ -64,6 +65,11 @@ pub enum Command {
         /// Lifetime in seconds; 0 for a token without expiry.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+    },
+    /// API keys for machines: create (printed once), list, revoke.
+    Apikey {
+        #[command(subcommand)]
+        command: apikey::ApikeyCommand,
     },
     /// Audit-trail tools.
     Audit {
@@ -205,7 +211,8 @@ pub struct ExportArgs {
     /// Only this DRAG mode: draft, research, grunt, execute.
     #[arg(long)]
     pub drag_mode: Option<String>,
-    /// Only this kind of record: run, recovery, checkpoint, retention, approval, override, genesis.
+    /// Only this kind of record: run, recovery, checkpoint, retention, approval, override, genesis,
+    /// apikey.
     #[arg(long)]
     pub kind: Option<String>,
     /// Only records stamped at or after this RFC 3339 time (e.g. 2026-01-31T00:00:00Z).
@@ -268,6 +275,7 @@ fn command(cli: Cli, env: &Env) -> ExitCode {
         None => serve::serve_or_run(cli.serve, env),
         Some(Command::Serve(args)) => serve::serve_or_run(args, env),
         Some(Command::Token { actor, role, ttl }) => token::token(env, &actor, &role, ttl),
+        Some(Command::Apikey { command }) => apikey::apikey(env, command),
         Some(Command::Audit { command }) => match command {
             AuditCommand::Verify {
                 path,

@@ -3,6 +3,7 @@
 //! every section; each subcommand reads only the sections it needs (an auditor verifying a log
 //! needs no `JWT_SECRET`).
 
+mod apikeys;
 mod database;
 mod http;
 mod identity;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 
 use jsonwebtoken::Algorithm;
 
+pub use apikeys::ApiKeysConfig;
 pub use database::{default_instance_id, DatabaseConfig};
 pub use http::HttpConfig;
 pub use observability::{JsonLog, LoggingConfig, TracesConfig, DEFAULT_JSON_LOG_PATH};
@@ -44,6 +46,7 @@ pub struct Config {
     pub llm: LlmConfig,
     pub logging: LoggingConfig,
     pub slack: SlackConfig,
+    pub api_keys: ApiKeysConfig,
     /// What reading the configuration found worth a warning; logged once logging is up (the
     /// configuration is read before it, since it says how to log).
     pub warnings: Vec<String>,
@@ -302,6 +305,7 @@ impl Config {
             llm: LlmConfig::read(&mut reader),
             logging: LoggingConfig::read(&mut reader),
             slack: SlackConfig::read(&mut reader),
+            api_keys: ApiKeysConfig::read(&mut reader),
             warnings: Vec::new(),
         };
         let (mut config, warnings) = reader.finish(config)?;

@@ -72,7 +72,7 @@ struct EntriesParams {
     #[param(value_type = Option<crate::governance::DragMode>)]
     drag_mode: Option<String>,
     /// The record kind (any case): `run`, `recovery`, `checkpoint`, `retention`, `approval`,
-    /// `override`, `genesis`.
+    /// `override`, `genesis`, `apikey`.
     kind: Option<String>,
     /// Records at or after this RFC 3339 time.
     #[param(format = DateTime)]

@@ -28,7 +28,8 @@ impl<S: Send + Sync> FromRequestParts<S> for TraceId {
 }
 
 /// The caller, proven by a JWT in the `Authorization` header (signed with `JWT_SECRET`, or by the
-/// identity provider).
+/// identity provider), or by an API key there (a bearer value beginning `sbk_`) or in `X-API-Key`
+/// (see `apikeys.rs`).
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub Principal);
 
@@ -42,6 +43,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
         let metrics = &state.metrics;
+        if let Some(key) = super::apikeys::presented(&parts.headers)? {
+            let principal = super::apikeys::authenticate(&state, key)?;
+            return admitted(&state, principal);
+        }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             metrics.token_refused("missing_token");
             return Err(ApiError::new(
@@ -66,16 +71,7 @@ where
                 metrics
                     .jwt_validations
                     .inc(&ByOutcome { outcome: "success" });
-                // The request's log lines name who called.
-                tracing::Span::current().record("actor", principal.actor.as_deref());
-                if let Some(limiter) = &state.rate_limits.principal {
-                    let key = principal.actor.as_deref().map(crate::identity::canonical);
-                    if let Err(after) = limiter.check(key.as_deref().unwrap_or("")) {
-                        tracing::info!("rate limited (principal)");
-                        return Err(super::rate_limit::refused("principal", after));
-                    }
-                }
-                Ok(AuthUser(principal))
+                admitted(&state, principal)
             }
             Err(refusal) => {
                 metrics.token_refused(refusal.failure_type());
@@ -87,6 +83,20 @@ where
             }
         }
     }
+}
+
+/// An authenticated caller, let in: the request's log lines name who called, and the principal's
+/// rate limit applies (an API key's is its owner's).
+fn admitted(state: &AppState, principal: Principal) -> Result<AuthUser, ApiError> {
+    tracing::Span::current().record("actor", principal.actor.as_deref());
+    if let Some(limiter) = &state.rate_limits.principal {
+        let key = principal.actor.as_deref().map(crate::identity::canonical);
+        if let Err(after) = limiter.check(key.as_deref().unwrap_or("")) {
+            tracing::info!("rate limited (principal)");
+            return Err(super::rate_limit::refused("principal", after));
+        }
+    }
+    Ok(AuthUser(principal))
 }
 
 /// A JSON body read with our error model: over the limit is 413 `PAYLOAD_TOO_LARGE`, anything

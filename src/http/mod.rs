@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, shared state, the trace-id and metrics middleware, and fallbacks.
 
+mod apikeys;
 mod audit;
 pub mod connections;
 mod error;
@@ -46,6 +47,8 @@ pub struct AppState(Arc<Shared>);
 
 /// The shared parts behind [`AppState`].
 pub struct Shared {
+    /// The API keys, in memory (`auth::apikey`).
+    pub api_keys: crate::auth::apikey::ApiKeys,
     pub config: Arc<Config>,
     /// The last probes of the model server and OpenClaw (`/health`, `/status`).
     pub probes: health::Probes,
@@ -82,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .merge(runs::router())
         .merge(slack::router())
         .merge(audit::router())
+        .merge(apikeys::router())
         .merge(openapi::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

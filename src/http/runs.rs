@@ -490,6 +490,8 @@ async fn override_output(
         }
         Err(forbidden) => return Err(ApiError::forbidden(forbidden)),
     };
+    crate::auth::apikey::in_person(&principal, "record an override")
+        .map_err(ApiError::forbidden)?;
     let step = run.step(&step_id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

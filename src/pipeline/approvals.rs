@@ -176,7 +176,10 @@ impl Gate {
                 },
                 approver_roles: &roles,
             },
-        );
+        )
+        .and_then(|granted| {
+            crate::auth::apikey::in_person(approver, "decide a run").map(|()| granted)
+        });
         let policy_rule = match &verdict {
             Ok(granted) => granted.policy_rule(),
             Err(forbidden) => forbidden.policy_rule(),

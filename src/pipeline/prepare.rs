@@ -370,6 +370,9 @@ impl Gate {
             }
         };
         let refused = |refusal: GateError| Err((refusal, policy_rule));
+        if let Err(forbidden) = crate::auth::apikey::check_scope(principal, &definition.name) {
+            return refused(forbidden.into());
+        }
         // Parameters are values for a run, not file transfers: bounded, so that one caller cannot
         // fill the audit disk (both records of a run carry them).
         let size = parameters

@@ -3,6 +3,7 @@
 
 mod agreement;
 mod ai;
+mod apikeys;
 mod approval;
 mod audit;
 mod audit_api;

@@ -113,18 +113,21 @@ fn every_schema_is_valid_json_schema_2020_12() {
 }
 
 #[test]
-fn the_security_schemes_are_the_jwt_and_the_slack_signature() {
+fn the_security_schemes_are_the_jwt_the_api_key_and_the_slack_signature() {
     let schemes = &description().doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["type"], "http");
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
     assert_eq!(schemes["bearer"]["bearerFormat"], "JWT");
+    assert_eq!(schemes["api_key"]["type"], "apiKey");
+    assert_eq!(schemes["api_key"]["in"], "header");
+    assert_eq!(schemes["api_key"]["name"], "X-API-Key");
     assert_eq!(schemes["slack_signature"]["type"], "apiKey");
     assert_eq!(schemes["slack_signature"]["in"], "header");
     assert_eq!(schemes["slack_signature"]["name"], "X-Slack-Signature");
     let paths = &description().doc["paths"];
     assert_eq!(
         paths["/workflows/governed/execute"]["post"]["security"],
-        json!([{"bearer": []}])
+        json!([{"bearer": []}, {"api_key": []}])
     );
     assert_eq!(
         paths["/slack/events"]["post"]["security"],

@@ -6,8 +6,10 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
+mod apikeys;
 mod runs_and_slack;
 
+use apikeys::apikeys;
 use runs_and_slack::{audit, runs, slack};
 
 use crate::helpers::openapi::description;
@@ -212,6 +214,7 @@ async fn every_documented_status_and_code_is_answered_as_documented() {
     ungoverned(&app, &open, &mut seen).await;
     runs(&app, &mut seen).await;
     audit(&app, &mut seen).await;
+    apikeys(&app, &mut seen).await;
     slack(&app, &open, &mut seen).await;
 
     for (tail, _) in ELSEWHERE {
@@ -246,7 +249,8 @@ async fn edge(app: &TestApp, seen: &mut Seen) {
             let method = method.to_uppercase();
             let concrete = path
                 .replace("{trace_id}", "nobody")
-                .replace("{name}", "noop");
+                .replace("{name}", "noop")
+                .replace("{id}", "0000000000000000");
             let bad_trace = [("x-trace-id", "not a trace id".to_owned())];
             let reply = send(app, &method, &concrete, &bad_trace, Vec::new()).await;
             assert_eq!(
@@ -261,6 +265,10 @@ async fn edge(app: &TestApp, seen: &mut Seen) {
                 seen.add(&method, &concrete, &reply);
                 let garbage = [bearer("garbage")];
                 let reply = send(app, &method, &concrete, &garbage, Vec::new()).await;
+                seen.add(&method, &concrete, &reply);
+                let unknown_key = [("x-api-key", "sbk_unknown".to_owned())];
+                let reply = send(app, &method, &concrete, &unknown_key, Vec::new()).await;
+                reply.expect(401, "INVALID_API_KEY");
                 seen.add(&method, &concrete, &reply);
             }
             if operation["responses"].get("413").is_some() {

@@ -50,7 +50,7 @@ pub struct Filter {
     /// This `drag_mode`, ignoring ASCII case.
     pub drag_mode: Option<String>,
     /// This `kind` (`run`, `recovery`, `checkpoint`, `retention`, `approval`, `override`,
-    /// `genesis`), ignoring ASCII case.
+    /// `genesis`, `apikey`), ignoring ASCII case.
     pub kind: Option<String>,
     /// Records stamped at or after this instant.
     pub since: Option<DateTime<Utc>>,
@@ -61,7 +61,7 @@ pub struct Filter {
 }
 
 /// The kinds of record the writer makes.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "run",
     "recovery",
     "checkpoint",
@@ -69,6 +69,7 @@ pub const KINDS: [&str; 7] = [
     "approval",
     "override",
     "genesis",
+    "apikey",
 ];
 
 impl Filter {

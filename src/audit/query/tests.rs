@@ -22,6 +22,7 @@ fn run(trace: &str, outcome: Outcome, actor: &str, workflow: &str) -> Record {
             user_id: None,
             actor: Some("token-holder@example.org".into()),
             name: None,
+            api_key: None,
             role: "admin".into(),
             roles: Vec::new(),
         }),

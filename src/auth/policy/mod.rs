@@ -125,7 +125,8 @@ pub struct Forbidden {
 }
 
 impl Forbidden {
-    fn built_in(message: &str) -> Forbidden {
+    /// A refusal by a rule of the server's own, not the policy file's.
+    pub fn built_in(message: &str) -> Forbidden {
         Forbidden {
             message: message.to_owned(),
             decided_by: None,

@@ -14,7 +14,9 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 
 use super::AppState;
@@ -70,6 +72,7 @@ with `Allow`).",
         (name = "workflows", description = "Workflows and running them through the governance gate"),
         (name = "runs", description = "The live view of runs, approvals, cancellation, overrides"),
         (name = "audit", description = "Reading and verifying the audit trail (auditors and admins)"),
+        (name = "apikeys", description = "API keys for machines: each speaks for its owning human (admins manage them)"),
         (name = "slack", description = "Slack's request URLs (signed by Slack)"),
         (name = "health", description = "Status and metrics"),
         (name = "meta", description = "This description"),
@@ -87,6 +90,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::workflows::Api::openapi(),
         super::runs::Api::openapi(),
         super::audit::Api::openapi(),
+        super::apikeys::Api::openapi(),
         super::slack::Api::openapi(),
     ] {
         doc.merge(part);
@@ -119,7 +123,8 @@ impl Modify for Edge {
                          `JWT_EMAIL_CLAIM` and the roles from `JWT_ROLES_CLAIM` (docs/identity.md). \
                          Without the header: 401 `AUTH_REQUIRED`; a bad token: 401 \
                          `INVALID_TOKEN`; a provider's token under a key it does not publish: 401 \
-                         `UNKNOWN_SIGNING_KEY`.",
+                         `UNKNOWN_SIGNING_KEY`. A bearer value beginning `sbk_` is an API key \
+                         instead (see `api_key`).",
                     ))
                     .build(),
             ),
@@ -134,6 +139,16 @@ impl Modify for Edge {
                  a signed request is accepted once. Refusals: 401 `MISSING_SIGNATURE`, \
                  `INVALID_SIGNATURE`, `STALE_REQUEST`, `REPLAYED_REQUEST`; without a signing \
                  secret (outside dev mode) 503 `SLACK_NOT_CONFIGURED`.",
+            ))),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An API key (`sbk_<id>_<secret>`, from `sustainbot apikey create` or `POST \
+                 /apikeys`), in `X-API-Key` or as `Authorization: Bearer <key>` (not both). It \
+                 speaks for its owner (the actor) with its role, within its workflow patterns. \
+                 An unknown, wrong, revoked or expired key: 401 `INVALID_API_KEY`.",
             ))),
         );
         for (name, status, code) in [
@@ -164,8 +179,26 @@ impl Modify for Edge {
             .flatten()
             {
                 trace_id(operation);
+                api_key_too(operation);
             }
         }
+    }
+}
+
+/// An operation that takes a JWT takes an API key too (the same extractor).
+fn api_key_too(operation: &mut Operation) {
+    let Some(security) = operation.security.as_mut() else {
+        return;
+    };
+    let bearer = serde_json::to_value(&*security).is_ok_and(|v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|r| r.get("bearer").is_some()))
+    });
+    if bearer {
+        security.push(SecurityRequirement::new::<&str, [&str; 0], &str>(
+            "api_key",
+            [],
+        ));
     }
 }
 

@@ -35,6 +35,7 @@ pub const CODES: &[Code] = &[
     code("AUTH_REQUIRED", 401, "No `Authorization` header."),
     code("INVALID_TOKEN", 401, "A bad, expired, wrongly signed or `alg: none` token, or a claim of the wrong type; for an identity provider's token also a wrong issuer or audience, no `exp`, an algorithm its key does not serve, or no person (email) in it."),
     code("UNKNOWN_SIGNING_KEY", 401, "An identity provider's token under a key (`kid`) the provider does not publish, even after refreshing its keys, or while they cannot be fetched."),
+    code("INVALID_API_KEY", 401, "An API key (`Authorization: Bearer sbk_...` or `X-API-Key`) that is unknown, wrong, revoked, expired or not yet on the audit trail (the message says which, to the holder of the right secret only), or both headers at once."),
     code("MISSING_SIGNATURE", 401, "A Slack request without `X-Slack-Signature` and `X-Slack-Request-Timestamp`."),
     code("INVALID_SIGNATURE", 401, "A Slack request not signed with `SLACK_SIGNING_SECRET`."),
     code("STALE_REQUEST", 401, "A Slack request whose timestamp is unreadable or more than 5 minutes off."),
@@ -77,8 +78,9 @@ const EDGE: [&str; 4] = [
 /// operation's 503 is already an error answer (the health pages' 503 is their own body).
 const CONNECTIONS_FULL: &str = "TOO_MANY_CONNECTIONS";
 
-/// Where a token is checked, an identity provider's may also be refused for its key.
-const WITH_INVALID_TOKEN: &str = "UNKNOWN_SIGNING_KEY";
+/// Where a token is checked, an identity provider's may also be refused for its key, and an API
+/// key (accepted by the same extractor) for itself.
+const WITH_INVALID_TOKEN: [&str; 2] = ["UNKNOWN_SIGNING_KEY", "INVALID_API_KEY"];
 
 /// The body an operation's errors come in.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -119,7 +121,9 @@ pub fn responses(shape: Shape, codes: &[&str]) -> BTreeMap<String, RefOr<Respons
     let full = unavailable.then_some(&CONNECTIONS_FULL);
     let keyed = codes
         .contains(&"INVALID_TOKEN")
-        .then_some(&WITH_INVALID_TOKEN);
+        .then_some(WITH_INVALID_TOKEN.iter())
+        .into_iter()
+        .flatten();
     for name in codes.iter().chain(EDGE.iter()).chain(full).chain(keyed) {
         let entry = lookup(name).unwrap_or_else(|| panic!("error code {name} is not in CODES"));
         let list = by_status.entry(entry.status).or_default();
@@ -242,7 +246,12 @@ mod tests {
         let schema = &body["content"]["application/json"]["schema"];
         assert_eq!(
             schema["allOf"][1]["properties"]["code"]["enum"],
-            json!(["AUTH_REQUIRED", "INVALID_TOKEN", "UNKNOWN_SIGNING_KEY"])
+            json!([
+                "AUTH_REQUIRED",
+                "INVALID_TOKEN",
+                "UNKNOWN_SIGNING_KEY",
+                "INVALID_API_KEY"
+            ])
         );
     }
 }
