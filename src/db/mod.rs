@@ -12,6 +12,9 @@ use sqlx::{ConnectOptions, PgConnection};
 
 use crate::config::DatabaseConfig;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 /// The schema, in order. Each file is applied once (sqlx's `_sqlx_migrations` table says which).
 const MIGRATIONS: [(i64, &str, &str); 1] = [(
     1,
@@ -74,6 +77,20 @@ pub async fn open(config: &DatabaseConfig) -> Result<PgPool, DbError> {
         .acquire_timeout(config.timeout)
         .max_lifetime(config.recycle)
         .idle_timeout(Some(std::time::Duration::from_secs(600)))
+        .connect_with(options)
+        .await
+        .map_err(|e| DbError::Connect(e.to_string()))?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// A small pool on `url` for a command (`sustainbot audit export`, `import`, `verify`), with the
+/// schema applied; waits at most `timeout` for a connection.
+pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgPool, DbError> {
+    let options = connect_options(url, false)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(timeout)
         .connect_with(options)
         .await
         .map_err(|e| DbError::Connect(e.to_string()))?;
