@@ -31,7 +31,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::net::TcpListener;
 
 use crate::audit::checkpoint::{KeyFileError, Signer};
-use crate::audit::{AuditError, AuditLog, AuditOptions, AuditStore};
+use crate::audit::{AuditError, AuditLog, AuditOptions, AuditStore, PgAuditStore, PgStoreOptions};
 use crate::auth::JwtKeys;
 use crate::config::{AuditConfig, Config};
 use crate::governance::filter::{PhraseList, PhraseListError};
@@ -50,6 +50,8 @@ pub use shutdown::stop_requests;
 pub enum StartError {
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Database(#[from] db::DbError),
     #[error(transparent)]
     Phrases(#[from] PhraseListError),
     #[error("AUDIT_SIGNING_KEY: {0}")]
@@ -148,19 +150,35 @@ fn configured_server_url(config: &Config) -> String {
 
 /// Builds the shared state: keys, audit log, workflows, filter phrases, the gate. With no listener
 /// (`--run`), `{{ server.url }}` is the configured host and port.
-pub fn build_state(config: Config) -> Result<AppState, StartError> {
+pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let server_url = configured_server_url(&config);
-    build_state_at(config, server_url)
+    build_state_at(config, server_url).await
+}
+
+/// The audit trail: the chain in PostgreSQL that every instance shares when `DATABASE_URL` is set,
+/// else the JSONL log of this server. Always kept: with governance disabled, ungoverned runs are on
+/// it as such.
+async fn open_audit(config: &Config, metrics: &Metrics) -> Result<Arc<dyn AuditStore>, StartError> {
+    let mut options = audit_options(&config.audit)?;
+    options.metrics = metrics.audit.clone();
+    let Some(database) = &config.server.database else {
+        return Ok(Arc::new(AuditLog::open_with(
+            &config.audit.log_path,
+            options,
+        )?));
+    };
+    let pool = db::open(database).await?;
+    let instance = database.instance_id.clone();
+    let options = PgStoreOptions::from_audit(&options, database.timeout);
+    let store = PgAuditStore::open(pool, instance.clone(), options).await?;
+    tracing::info!(%instance, "audit store: postgresql (instance {instance})");
+    Ok(Arc::new(store))
 }
 
 /// [`build_state`] for a server whose base URL is `server_url`.
-fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartError> {
+async fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let mut options = audit_options(&config.audit)?;
-    options.metrics = metrics.audit.clone();
-    // The trail is always kept: with governance disabled, ungoverned runs are on it as such.
-    let audit: Arc<dyn AuditStore> =
-        Arc::new(AuditLog::open_with(&config.audit.log_path, options)?);
+    let audit = open_audit(&config, &metrics).await?;
     let phrases = match &config.server.prescriptive_phrases_path {
         Some(path) => PhraseList::from_file(path)?,
         None => PhraseList::default_forbidden(),
@@ -240,7 +258,7 @@ impl Application {
             address: format!("{}:{}", config.server.host, config.server.port),
             source,
         })?;
-        let state = build_state_at(config, server_url(bound))?;
+        let state = build_state_at(config, server_url(bound)).await?;
         // Runs that waited for approval when the server last stopped wait again.
         match state.gate.restore_approvals().await {
             Ok(0) => {}

@@ -113,6 +113,7 @@ pub(super) async fn open_postgres(
     let pool = crate::db::connect(db.url(), std::time::Duration::from_secs(10))
         .await
         .unwrap();
+    crate::db::migrate(&pool).await.unwrap();
     let options = PgStoreOptions::from_audit(options, std::time::Duration::from_secs(10));
     PgAuditStore::open(pool, instance.to_owned(), options)
         .await

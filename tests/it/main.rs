@@ -26,6 +26,7 @@ mod logging;
 mod openapi;
 mod openapi_statuses;
 mod ops;
+mod postgres_audit;
 mod properties;
 mod rate_limit;
 mod runs;

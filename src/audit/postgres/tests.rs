@@ -326,6 +326,7 @@ async fn a_lost_database_fails_appends_closed_and_the_store_recovers_by_itself()
     let pool = crate::db::connect(&through(db.url(), relay.port), timeout)
         .await
         .unwrap();
+    crate::db::migrate(&pool).await.unwrap();
     let mut options = PgStoreOptions::new();
     options.timeout = timeout;
     let store = PgAuditStore::open(pool, "a".into(), options).await.unwrap();
@@ -379,6 +380,7 @@ async fn import_into(
     let pool = crate::db::connect(db.url(), Duration::from_secs(10))
         .await
         .unwrap();
+    crate::db::migrate(&pool).await.unwrap();
     let (runtime, path) = (tokio::runtime::Handle::current(), path.to_owned());
     blocking(move || import(&runtime, &pool, &path, &options))
 }

@@ -14,6 +14,9 @@ mod fake_slack;
 mod loopback;
 pub mod openapi;
 mod otlp;
+/// A throwaway database per test: the library's own helper, shared by path.
+#[path = "../../../src/db/testing.rs"]
+mod postgres;
 mod process;
 pub mod prometheus;
 pub mod promql;
@@ -25,6 +28,7 @@ pub use client::{trace, Reply, TestClient, GOVERNED};
 pub use fake_slack::{action_form, command_form, message_text, signed_headers, FakeSlack, FORM};
 pub use loopback::{http_workflow, serve, EchoServer, FakeOpenClaw};
 pub use otlp::{Collector, ReceivedSpan};
+pub use postgres::TestDb;
 pub use process::{sigterm, sustainbot, Finished, ServerProcess, Site, BIN};
 pub use raw::{socket_address, RawConnection};
 pub use settings::Settings;
