@@ -32,9 +32,10 @@ use futures_util::{Stream, StreamExt};
 use tokio::net::TcpListener;
 
 use crate::audit::checkpoint::{KeyFileError, Signer};
-use crate::audit::{AuditError, AuditLog, AuditOptions, AuditStore};
+use crate::audit::{AuditError, AuditLog, AuditOptions, AuditStore, PgAuditStore, PgStoreOptions};
 use crate::auth::policy::PolicyStore;
 use crate::auth::JwtKeys;
+use crate::cluster::Cluster;
 use crate::config::{AuditConfig, Config};
 use crate::governance::filter::{PhraseList, PhraseListError};
 use crate::http::{AppState, Shared};
@@ -52,6 +53,8 @@ pub use shutdown::stop_requests;
 pub enum StartError {
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Database(#[from] db::DbError),
     #[error(transparent)]
     Phrases(#[from] PhraseListError),
     #[error("AUDIT_SIGNING_KEY: {0}")]
@@ -156,19 +159,38 @@ fn configured_server_url(config: &Config) -> String {
 
 /// Builds the shared state: keys, audit log, workflows, filter phrases, the gate. With no listener
 /// (`--run`), `{{ server.url }}` is the configured host and port.
-pub fn build_state(config: Config) -> Result<AppState, StartError> {
+pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let server_url = configured_server_url(&config);
-    build_state_at(config, server_url)
+    build_state_at(config, server_url).await
+}
+
+/// The audit trail: the chain in PostgreSQL that every instance shares when `DATABASE_URL` is set,
+/// else the JSONL log of this server. Always kept: with governance disabled, ungoverned runs are on
+/// it as such.
+async fn open_audit(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<(Arc<dyn AuditStore>, Option<Arc<Cluster>>), StartError> {
+    let mut options = audit_options(&config.audit)?;
+    options.metrics = metrics.audit.clone();
+    let Some(database) = &config.server.database else {
+        let store = AuditLog::open_with(&config.audit.log_path, options)?;
+        return Ok((Arc::new(store), None));
+    };
+    let pool = db::open(database).await?;
+    let instance = database.instance_id.clone();
+    let options = PgStoreOptions::from_audit(&options, database.timeout);
+    let store = PgAuditStore::open(pool.clone(), instance.clone(), options).await?;
+    tracing::info!(%instance, "audit store: postgresql (instance {instance})");
+    // The runs, queue and approvals shared with the other instances on the same database.
+    let cluster = Cluster::new(pool, instance, database.lease);
+    Ok((Arc::new(store), Some(cluster)))
 }
 
 /// [`build_state`] for a server whose base URL is `server_url`.
-fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartError> {
+async fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let mut options = audit_options(&config.audit)?;
-    options.metrics = metrics.audit.clone();
-    // The trail is always kept: with governance disabled, ungoverned runs are on it as such.
-    let audit: Arc<dyn AuditStore> =
-        Arc::new(AuditLog::open_with(&config.audit.log_path, options)?);
+    let (audit, cluster) = open_audit(&config, &metrics).await?;
     let phrases = match &config.server.prescriptive_phrases_path {
         Some(path) => PhraseList::from_file(path)?,
         None => PhraseList::default_forbidden(),
@@ -214,6 +236,10 @@ fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartE
         !config.server.governance_enabled,
     )
     .with_policy(policy);
+    let gate = match cluster {
+        Some(cluster) => gate.with_cluster(cluster),
+        None => gate,
+    };
     let slack = Arc::new(
         Slack::new(&config.slack, gate.clone(), Arc::clone(&metrics)).map_err(StartError::Slack)?,
     );
@@ -281,7 +307,7 @@ impl Application {
             address: format!("{}:{}", config.server.host, config.server.port),
             source,
         })?;
-        let state = build_state_at(config, server_url(bound))?;
+        let state = build_state_at(config, server_url(bound)).await?;
         // The provider's keys, fetched before the first request (bounded; a failure is logged).
         if let Some(provider) = &state.identity_provider {
             provider.start().await;
@@ -323,6 +349,11 @@ impl Application {
         let state = self.state;
         tokio::spawn(watch_workflows(state.gate.clone()));
         tokio::spawn(expire_approvals(state.gate.clone()));
+        if let Some(cluster) = state.gate.cluster() {
+            cluster.start_listening();
+            state.gate.answer_notices();
+            tokio::spawn(maintain_shared(state.gate.clone()));
+        }
         tokio::spawn(state.api_keys.clone().watch());
         let api_keys = state.api_keys.clone();
         let limits = http::connections::Limits::from(&state.config.server.http);
@@ -338,6 +369,17 @@ impl Application {
         drop(state);
         shutdown.run(stops).await;
         api_keys.flush_uses().await;
+    }
+}
+
+/// Keeps this instance's leases and takes over a dead instance's runs (every second), with a
+/// shared store.
+async fn maintain_shared(gate: Gate) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        gate.maintain_shared().await;
     }
 }
 

@@ -11,6 +11,7 @@ mod jsonl;
 pub mod legacy;
 pub(crate) mod lines;
 mod lock;
+pub mod postgres;
 pub mod query;
 mod record;
 pub mod segments;
@@ -29,7 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use format::PreEncoded;
 pub use jsonl::{ChainHead, JsonlStore, StoreOptions, Written};
-pub use record::{encode, encode_generic, Outcome, Receipt, Record, RunRecord};
+pub use postgres::{PgAuditStore, PgStoreOptions};
+pub use record::{encode, encode_for, encode_generic, Outcome, Receipt, Record, RunRecord};
 pub use store::AuditStore;
 pub use tail::ForeignTails;
 
@@ -77,6 +79,9 @@ pub enum AuditError {
     Write(String),
     #[error("the audit writer has stopped")]
     Stopped,
+    /// The shared store (PostgreSQL) could not be opened.
+    #[error("cannot open the audit chain in PostgreSQL: {0}")]
+    Database(String),
     /// A state change that had to commit with the record did not hold (another instance changed
     /// the run first): nothing was appended.
     #[error("not appended: {0}")]
@@ -238,5 +243,7 @@ impl AuditLog {
     }
 }
 
+#[cfg(test)]
+mod conformance;
 #[cfg(test)]
 mod tests;

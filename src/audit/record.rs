@@ -173,6 +173,15 @@ impl Record {
             Record::ApiKey { .. } => "apikey",
         }
     }
+
+    /// Its `trace_id` member, for the kinds that have one.
+    pub fn trace_id(&self) -> Option<&str> {
+        match self {
+            Record::Run(run) => Some(&run.trace_id),
+            Record::Approval { trace_id, .. } | Record::Override { trace_id, .. } => Some(trace_id),
+            _ => None,
+        }
+    }
 }
 
 /// Proof that a record is durable: its position and hash in the chain.
@@ -184,6 +193,12 @@ pub struct Receipt {
 
 /// Encodes a whole record's own members.
 pub fn encode(record: &Record) -> PreEncoded {
+    encode_for(record, None)
+}
+
+/// [`encode`], with an `instance` member naming the server instance that appends the record (a
+/// store shared by several instances; the JSONL file of one server has none).
+pub fn encode_for(record: &Record, instance: Option<&str>) -> PreEncoded {
     match record {
         // The hot path: members written straight from the record, in key order, without building an
         // intermediate JSON tree (a test checks this equals the generic encoding).
@@ -197,6 +212,9 @@ pub fn encode(record: &Record) -> PreEncoded {
             if let Some(governed) = run.governed {
                 encoded.member("governed", &governed);
             }
+            if let Some(instance) = instance {
+                encoded.member("instance", instance);
+            }
             encoded.member("kind", "run");
             encoded.member("outcome", &run.outcome);
             encoded.member("parameters", &run.parameters);
@@ -209,14 +227,23 @@ pub fn encode(record: &Record) -> PreEncoded {
             encoded.member("workflow_name", &run.workflow_name);
             encoded
         }
-        other => encode_generic(other),
+        other => encode_tree(other, instance),
     }
 }
 
 /// Encodes any record through a JSON tree (sorted by construction).
 pub fn encode_generic(record: &Record) -> PreEncoded {
+    encode_tree(record, None)
+}
+
+fn encode_tree(record: &Record, instance: Option<&str>) -> PreEncoded {
     match serde_json::to_value(record) {
-        Ok(Value::Object(map)) => PreEncoded::new(&map),
+        Ok(Value::Object(mut map)) => {
+            if let Some(instance) = instance {
+                map.insert("instance".to_owned(), Value::from(instance));
+            }
+            PreEncoded::new(&map)
+        }
         _ => PreEncoded::new(&Map::new()),
     }
 }

@@ -270,7 +270,7 @@ fn a_missing_segment_breaks_verification() {
 
 /// Backdates every record of a segment by rewriting it with old timestamps (re-chained from its
 /// original predecessor), as if it had been written `days` ago.
-fn age_log(path: &Path, days: i64) {
+pub(super) fn age_log(path: &Path, days: i64) {
     let old = (chrono::Utc::now() - chrono::Duration::days(days))
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut prev = format::GENESIS_HASH.to_owned();
@@ -529,7 +529,38 @@ fn run_records_encode_directly_exactly_as_through_a_json_tree() {
             String::from_utf8(generic).unwrap()
         );
         assert_eq!(h1, h2);
+        // With an instance (the shared store): the member in its place by key, whichever way.
+        let (mut direct, mut tree) = (Vec::new(), Vec::new());
+        encode_for(&record, Some("i-1")).seal(3, format::GENESIS_HASH, "T", &mut direct);
+        let Ok(serde_json::Value::Object(mut fields)) = serde_json::to_value(&record) else {
+            unreachable!()
+        };
+        fields.insert("instance".into(), json!("i-1"));
+        PreEncoded::new(&fields).seal(3, format::GENESIS_HASH, "T", &mut tree);
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            String::from_utf8(tree).unwrap()
+        );
     }
+}
+
+#[test]
+fn only_the_shared_store_names_an_instance() {
+    let record = Record::Recovery {
+        cut_offset: 1,
+        cut_length: 2,
+        cut_hash: "h".into(),
+        reason: "r".into(),
+    };
+    for (instance, expected) in [(None, None), (Some("i-1"), Some("i-1"))] {
+        let mut line = Vec::new();
+        encode_for(&record, instance).seal(1, format::GENESIS_HASH, "T", &mut line);
+        let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(value.get("instance").and_then(|v| v.as_str()), expected);
+    }
+    let mut plain = Vec::new();
+    encode(&record).seal(1, format::GENESIS_HASH, "T", &mut plain);
+    assert!(!String::from_utf8(plain).unwrap().contains("instance"));
 }
 
 #[test]

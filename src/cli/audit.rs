@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use serde_json::json;
 use sustainbot::audit::checkpoint::PublicKey;
-use sustainbot::audit::verify::{verify_log, VerifyOptions};
+use sustainbot::audit::verify::{verify_log, Report, VerifyOptions};
 use sustainbot::config::AuditConfig;
 
-use super::{Env, ExportArgs};
+use super::{audit_db, Env, ExportArgs};
 
 pub fn keygen(dir: &std::path::Path) -> ExitCode {
     match sustainbot::audit::checkpoint::keygen(dir) {
@@ -58,38 +58,74 @@ pub(super) fn verify_options(public_key: Option<PathBuf>) -> Result<VerifyOption
     Ok(options)
 }
 
+/// Where a command reads the trail: the chain in a PostgreSQL database or a JSONL log.
+pub(super) enum Source {
+    Database(String),
+    File(PathBuf),
+}
+
+/// `--database-url`, else the PATH given, else `DATABASE_URL` (the server's trail is then in the
+/// database), else `AUDIT_LOG_PATH` or the default log.
+fn source(
+    env: &Env,
+    path: Option<PathBuf>,
+    database_url: Option<String>,
+) -> Result<Source, ExitCode> {
+    if let Some(url) = database_url {
+        return Ok(Source::Database(url));
+    }
+    if path.is_none() {
+        if let Some(url) = env.get("DATABASE_URL").filter(|url| !url.trim().is_empty()) {
+            return Ok(Source::Database(url));
+        }
+    }
+    audit_path(env, path).map(Source::File)
+}
+
 pub fn verify(
     env: &Env,
     path: Option<PathBuf>,
+    database_url: Option<String>,
     public_key: Option<PathBuf>,
     as_json: bool,
 ) -> ExitCode {
-    let path = match audit_path(env, path) {
-        Ok(path) => path,
-        Err(code) => return code,
-    };
     let options = match verify_options(public_key) {
         Ok(options) => options,
         Err(code) => return code,
     };
-    let signed = options.public_key.is_some();
-    let report = match verify_log(&path, &options) {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!(
-                "sustainbot audit verify: cannot read {}: {e}",
-                path.display()
-            );
-            return ExitCode::from(2);
-        }
+    let (name, report) = match source(env, path, database_url) {
+        Err(code) => return code,
+        Ok(Source::Database(url)) => match audit_db::verify(env, &url, &options) {
+            Ok(report) => (PathBuf::from(audit_db::display(&url)), report),
+            Err(code) => return code,
+        },
+        Ok(Source::File(path)) => match verify_log(&path, &options) {
+            Ok(report) => (path, report),
+            Err(e) => {
+                eprintln!(
+                    "sustainbot audit verify: cannot read {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
     };
+    print_report(&name, &report, options.public_key.is_some(), as_json);
+    if report.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_report(path: &std::path::Path, report: &Report, signed: bool, as_json: bool) {
     if as_json {
         println!(
             "{}",
             json!({"path": path, "valid": report.is_valid(), "report": report})
         );
     } else if let Some(problem) = &report.problem {
-        let file = problem.file.as_deref().unwrap_or(&path);
+        let file = problem.file.as_deref().unwrap_or(path);
         println!(
             "FAILED {}: line {}: {}",
             file.display(),
@@ -120,11 +156,6 @@ pub fn verify(
             _ => {}
         }
     }
-    if report.is_valid() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
 }
 
 /// Writes audit lines to standard output; a closed pipe (`| head`) ends the output quietly.
@@ -139,7 +170,7 @@ fn print_lines<'a>(
 }
 
 /// The exit code for an output error: success when the reader went away, else a message.
-fn output_failed(command: &str, e: &std::io::Error) -> ExitCode {
+pub(super) fn output_failed(command: &str, e: &std::io::Error) -> ExitCode {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         ExitCode::SUCCESS
     } else {
@@ -167,6 +198,17 @@ pub fn tail(env: &Env, path: Option<PathBuf>, n: usize) -> ExitCode {
     }
 }
 
+/// Where an export writes: standard output, or a file it creates (or truncates).
+fn output(out: Option<&std::path::Path>) -> std::io::Result<Box<dyn std::io::Write>> {
+    Ok(match out {
+        Some(path) => Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(path)?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
 pub fn export(env: &Env, args: ExportArgs) -> ExitCode {
     use sustainbot::audit::query::{parse_timestamp, query_lines, Filter};
     /// Records read per page: memory stays bounded however large the log.
@@ -185,8 +227,8 @@ pub fn export(env: &Env, args: ExportArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let path = match audit_path(env, args.path) {
-        Ok(path) => path,
+    let source = match source(env, args.path, args.database_url) {
+        Ok(source) => source,
         Err(code) => return code,
     };
     let mut filter = Filter {
@@ -204,7 +246,21 @@ pub fn export(env: &Env, args: ExportArgs) -> ExitCode {
         eprintln!("sustainbot audit export: {e}");
         return ExitCode::from(2);
     }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = match output(args.out.as_deref()) {
+        Ok(out) => out,
+        Err(e) => {
+            let name = args.out.as_deref().unwrap_or(std::path::Path::new("-"));
+            eprintln!(
+                "sustainbot audit export: cannot create {}: {e}",
+                name.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let path = match source {
+        Source::Database(url) => return audit_db::export(env, &url, &filter, &mut out),
+        Source::File(path) => path,
+    };
     loop {
         let page = match query_lines(&path, &filter, PAGE) {
             Ok(page) => page,

@@ -4,6 +4,7 @@
 
 mod apikey;
 mod audit;
+mod audit_db;
 mod audit_legacy;
 mod logging;
 mod policy;
@@ -161,9 +162,27 @@ pub enum AuditCommand {
         /// The public key (`sustainbot audit keygen`) that must have signed the checkpoints.
         #[arg(long, value_name = "FILE")]
         public_key: Option<PathBuf>,
+        /// Verify the chain in this PostgreSQL database instead of a file [default without PATH:
+        /// DATABASE_URL, when set].
+        #[arg(long, value_name = "URL", conflicts_with_all = ["path", "legacy"])]
+        database_url: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Copy a JSONL log (all its segments) into the empty audit chain of a PostgreSQL database:
+    /// the same lines, seqs and hashes, verified as they are read (with --public-key, every
+    /// checkpoint's signature too); nothing is imported unless the whole log verifies. Servers on
+    /// the database then continue the chain.
+    Import {
+        /// The log's active file or its directory.
+        path: PathBuf,
+        /// The database [default: DATABASE_URL].
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// The public key that must have signed the log's checkpoints.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
     },
     /// Write a new Ed25519 key pair for signed checkpoints: DIR/audit-signing.key (private, 0600) and
     /// DIR/audit-signing.pub.
@@ -194,8 +213,16 @@ pub enum AuditCommand {
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// The log's active file or its directory [default: AUDIT_LOG_PATH or ./logs/audit.jsonl]
+    /// The log's active file or its directory [default: DATABASE_URL's chain when set, else
+    /// AUDIT_LOG_PATH or ./logs/audit.jsonl]
     pub path: Option<PathBuf>,
+    /// Export the chain in this PostgreSQL database: with no filter, one JSONL file of every
+    /// record that `sustainbot audit verify` accepts.
+    #[arg(long, value_name = "URL", conflicts_with = "path")]
+    pub database_url: Option<String>,
+    /// Write to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Only this trace id.
     #[arg(long)]
     pub trace_id: Option<String>,
@@ -282,13 +309,20 @@ fn command(cli: Cli, env: &Env) -> ExitCode {
                 legacy: Some(file),
                 public_key,
                 json,
+                ..
             } => audit_legacy::verify(&file, path, public_key, json),
             AuditCommand::Verify {
                 path,
                 legacy: None,
                 public_key,
+                database_url,
                 json,
-            } => audit::verify(env, path, public_key, json),
+            } => audit::verify(env, path, database_url, public_key, json),
+            AuditCommand::Import {
+                path,
+                database_url,
+                public_key,
+            } => audit_db::import(env, &path, database_url, public_key),
             AuditCommand::ImportLegacy { file } => audit_legacy::import(env, &file),
             AuditCommand::Keygen { out } => audit::keygen(&out),
             AuditCommand::Tail { path, n } => audit::tail(env, path, n),

@@ -101,7 +101,7 @@ fn print_dev_banner(address: std::net::SocketAddr, token: &str, generated_secret
 }
 
 async fn run_once(config: Config, name: &str, request: Option<PathBuf>) -> ExitCode {
-    let state = match build_state(config) {
+    let state = match build_state(config).await {
         Ok(state) => state,
         Err(e) => {
             eprintln!("sustainbot: {e}");

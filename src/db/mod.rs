@@ -12,6 +12,9 @@ use sqlx::{ConnectOptions, PgConnection};
 
 use crate::config::DatabaseConfig;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 /// The schema, in order. Each file is applied once (sqlx's `_sqlx_migrations` table says which).
 const MIGRATIONS: [(i64, &str, &str); 1] = [(
     1,
@@ -56,7 +59,11 @@ impl<'s> MigrationSource<'s> for Embedded {
 /// warned about either way.
 pub fn connect_options(url: &str, echo: bool) -> Result<PgConnectOptions, DbError> {
     let options = PgConnectOptions::from_str(url).map_err(|e| DbError::Url(e.to_string()))?;
-    let options = options.application_name("sustainbot");
+    // Notices such as "relation already exists, skipping" (every start applies the schema) are
+    // not worth a log line; warnings still are.
+    let options = options
+        .application_name("sustainbot")
+        .options([("client_min_messages", "warning")]);
     Ok(if echo {
         options.log_statements(log::LevelFilter::Debug)
     } else {
@@ -79,6 +86,18 @@ pub async fn open(config: &DatabaseConfig) -> Result<PgPool, DbError> {
         .map_err(|e| DbError::Connect(e.to_string()))?;
     migrate(&pool).await?;
     Ok(pool)
+}
+
+/// A small pool on `url` for a command (`sustainbot audit export`, `import`, `verify`); waits at
+/// most `timeout` for a connection. The schema is not applied: [`migrate`] does that.
+pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgPool, DbError> {
+    let options = connect_options(url, false)?;
+    PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(timeout)
+        .connect_with(options)
+        .await
+        .map_err(|e| DbError::Connect(e.to_string()))
 }
 
 /// Applies the embedded schema (under sqlx's advisory lock: instances starting together take turns).

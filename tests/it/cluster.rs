@@ -64,14 +64,25 @@ fn export_and_verify(site: &Site, database: &str) -> Vec<Value> {
 fn outcomes(records: &[Value]) -> BTreeMap<String, Vec<String>> {
     let mut by_trace: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for record in records.iter().filter(|r| r["kind"] == "run") {
-        if let (Some(trace), Some(outcome)) = (record["trace_id"].as_str(), record["outcome"].as_str()) {
-            by_trace.entry(trace.to_owned()).or_default().push(outcome.to_owned());
+        if let (Some(trace), Some(outcome)) =
+            (record["trace_id"].as_str(), record["outcome"].as_str())
+        {
+            by_trace
+                .entry(trace.to_owned())
+                .or_default()
+                .push(outcome.to_owned());
         }
     }
     by_trace
 }
 
-async fn post_run(client: &reqwest::Client, base: &str, token: &str, body: &Value, trace: &str) -> Option<(u16, Value)> {
+async fn post_run(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: &Value,
+    trace: &str,
+) -> Option<(u16, Value)> {
     let response = client
         .post(format!("{base}/workflows/governed/execute"))
         .bearer_auth(token)
@@ -130,7 +141,11 @@ async fn three_instances_keep_one_chain_and_a_killed_one_loses_nothing_acknowled
 
     let records = export_and_verify(&site, db.url());
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() > 30, "the load ran: {} runs", acknowledged.len());
+    assert!(
+        acknowledged.len() > 30,
+        "the load ran: {} runs",
+        acknowledged.len()
+    );
     let by_trace = outcomes(&records);
     for trace in &acknowledged {
         assert_eq!(
@@ -141,9 +156,15 @@ async fn three_instances_keep_one_chain_and_a_killed_one_loses_nothing_acknowled
     }
     for (trace, outcomes) in &by_trace {
         let started = outcomes.iter().filter(|o| *o == "started").count();
-        assert!(started <= 1, "{trace} started {started} times: {outcomes:?}");
+        assert!(
+            started <= 1,
+            "{trace} started {started} times: {outcomes:?}"
+        );
     }
-    let instances: BTreeSet<&str> = records.iter().filter_map(|r| r["instance"].as_str()).collect();
+    let instances: BTreeSet<&str> = records
+        .iter()
+        .filter_map(|r| r["instance"].as_str())
+        .collect();
     assert_eq!(instances, BTreeSet::from(["node-1", "node-2", "node-3"]));
 }
 
@@ -159,7 +180,12 @@ async fn status_on(server: &ServerProcess, trace: &str) -> Value {
         .expect_ok(200)
 }
 
-async fn wait_until(server: &ServerProcess, trace: &str, done: impl Fn(&str) -> bool, within: Duration) -> Value {
+async fn wait_until(
+    server: &ServerProcess,
+    trace: &str,
+    done: impl Fn(&str) -> bool,
+    within: Duration,
+) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let run = status_on(server, trace).await;
@@ -189,7 +215,11 @@ async fn async_runs_of_a_killed_instance_end_on_the_survivor_and_none_runs_twice
     let client = reqwest::Client::new();
     let mut traces = Vec::new();
     for i in 0..30 {
-        let (server, trace) = if i % 2 == 0 { (&a, format!("a-{i}")) } else { (&b, format!("b-{i}")) };
+        let (server, trace) = if i % 2 == 0 {
+            (&a, format!("a-{i}"))
+        } else {
+            (&b, format!("b-{i}"))
+        };
         let (status, answer) = post_run(&client, &server.address, &server.jake(), &body, &trace)
             .await
             .expect("an answer");
@@ -209,7 +239,10 @@ async fn async_runs_of_a_killed_instance_end_on_the_survivor_and_none_runs_twice
         let outcomes = by_trace.get(trace).cloned().unwrap_or_default();
         let started = outcomes.iter().filter(|o| *o == "started").count();
         let finals: Vec<&String> = outcomes.iter().filter(|o| *o != "started").collect();
-        assert!(started <= 1, "{trace} started {started} times: {outcomes:?}");
+        assert!(
+            started <= 1,
+            "{trace} started {started} times: {outcomes:?}"
+        );
         assert_eq!(finals.len(), 1, "{trace} has one outcome: {outcomes:?}");
         if started == 1 && finals[0] == "failure" {
             lost += 1;
@@ -230,7 +263,10 @@ async fn async_runs_of_a_killed_instance_end_on_the_survivor_and_none_runs_twice
         .filter(|r| r["outcome"] == "started" && r["instance"] == "node-b")
         .filter(|r| r["trace_id"].as_str().is_some_and(|t| t.starts_with("a-")))
         .count();
-    assert!(taken_over >= 10, "the survivor ran node-a's queued runs: {taken_over}");
+    assert!(
+        taken_over >= 10,
+        "the survivor ran node-a's queued runs: {taken_over}"
+    );
 }
 
 /// `guarded` needs an admin's approval.
@@ -246,40 +282,77 @@ async fn approvals_cancels_and_events_cross_instances() {
     };
     let site = Site::new();
     site.workflow("guarded", &guarded());
-    site.workflow("slow", &json!({"steps": [{"id": "wait", "command": ["sleep", "30"]}]}));
+    site.workflow(
+        "slow",
+        &json!({"steps": [{"id": "wait", "command": ["sleep", "30"]}]}),
+    );
     let a = instance(&site, db.url(), "node-a", &[]);
     let b = instance(&site, db.url(), "node-b", &[]);
     let client = reqwest::Client::new();
 
     // Requested on A, seen and decided on B, run on B, seen finished from A.
-    let (status, answer) = post_run(&client, &a.address, &a.jake(), &governance_request("guarded"), "appr-x").await.unwrap();
-    assert_eq!((status, answer["status"].as_str()), (202, Some("pending_approval")), "{answer}");
+    let (status, answer) = post_run(
+        &client,
+        &a.address,
+        &a.jake(),
+        &governance_request("guarded"),
+        "appr-x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (202, Some("pending_approval")),
+        "{answer}"
+    );
     assert_eq!(status_on(&b, "appr-x").await["status"], "pending_approval");
     // Jake asked: he may not approve it, on any instance.
     b.post_json("/runs/appr-x/approve", &json!({}), Some(&b.jake()))
         .await
         .expect(403, "APPROVAL_REFUSED");
-    b.post_json("/runs/appr-x/approve", &json!({"reason": "ok"}), Some(&b.token(ANA, "admin")))
-        .await
-        .expect_ok(202);
+    b.post_json(
+        "/runs/appr-x/approve",
+        &json!({"reason": "ok"}),
+        Some(&b.token(ANA, "admin")),
+    )
+    .await
+    .expect_ok(202);
     // A second decision elsewhere finds nothing waiting.
-    a.post_json("/runs/appr-x/deny", &json!({"reason": "late"}), Some(&a.token(ANA, "admin")))
-        .await
-        .expect(409, "RUN_NOT_PENDING");
+    a.post_json(
+        "/runs/appr-x/deny",
+        &json!({"reason": "late"}),
+        Some(&a.token(ANA, "admin")),
+    )
+    .await
+    .expect(409, "RUN_NOT_PENDING");
     let run = wait_until(&a, "appr-x", ended, Duration::from_secs(20)).await;
     assert_eq!(run["status"], "succeeded", "{run}");
 
     // Denied on A after a request on B.
-    post_run(&client, &b.address, &b.jake(), &governance_request("guarded"), "appr-y").await.unwrap();
-    a.post_json("/runs/appr-y/deny", &json!({"reason": "no"}), Some(&a.token(ANA, "admin")))
-        .await
-        .expect_ok(200);
+    post_run(
+        &client,
+        &b.address,
+        &b.jake(),
+        &governance_request("guarded"),
+        "appr-y",
+    )
+    .await
+    .unwrap();
+    a.post_json(
+        "/runs/appr-y/deny",
+        &json!({"reason": "no"}),
+        Some(&a.token(ANA, "admin")),
+    )
+    .await
+    .expect_ok(200);
     assert_eq!(status_on(&b, "appr-y").await["status"], "rejected");
 
     // A run on A cancelled from B, while B follows its events.
     let mut slow = governance_request("slow");
     slow["async"] = json!(true);
-    let (status, _) = post_run(&client, &a.address, &a.jake(), &slow, "slow-1").await.unwrap();
+    let (status, _) = post_run(&client, &a.address, &a.jake(), &slow, "slow-1")
+        .await
+        .unwrap();
     assert_eq!(status, 202);
     wait_until(&a, "slow-1", |s| s == "running", Duration::from_secs(10)).await;
     let events = client
@@ -308,7 +381,12 @@ async fn approvals_cancels_and_events_cross_instances() {
     let decisions: Vec<(String, String)> = records
         .iter()
         .filter(|r| r["kind"] == "approval" && r["trace_id"] == "appr-x")
-        .map(|r| (r["decision"].as_str().unwrap().to_owned(), r["instance"].as_str().unwrap_or("").to_owned()))
+        .map(|r| {
+            (
+                r["decision"].as_str().unwrap().to_owned(),
+                r["instance"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         decisions,
@@ -324,7 +402,10 @@ async fn approvals_cancels_and_events_cross_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_database_stopped_under_load_fails_closed_and_recovers() {
-    let Some(postgres) = tokio::task::spawn_blocking(PrivatePostgres::start).await.unwrap() else {
+    let Some(postgres) = tokio::task::spawn_blocking(PrivatePostgres::start)
+        .await
+        .unwrap()
+    else {
         return;
     };
     let site = Site::new();
@@ -337,7 +418,11 @@ async fn the_database_stopped_under_load_fails_closed_and_recovers() {
     let mut load = Vec::new();
     for worker in 0..4 {
         let (base, token, client) = (base.clone(), token.clone(), client.clone());
-        let (acknowledged, refused, stop) = (Arc::clone(&acknowledged), Arc::clone(&refused), Arc::clone(&stop));
+        let (acknowledged, refused, stop) = (
+            Arc::clone(&acknowledged),
+            Arc::clone(&refused),
+            Arc::clone(&stop),
+        );
         load.push(tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -363,12 +448,20 @@ async fn the_database_stopped_under_load_fails_closed_and_recovers() {
     assert_eq!(health.json()["status"], "degraded", "{}", health.json());
     let during = acknowledged.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(acknowledged.lock().unwrap().len(), during, "nothing is acknowledged while the database is down");
+    assert_eq!(
+        acknowledged.lock().unwrap().len(),
+        during,
+        "nothing is acknowledged while the database is down"
+    );
     tokio::task::block_in_place(|| postgres.resume());
     // Service resumes by itself.
     let deadline = Instant::now() + Duration::from_secs(30);
     while acknowledged.lock().unwrap().len() <= during + 10 {
-        assert!(Instant::now() < deadline, "runs never succeeded again; refused: {:?}", refused.lock().unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "runs never succeeded again; refused: {:?}",
+            refused.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -377,21 +470,34 @@ async fn the_database_stopped_under_load_fails_closed_and_recovers() {
     }
     assert!(before > 5, "the load ran before the outage");
     let refusals = refused.lock().unwrap().clone();
-    assert!(refusals.keys().any(|code| code.starts_with("503")), "503s while down: {refusals:?}");
-    assert!(refusals.keys().all(|code| code.starts_with("503")), "only 503s: {refusals:?}");
+    assert!(
+        refusals.keys().any(|code| code.starts_with("503")),
+        "503s while down: {refusals:?}"
+    );
+    assert!(
+        refusals.keys().all(|code| code.starts_with("503")),
+        "only 503s: {refusals:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let health = server.get("/health", None).await.json();
         if health["status"] == "healthy" {
             break;
         }
-        assert!(Instant::now() < deadline, "health never recovered: {health}");
+        assert!(
+            Instant::now() < deadline,
+            "health never recovered: {health}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(server);
     let records = export_and_verify(&site, &postgres.url());
     let by_trace = outcomes(&records);
     for trace in acknowledged.lock().unwrap().iter() {
-        assert_eq!(by_trace[trace], ["started", "success"], "{trace} was acknowledged");
+        assert_eq!(
+            by_trace[trace],
+            ["started", "success"],
+            "{trace} was acknowledged"
+        );
     }
 }

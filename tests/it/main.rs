@@ -9,7 +9,7 @@ mod audit;
 mod audit_api;
 mod auth;
 mod cli;
-// mod cluster; (enabled with the PostgreSQL test database helper)
+mod cluster;
 mod compat;
 mod connections;
 mod crash;
@@ -30,6 +30,7 @@ mod openapi;
 mod openapi_statuses;
 mod ops;
 mod policy;
+mod postgres_audit;
 mod properties;
 mod rate_limit;
 mod runs;

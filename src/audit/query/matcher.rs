@@ -10,20 +10,20 @@ use serde_json::Value;
 use super::Filter;
 
 /// Compares records against a [`Filter`], with the filter's text prepared once.
-pub(super) struct Matcher<'f> {
+pub(crate) struct Matcher<'f> {
     filter: &'f Filter,
     actor: Option<String>,
 }
 
 impl<'f> Matcher<'f> {
-    pub(super) fn new(filter: &'f Filter) -> Matcher<'f> {
+    pub(crate) fn new(filter: &'f Filter) -> Matcher<'f> {
         Matcher {
             filter,
             actor: filter.actor.as_deref().map(|a| a.trim().to_lowercase()),
         }
     }
 
-    pub(super) fn matches(&self, facts: &Facts<'_>) -> bool {
+    pub(crate) fn matches(&self, facts: &Facts<'_>) -> bool {
         let filter = self.filter;
         let exact = |want: &Option<String>, have: &Option<Cow<'_, str>>| {
             want.as_deref()
@@ -82,14 +82,14 @@ impl<'f> Matcher<'f> {
 /// The members of a record a filter looks at, borrowed from the line where possible (everything
 /// else is skipped without building values).
 #[derive(Deserialize)]
-pub(super) struct Facts<'a> {
-    pub(super) seq: u64,
+pub(crate) struct Facts<'a> {
+    pub(crate) seq: u64,
     #[serde(default, borrow)]
-    timestamp: Option<Cow<'a, str>>,
+    pub(crate) timestamp: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    kind: Option<Cow<'a, str>>,
+    pub(crate) kind: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    trace_id: Option<Cow<'a, str>>,
+    pub(crate) trace_id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     outcome: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -128,7 +128,7 @@ impl<'a> Facts<'a> {
     /// Records written by SustainBot have the types above. A line that does not (an `aim` that is a
     /// string, say: it holds whatever a refused request sent) is read as a whole value instead, and
     /// a member of an unexpected type counts as absent, so that no record drops out of a query.
-    pub(super) fn parse(line: &'a [u8]) -> Option<Facts<'a>> {
+    pub(crate) fn parse(line: &'a [u8]) -> Option<Facts<'a>> {
         if let Ok(facts) = serde_json::from_slice(line) {
             return Some(facts);
         }

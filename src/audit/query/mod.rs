@@ -10,7 +10,7 @@
 //! that changed under it), lists the files again and resumes from the next seq it still wants, so
 //! that no record is skipped or returned twice.
 
-mod matcher;
+pub(crate) mod matcher;
 mod tail;
 
 use std::fs::File;

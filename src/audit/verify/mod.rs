@@ -7,6 +7,7 @@
 //! every checkpoint's signature is checked too, which is what defeats a rewrite that re-hashes
 //! every line.
 
+mod chunks;
 mod ranges;
 
 use std::borrow::Cow;
@@ -19,6 +20,7 @@ use super::checkpoint::PublicKey;
 use super::format;
 use super::segments;
 
+pub use self::chunks::{verify_chunks, verify_log_in_chunks};
 use self::ranges::{stitch, verify_files, verify_segment};
 
 /// Files smaller than this are verified on one thread.
@@ -290,11 +292,18 @@ fn check_link(
 
 /// Verifies a log read from `reader` on this thread (chain only).
 pub fn verify_reader(reader: impl BufRead) -> io::Result<Report> {
+    verify_reader_with(reader, &VerifyOptions::default())
+}
+
+/// [`verify_reader`] with options: with a public key, every checkpoint's signature is checked and
+/// at least one checkpoint is required, as for files.
+pub fn verify_reader_with(reader: impl BufRead, options: &VerifyOptions) -> io::Result<Report> {
+    let key = options.public_key.as_ref();
     // One unnamed input: problems name no file.
     let mut report = stitch(
-        vec![(0, verify_segment(reader, u64::MAX, None)?)],
+        vec![(0, verify_segment(reader, u64::MAX, key)?)],
         &[PathBuf::new()],
-        None,
+        key,
     );
     if let Some(problem) = &mut report.problem {
         problem.file = None;

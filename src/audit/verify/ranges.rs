@@ -25,6 +25,27 @@ pub(super) struct Segment {
     problem: Option<(u64, String)>,
 }
 
+impl Segment {
+    /// Whether this run of lines verified on its own and continues the chain where `previous`
+    /// (the last run that held any line) ended.
+    pub(super) fn continues(&self, previous: Option<&Segment>) -> bool {
+        if self.problem.is_some() {
+            return false;
+        }
+        match (&self.first, previous) {
+            (Some((seq, prev)), Some(before)) if before.lines > 0 => {
+                before.last_seq.checked_add(1) == Some(*seq) && *prev == before.last_hash
+            }
+            _ => true,
+        }
+    }
+
+    /// Lines that verified.
+    pub(super) fn lines(&self) -> u64 {
+        self.lines
+    }
+}
+
 pub(super) fn verify_segment(
     mut reader: impl BufRead,
     limit: u64,

@@ -14,7 +14,10 @@ mod fake_slack;
 mod loopback;
 pub mod openapi;
 mod otlp;
-// mod private_pg; (enabled with the cluster tests)
+/// A throwaway database per test: the library's own helper, shared by path.
+#[path = "../../../src/db/testing.rs"]
+mod postgres;
+mod private_pg;
 mod process;
 pub mod prometheus;
 pub mod promql;
@@ -26,7 +29,8 @@ pub use client::{trace, Reply, TestClient, GOVERNED};
 pub use fake_slack::{action_form, command_form, message_text, signed_headers, FakeSlack, FORM};
 pub use loopback::{http_workflow, serve, EchoServer, FakeOpenClaw};
 pub use otlp::{Collector, ReceivedSpan};
-// pub use private_pg::PrivatePostgres;
+pub use postgres::TestDb;
+pub use private_pg::PrivatePostgres;
 pub use process::{sigterm, sustainbot, Finished, ServerProcess, Site, BIN};
 pub use raw::{socket_address, RawConnection};
 pub use settings::Settings;

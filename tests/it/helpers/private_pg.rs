@@ -3,7 +3,7 @@
 //! must never be stopped. `None` (after saying so loudly) when PostgreSQL's binaries are not
 //! installed, unless `CI` or `SUSTAINBOT_REQUIRE_POSTGRES=1` is set.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -174,10 +174,6 @@ impl PrivatePostgres {
             "pg_ctl stop: {}",
             String::from_utf8_lossy(&stopped.stderr)
         );
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
