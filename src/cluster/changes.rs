@@ -4,7 +4,7 @@
 //! not appended.
 
 use futures_util::future::BoxFuture;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 use super::RunMeta;
@@ -21,6 +21,16 @@ pub struct Started {
 }
 
 impl Change for Started {
+    fn op(&self) -> Option<Value> {
+        let run = &self.run;
+        Some(json!({
+            "op": "started", "trace_id": run.trace_id, "workflow_name": run.workflow_name,
+            "drag_mode": run.drag_mode, "actor": run.actor, "principal": run.principal,
+            "request": run.request, "governed": run.governed, "instance": self.instance,
+            "lease_seconds": self.lease_seconds,
+        }))
+    }
+
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
         Box::pin(async move {
             let run = &self.run;
@@ -63,6 +73,14 @@ pub struct Ended {
 }
 
 impl Change for Ended {
+    fn op(&self) -> Option<Value> {
+        Some(json!({
+            "op": "ended", "trace_id": self.trace_id, "from": self.from, "status": self.status,
+            "instance": self.instance, "outcome": self.outcome, "error": self.error,
+            "steps": self.steps,
+        }))
+    }
+
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
         Box::pin(async move {
             let done = sqlx::query(
@@ -92,6 +110,16 @@ pub struct ApprovalRequested {
 }
 
 impl Change for ApprovalRequested {
+    fn op(&self) -> Option<Value> {
+        let run = &self.run;
+        Some(json!({
+            "op": "approval_requested", "trace_id": run.trace_id,
+            "workflow_name": run.workflow_name, "drag_mode": run.drag_mode, "actor": run.actor,
+            "principal": run.principal, "request": run.request, "governed": run.governed,
+            "expires_at": self.expires_at.to_rfc3339(),
+        }))
+    }
+
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
         Box::pin(async move {
             let run = &self.run;
@@ -129,6 +157,13 @@ pub struct Decided {
 }
 
 impl Change for Decided {
+    fn op(&self) -> Option<Value> {
+        Some(json!({
+            "op": "decided", "trace_id": self.trace_id, "status": self.status,
+            "owner": self.owner, "lease_seconds": self.lease_seconds, "error": self.error,
+        }))
+    }
+
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
         Box::pin(async move {
             let queued = self.status == "queued";
@@ -158,6 +193,10 @@ pub struct Lost {
 }
 
 impl Change for Lost {
+    fn op(&self) -> Option<Value> {
+        Some(json!({ "op": "lost", "trace_id": self.trace_id, "error": self.error }))
+    }
+
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
         Box::pin(async move {
             let done = sqlx::query(

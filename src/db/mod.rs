@@ -16,11 +16,18 @@ use crate::config::DatabaseConfig;
 pub(crate) mod testing;
 
 /// The schema, in order. Each file is applied once (sqlx's `_sqlx_migrations` table says which).
-const MIGRATIONS: [(i64, &str, &str); 1] = [(
-    1,
-    "shared state",
-    include_str!("../../migrations/0001_shared_state.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "shared state",
+        include_str!("../../migrations/0001_shared_state.sql"),
+    ),
+    (
+        3,
+        "apply a batch's state changes in one call",
+        include_str!("../../migrations/0003_apply_changes.sql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -118,4 +125,11 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 /// gets [`crate::audit::AuditError::Conflict`].
 pub trait Change: Send + Sync + 'static {
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>>;
+
+    /// The same change as an element of the database's `sustainbot_apply` (`{"op": ..., its
+    /// arguments}`), which applies a whole batch's changes in one round trip; `None` for a change
+    /// it does not know (applied with [`Change::apply`] instead).
+    fn op(&self) -> Option<serde_json::Value> {
+        None
+    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use super::PgStoreOptions;
 use crate::audit::checkpoint::Signer;
@@ -20,6 +21,8 @@ use crate::sync::lock;
 /// While the store is unhealthy, the writer checks the database this often (so that `/health`
 /// recovers without traffic).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Batch transactions one instance may have in flight at once.
+const IN_FLIGHT: usize = 2;
 
 /// The chain head, locked for the rest of the transaction: instances take turns here.
 const LOCK_HEAD: &str =
@@ -217,11 +220,10 @@ impl Writer {
     }
 
     /// Commits `batch` (emptying it) and answers every caller.
-    async fn commit(&self, batch: &mut Vec<Append>) {
-        if batch.is_empty() {
+    async fn commit(&self, jobs: Vec<Append>) {
+        if jobs.is_empty() {
             return;
         }
-        let jobs = std::mem::take(batch);
         match tokio::time::timeout(self.timeout, self.transact(&jobs)).await {
             Ok(Ok((answers, head_seq))) => {
                 self.note(Ok(head_seq));
@@ -255,7 +257,41 @@ impl Writer {
     async fn transact(&self, jobs: &[Append]) -> Result<(Answers, u64), sqlx::Error> {
         let mut tx = self.pool.begin_with(self.begin.clone()).await?;
         let mut answers: Answers = (0..jobs.len()).map(|_| None).collect();
-        for (job, answer) in jobs.iter().zip(answers.iter_mut()) {
+        // The changes the database's `sustainbot_apply` knows go in one call; any other is
+        // applied on its own (below).
+        let mut ops: Vec<(usize, serde_json::Value)> = jobs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, job)| job.change.as_ref()?.op().map(|op| (i, op)))
+            .collect();
+        // Rows locked in one order by every transaction: two in flight never deadlock.
+        ops.sort_by(|(_, a), (_, b)| a["trace_id"].as_str().cmp(&b["trace_id"].as_str()));
+        if !ops.is_empty() {
+            let batch = serde_json::Value::Array(ops.iter().map(|(_, op)| op.clone()).collect());
+            let verdicts: Vec<String> = sqlx::query_scalar("SELECT sustainbot_apply($1)")
+                .bind(batch)
+                .fetch_one(&mut *tx)
+                .await?;
+            for ((i, _), verdict) in ops.iter().zip(verdicts) {
+                answers[*i] = match verdict.as_str() {
+                    "applied" => None,
+                    "refused" => Some(Err(AuditError::Conflict(
+                        "the shared state changed before the record could be appended".to_owned(),
+                    ))),
+                    error => Some(Err(AuditError::Write(format!(
+                        "the state change was refused: {error}"
+                    )))),
+                };
+            }
+        }
+        let mut called = vec![false; jobs.len()];
+        for (i, _) in &ops {
+            called[*i] = true;
+        }
+        for ((job, answer), called) in jobs.iter().zip(answers.iter_mut()).zip(called) {
+            if called {
+                continue;
+            }
             let Some(change) = &job.change else {
                 continue;
             };
@@ -354,20 +390,27 @@ impl Writer {
 /// The writer: takes whatever waits (up to a batch), commits it, answers, and goes on; checks the
 /// database every second while the store is unhealthy.
 pub(super) async fn write_loop(writer: Writer, mut queue: mpsc::Receiver<Job>) {
+    let writer = Arc::new(writer);
+    // Batches whose transactions are in flight: the next one applies its changes and waits for the
+    // head's lock while the one before commits, so the WAL flush of one overlaps the round trips of
+    // the next (the head's lock keeps them in order).
+    let mut flying: JoinSet<()> = JoinSet::new();
     let mut batch: Vec<Append> = Vec::with_capacity(MAX_BATCH);
     loop {
-        let first = if writer.healthy() {
-            queue.recv().await
-        } else {
-            tokio::select! {
-                job = queue.recv() => job,
-                () = tokio::time::sleep(PROBE_EVERY) => {
-                    writer.maintain().await;
-                    continue;
-                }
+        // While unhealthy, the database is probed every second (no append need come); a batch in
+        // flight that ends may have changed that.
+        let unhealthy = !writer.healthy();
+        let first = tokio::select! {
+            job = queue.recv() => job,
+            Some(_) = flying.join_next(), if !flying.is_empty() => continue,
+            () = tokio::time::sleep(PROBE_EVERY), if unhealthy => {
+                while flying.join_next().await.is_some() {}
+                writer.maintain().await;
+                continue;
             }
         };
         let Some(first) = first else {
+            while flying.join_next().await.is_some() {}
             return;
         };
         let mut next = Some(first);
@@ -380,19 +423,53 @@ pub(super) async fn write_loop(writer: Writer, mut queue: mpsc::Receiver<Job>) {
                     }
                 }
                 Job::Maintenance => {
-                    writer.commit(&mut batch).await;
+                    while flying.join_next().await.is_some() {}
+                    writer.commit(std::mem::take(&mut batch)).await;
                     writer.maintain().await;
                     next = queue.try_recv().ok();
                 }
                 Job::Close { done } => {
-                    writer.commit(&mut batch).await;
+                    while flying.join_next().await.is_some() {}
+                    writer.commit(std::mem::take(&mut batch)).await;
                     writer.maintain().await;
                     let _ = done.send(());
                     return;
                 }
             }
         }
-        writer.commit(&mut batch).await;
+        if batch.is_empty() {
+            continue;
+        }
+        if flying.len() >= IN_FLIGHT {
+            flying.join_next().await;
+            // What arrived meanwhile joins this batch.
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(Job::Append(append)) => batch.push(append),
+                    Ok(other) => {
+                        // Maintenance or close: after this batch, in order.
+                        while flying.join_next().await.is_some() {}
+                        writer.commit(std::mem::take(&mut batch)).await;
+                        match other {
+                            Job::Close { done } => {
+                                writer.maintain().await;
+                                let _ = done.send(());
+                                return;
+                            }
+                            _ => writer.maintain().await,
+                        }
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+        }
+        let writer = Arc::clone(&writer);
+        let appends = std::mem::take(&mut batch);
+        flying.spawn(async move { writer.commit(appends).await });
     }
 }
 

@@ -1,0 +1,60 @@
+-- Applies a batch's state changes (see src/cluster/changes.rs) in one call: each change is one
+-- element of `changes`, {"op": ..., arguments}, applied under its guard in a subtransaction of its
+-- own. The answer says, per change, `applied`, `refused` (its guard did not hold: the run was not
+-- in the state the change expects) or `error: <message>` (undone alone). One round trip per batch
+-- instead of three per change.
+CREATE FUNCTION sustainbot_apply(changes jsonb) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    c jsonb;
+    answers text[] := '{}';
+    touched bigint;
+BEGIN
+    FOR c IN SELECT value FROM jsonb_array_elements(changes) LOOP
+        BEGIN
+            CASE c->>'op'
+            WHEN 'started' THEN
+                INSERT INTO runs (trace_id, workflow_name, drag_mode, actor, principal, request,
+                                  governed, status, owner, lease_until, started_at)
+                VALUES (c->>'trace_id', c->>'workflow_name', c->>'drag_mode', c->>'actor',
+                        c->'principal', c->'request', (c->>'governed')::boolean, 'running',
+                        c->>'instance', now() + make_interval(secs => (c->>'lease_seconds')::float8),
+                        now())
+                ON CONFLICT (trace_id) DO UPDATE SET status = 'running', started_at = now(),
+                    lease_until = EXCLUDED.lease_until
+                WHERE runs.status = 'queued' AND runs.owner = EXCLUDED.owner;
+            WHEN 'ended' THEN
+                UPDATE runs SET status = c->>'status', outcome = c->>'outcome', error = c->>'error',
+                    steps = NULLIF(c->'steps', 'null'::jsonb), finished_at = now(), lease_until = NULL
+                WHERE trace_id = c->>'trace_id' AND status = c->>'from' AND owner = c->>'instance';
+            WHEN 'approval_requested' THEN
+                INSERT INTO runs (trace_id, workflow_name, drag_mode, actor, principal, request,
+                                  governed, status, expires_at)
+                VALUES (c->>'trace_id', c->>'workflow_name', c->>'drag_mode', c->>'actor',
+                        c->'principal', c->'request', (c->>'governed')::boolean,
+                        'pending_approval', (c->>'expires_at')::timestamptz)
+                ON CONFLICT (trace_id) DO NOTHING;
+            WHEN 'decided' THEN
+                UPDATE runs SET status = c->>'status', approved = (c->>'status' = 'queued'),
+                    owner = c->>'owner',
+                    lease_until = CASE WHEN c->>'status' = 'queued'
+                        THEN now() + make_interval(secs => (c->>'lease_seconds')::float8) END,
+                    finished_at = CASE WHEN c->>'status' = 'queued' THEN NULL ELSE now() END,
+                    error = c->>'error'
+                WHERE trace_id = c->>'trace_id' AND status = 'pending_approval';
+            WHEN 'lost' THEN
+                UPDATE runs SET status = 'failed', error = c->>'error', finished_at = now(),
+                    lease_until = NULL
+                WHERE trace_id = c->>'trace_id' AND status = 'running' AND lease_until < now();
+            ELSE
+                RAISE EXCEPTION 'unknown state change %', c->>'op';
+            END CASE;
+            GET DIAGNOSTICS touched = ROW_COUNT;
+            answers := answers || (CASE WHEN touched = 1 THEN 'applied' ELSE 'refused' END);
+        EXCEPTION WHEN others THEN
+            answers := answers || ('error: ' || SQLERRM);
+        END;
+    END LOOP;
+    RETURN answers;
+END
+$$;

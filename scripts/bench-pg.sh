@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Governed no-op runs at 64 connections: the PostgreSQL store against the JSONL store, and the same load
+# spread over two and three instances on one database, in one run of this script.
+#
+#   scripts/bench-pg.sh                 # 5 s per measurement, 3 alternating rounds, prints a table
+#   DURATION=10 ROUNDS=5 scripts/bench-pg.sh
+#   WRITE=1 scripts/bench-pg.sh         # also writes the table into BENCHMARKS.md
+#
+# Needs PostgreSQL on 127.0.0.1:5432 (trust auth as `postgres`, or PG_ADMIN_URL) and wrk. Each round runs
+# JSONL (AUDIT_FSYNC=always, this machine's disk), then one, two and three instances on a fresh database
+# (synchronous_commit on, the server's default), back to back so that the machine's drift hits all
+# alike; the table gives medians and the ratios to JSONL. Where the chain head saturates: every
+# instance's group-commit batches (sustainbot_audit_batch_records) give the commits per second and the
+# records per commit; the commit floor is one transaction that updates one row, committed by one client
+# at a time (pgbench), i.e. the WAL flush every chain commit waits for.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-5}"
+ROUNDS="${ROUNDS:-3}"
+WRITE="${WRITE:-0}"
+CONNS=64
+BASE_PORT="${BENCH_PORT:-5491}"
+ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
+command -v psql >/dev/null || { echo "psql is needed" >&2; exit 1; }
+cargo build --release --quiet --bin sustainbot
+
+work=$(mktemp -d)
+PIDS=()
+DB=""
+stop_servers() {
+    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+    PIDS=()
+}
+cleanup() {
+    stop_servers || true
+    [ -n "$DB" ] && psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+export JWT_SECRET
+JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export RUST_LOG=warn WORKFLOWS_DIR="$PWD/workflows" AUDIT_FSYNC=always COMMAND_RUN_AS=root
+TOKEN=$(target/release/sustainbot token --actor jake@example.org --role admin --ttl 36000)
+body='{"workflow_name": "noop", "aim": {"actor": {"name": "Jake Smith", "email": "jake@example.org", "role": "DevOps Engineer"}, "input": {"sources": [{"type": "slack_webhook", "description": "Slash command", "location": null}], "constraints": ["Read-only"]}, "mission": {"objective": "Deploy app to staging with zero downtime", "success_criteria": ["Health checks pass"]}}, "drag_mode": "execute", "parameters": {"environment": "staging", "version": "v1.2.3"}}'
+escaped=$(printf '%s' "$body" | sed 's/\\/\\\\/g; s/"/\\"/g')
+cat >"$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = "$escaped"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+
+wait_up() { # wait_up PORT
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 0.1; done
+    echo "server on :$1 did not start" >&2; cat "$work"/*.log >&2; exit 1
+}
+
+fresh_db() {
+    [ -n "$DB" ] && psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+    DB="sustainbot_bench_$$_$RANDOM"
+    psql -q "$ADMIN_URL" -c "CREATE DATABASE $DB" >/dev/null
+}
+
+db_url() { echo "${ADMIN_URL%/*}/$DB"; }
+
+# start_jsonl, start_pg N: servers on BASE_PORT, BASE_PORT+1, ...
+start_jsonl() {
+    AUDIT_LOG_PATH="$work/jsonl/audit.jsonl" target/release/sustainbot --host 127.0.0.1 --port "$BASE_PORT" \
+        >"$work/jsonl.log" 2>&1 &
+    PIDS+=($!)
+    wait_up "$BASE_PORT"
+}
+start_pg() {
+    fresh_db
+    local i
+    for i in $(seq 0 $(($1 - 1))); do
+        DATABASE_URL="$(db_url)" SUSTAINBOT_INSTANCE_ID="bench-$i" \
+            target/release/sustainbot --host 127.0.0.1 --port $((BASE_PORT + i)) >"$work/pg$i.log" 2>&1 &
+        PIDS+=($!)
+    done
+    for i in $(seq 0 $(($1 - 1))); do wait_up $((BASE_PORT + i)); done
+}
+
+batches() { # batches N: "count sum" of the batch histogram summed over N instances
+    local i c=0 s=0 line
+    for i in $(seq 0 $(($1 - 1))); do
+        line=$(curl -s "http://127.0.0.1:$((BASE_PORT + i))/metrics" | awk '
+            /^sustainbot_audit_batch_records_count/ {c = $2} /^sustainbot_audit_batch_records_sum/ {s = $2}
+            END {printf "%d %d", c, s}')
+        c=$((c + ${line% *})); s=$((s + ${line#* }))
+    done
+    echo "$c $s"
+}
+
+# load N: 64 connections split over N instances (one wrk each, at once); prints "req/s commits/s records/commit"
+load() {
+    local n=$1 i per rps=0 bad=0 before after
+    per=$((CONNS / n))
+    # warm-up
+    for i in $(seq 0 $((n - 1))); do
+        wrk -t1 -c"$per" -d1s -s "$work/post.lua" "http://127.0.0.1:$((BASE_PORT + i))/workflows/governed/execute" >/dev/null &
+    done
+    wait
+    before=$(batches "$n")
+    for i in $(seq 0 $((n - 1))); do
+        wrk -t1 -c"$per" -d"${DURATION}s" -s "$work/post.lua" \
+            "http://127.0.0.1:$((BASE_PORT + i))/workflows/governed/execute" >"$work/wrk$i" 2>&1 &
+    done
+    wait
+    after=$(batches "$n")
+    for i in $(seq 0 $((n - 1))); do
+        rps=$(awk -v r="$rps" '/^Requests\/sec/ {r += $2} END {printf "%.0f", r}' "$work/wrk$i")
+        bad=$((bad + $(awk '/Non-2xx/ {print $NF} END {print 0}' "$work/wrk$i" | head -1)))
+    done
+    [ "$bad" = 0 ] || { echo "non-2xx answers: $bad" >&2; cat "$work"/wrk* "$work"/*.log >&2; exit 1; }
+    local commits records
+    commits=$(( ${after% *} - ${before% *} ))
+    records=$(( ${after#* } - ${before#* } ))
+    awk -v r="$rps" -v c="$commits" -v n="$records" -v d="$DURATION" \
+        'BEGIN {printf "%d %.0f %.1f\n", r, c / d, (c > 0 ? n / c : 0)}'
+}
+
+: >"$work/rows"
+for round in $(seq "$ROUNDS"); do
+    rm -rf "$work/jsonl"
+    start_jsonl; echo "jsonl $(load 1)" | tee -a "$work/rows" >&2; stop_servers
+    for n in 1 2 3; do
+        start_pg "$n"; echo "pg$n $(load "$n")" | tee -a "$work/rows" >&2; stop_servers
+    done
+    echo "round $round done" >&2
+done
+
+# The commit floor: one client updating one row per transaction, synchronous commit (pgbench).
+fresh_db
+psql -q "$(db_url)" -c "CREATE TABLE head (id int PRIMARY KEY, seq bigint); INSERT INTO head VALUES (1, 0)" >/dev/null
+echo "UPDATE head SET seq = seq + 1 WHERE id = 1;" >"$work/commit.sql"
+PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -n 1)
+floor_tps=$("$PGBENCH" -n -c1 -T"$DURATION" -f "$work/commit.sql" "$(db_url)" 2>/dev/null \
+    | awk '/^tps/ {printf "%.0f", $3}')
+
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
+col() { awk -v k="$1" -v c="$2" '$1 == k {print $c}' "$work/rows" | median; }
+jsonl=$(col jsonl 2)
+table=$(
+    echo "| store | instances | req/s (median of $ROUNDS) | ratio to JSONL | chain commits/s | records per commit | ms per commit |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    echo "| JSONL (fdatasync) | 1 | $jsonl | 1.00 | $(col jsonl 3) | $(col jsonl 4) | $(awk -v c="$(col jsonl 3)" 'BEGIN {printf "%.2f", c ? 1000 / c : 0}') |"
+    for n in 1 2 3; do
+        r=$(col "pg$n" 2); c=$(col "pg$n" 3)
+        echo "| PostgreSQL | $n | $r | $(awk -v a="$r" -v b="$jsonl" 'BEGIN {printf "%.2f", a / b}') | $c | $(col "pg$n" 4) | $(awk -v c="$c" 'BEGIN {printf "%.2f", c ? 1000 / c : 0}') |"
+    done
+)
+echo
+echo "$table"
+echo
+echo "commit floor (pgbench, one client, one-row update per transaction, synchronous commit): $floor_tps tps = $(awk -v t="$floor_tps" 'BEGIN {printf "%.2f", t ? 1000 / t : 0}') ms per commit"
+if [ "$WRITE" = 1 ]; then
+    {
+        echo
+        echo "### PostgreSQL store: governed no-op at $CONNS connections ($(date -u +%Y-%m-%d), \`DURATION=$DURATION ROUNDS=$ROUNDS scripts/bench-pg.sh\`)"
+        echo
+        echo "$table"
+        echo
+        echo "Commit floor (pgbench, one client, one-row update per transaction): $floor_tps tps."
+    } >>BENCHMARKS.md
+fi
