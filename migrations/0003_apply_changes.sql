@@ -1,8 +1,9 @@
 -- Applies a batch's state changes (see src/cluster/changes.rs) in one call: each change is one
--- element of `changes`, {"op": ..., arguments}, applied under its guard in a subtransaction of its
--- own. The answer says, per change, `applied`, `refused` (its guard did not hold: the run was not
--- in the state the change expects) or `error: <message>` (undone alone). One round trip per batch
--- instead of three per change.
+-- element of `changes`, {"op": ..., arguments}, applied under its guard. The answer says, per
+-- change, `applied` or `refused` (its guard did not hold: the run was not in the state the change
+-- expects). An error aborts the call (and the batch's transaction): the writer then applies that
+-- batch's changes one by one, each in a savepoint, so that only the failing one is refused. One
+-- round trip per batch instead of three per change.
 CREATE FUNCTION sustainbot_apply(changes jsonb) RETURNS text[]
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -11,7 +12,6 @@ DECLARE
     touched bigint;
 BEGIN
     FOR c IN SELECT value FROM jsonb_array_elements(changes) LOOP
-        BEGIN
             CASE c->>'op'
             WHEN 'started' THEN
                 INSERT INTO runs (trace_id, workflow_name, drag_mode, actor, principal, request,
@@ -51,9 +51,6 @@ BEGIN
             END CASE;
             GET DIAGNOSTICS touched = ROW_COUNT;
             answers := answers || (CASE WHEN touched = 1 THEN 'applied' ELSE 'refused' END);
-        EXCEPTION WHEN others THEN
-            answers := answers || ('error: ' || SQLERRM);
-        END;
     END LOOP;
     RETURN answers;
 END

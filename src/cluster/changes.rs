@@ -4,11 +4,12 @@
 //! not appended.
 
 use futures_util::future::BoxFuture;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use sqlx::PgConnection;
 
 use super::RunMeta;
-use crate::db::Change;
+use crate::db::{Change, Op};
 
 /// The `started` record: the run turns `running`, owned by `instance` under a lease. A run this
 /// instance accepted (or took over, or approved) must still be `queued` and its own; a run
@@ -21,14 +22,16 @@ pub struct Started {
 }
 
 impl Change for Started {
-    fn op(&self) -> Option<Value> {
+    fn op(&self) -> Option<Op> {
         let run = &self.run;
-        Some(json!({
-            "op": "started", "trace_id": run.trace_id, "workflow_name": run.workflow_name,
-            "drag_mode": run.drag_mode, "actor": run.actor, "principal": run.principal,
-            "request": run.request, "governed": run.governed, "instance": self.instance,
-            "lease_seconds": self.lease_seconds,
-        }))
+        let op = RowOp {
+            op: "started",
+            run: Some(run),
+            instance: Some(&self.instance),
+            lease_seconds: Some(self.lease_seconds),
+            ..RowOp::new(&run.trace_id)
+        };
+        op.encode()
     }
 
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
@@ -73,12 +76,18 @@ pub struct Ended {
 }
 
 impl Change for Ended {
-    fn op(&self) -> Option<Value> {
-        Some(json!({
-            "op": "ended", "trace_id": self.trace_id, "from": self.from, "status": self.status,
-            "instance": self.instance, "outcome": self.outcome, "error": self.error,
-            "steps": self.steps,
-        }))
+    fn op(&self) -> Option<Op> {
+        let op = RowOp {
+            op: "ended",
+            from: Some(self.from),
+            status: Some(self.status),
+            instance: Some(&self.instance),
+            outcome: self.outcome.as_deref(),
+            error: self.error.as_deref(),
+            steps: self.steps.as_ref(),
+            ..RowOp::new(&self.trace_id)
+        };
+        op.encode()
     }
 
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
@@ -110,14 +119,16 @@ pub struct ApprovalRequested {
 }
 
 impl Change for ApprovalRequested {
-    fn op(&self) -> Option<Value> {
+    fn op(&self) -> Option<Op> {
         let run = &self.run;
-        Some(json!({
-            "op": "approval_requested", "trace_id": run.trace_id,
-            "workflow_name": run.workflow_name, "drag_mode": run.drag_mode, "actor": run.actor,
-            "principal": run.principal, "request": run.request, "governed": run.governed,
-            "expires_at": self.expires_at.to_rfc3339(),
-        }))
+        let expires_at = self.expires_at.to_rfc3339();
+        let op = RowOp {
+            op: "approval_requested",
+            run: Some(run),
+            expires_at: Some(&expires_at),
+            ..RowOp::new(&run.trace_id)
+        };
+        op.encode()
     }
 
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
@@ -157,11 +168,16 @@ pub struct Decided {
 }
 
 impl Change for Decided {
-    fn op(&self) -> Option<Value> {
-        Some(json!({
-            "op": "decided", "trace_id": self.trace_id, "status": self.status,
-            "owner": self.owner, "lease_seconds": self.lease_seconds, "error": self.error,
-        }))
+    fn op(&self) -> Option<Op> {
+        let op = RowOp {
+            op: "decided",
+            status: Some(self.status),
+            owner: self.owner.as_deref(),
+            lease_seconds: Some(self.lease_seconds),
+            error: self.error.as_deref(),
+            ..RowOp::new(&self.trace_id)
+        };
+        op.encode()
     }
 
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
@@ -193,8 +209,13 @@ pub struct Lost {
 }
 
 impl Change for Lost {
-    fn op(&self) -> Option<Value> {
-        Some(json!({ "op": "lost", "trace_id": self.trace_id, "error": self.error }))
+    fn op(&self) -> Option<Op> {
+        let op = RowOp {
+            op: "lost",
+            error: Some(&self.error),
+            ..RowOp::new(&self.trace_id)
+        };
+        op.encode()
     }
 
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
@@ -209,6 +230,60 @@ impl Change for Lost {
             .execute(&mut *conn)
             .await?;
             Ok(done.rows_affected() == 1)
+        })
+    }
+}
+
+/// What `sustainbot_apply` reads of one change (migrations/0003): written straight from the change's
+/// fields, without building a JSON tree.
+#[derive(Serialize)]
+struct RowOp<'a> {
+    op: &'static str,
+    trace_id: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    run: Option<&'a RunMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<&'a str>,
+}
+
+impl<'a> RowOp<'a> {
+    fn new(trace_id: &'a str) -> RowOp<'a> {
+        RowOp {
+            op: "",
+            trace_id,
+            run: None,
+            instance: None,
+            lease_seconds: None,
+            from: None,
+            status: None,
+            owner: None,
+            outcome: None,
+            error: None,
+            steps: None,
+            expires_at: None,
+        }
+    }
+
+    fn encode(&self) -> Option<Op> {
+        Some(Op {
+            trace_id: self.trace_id.to_owned(),
+            json: serde_json::to_string(self).ok()?,
         })
     }
 }

@@ -24,8 +24,9 @@ use crate::sync::lock;
 pub use listen::{Notice, CANCEL_CHANNEL, EVENTS_CHANNEL, WATCH_CHANNEL};
 
 /// What an accepted run is: enough to check and run it again on any instance.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct RunMeta {
+    #[serde(skip)]
     pub trace_id: String,
     pub workflow_name: String,
     /// The DRAG mode, or `ungoverned`.

@@ -126,10 +126,19 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 pub trait Change: Send + Sync + 'static {
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>>;
 
-    /// The same change as an element of the database's `sustainbot_apply` (`{"op": ..., its
-    /// arguments}`), which applies a whole batch's changes in one round trip; `None` for a change
-    /// it does not know (applied with [`Change::apply`] instead).
-    fn op(&self) -> Option<serde_json::Value> {
+    /// The same change as an element of the database's `sustainbot_apply` (the JSON text of
+    /// `{"op": ..., its arguments}`, with the trace id it locks), which applies a whole batch's
+    /// changes in one round trip; `None` for a change it does not know (applied with
+    /// [`Change::apply`] instead).
+    fn op(&self) -> Option<Op> {
         None
     }
+}
+
+/// A change as `sustainbot_apply` takes it.
+pub struct Op {
+    /// The run whose row it changes (a batch's changes lock rows in this order).
+    pub trace_id: String,
+    /// `{"op": ..., its arguments}` as JSON text.
+    pub json: String,
 }

@@ -224,7 +224,18 @@ impl Writer {
         if jobs.is_empty() {
             return;
         }
-        match tokio::time::timeout(self.timeout, self.transact(&jobs)).await {
+        let attempt = async {
+            match self.transact(&jobs, true).await {
+                // A change the database refused fails the one call: the batch again, each change
+                // alone in a savepoint, so that only that one is refused.
+                Err(sqlx::Error::Database(e)) if jobs.iter().any(|j| j.change.is_some()) => {
+                    tracing::warn!(error = %e, "a batch's state changes failed together; applying them one by one");
+                    self.transact(&jobs, false).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok((answers, head_seq))) => {
                 self.note(Ok(head_seq));
                 let appended = answers.iter().filter(|a| matches!(a, Some(Ok(_)))).count();
@@ -254,34 +265,44 @@ impl Writer {
 
     /// One batch's transaction: the state changes, then the records on the locked head. Returns
     /// each job's answer and the head after the commit.
-    async fn transact(&self, jobs: &[Append]) -> Result<(Answers, u64), sqlx::Error> {
+    async fn transact(
+        &self,
+        jobs: &[Append],
+        one_call: bool,
+    ) -> Result<(Answers, u64), sqlx::Error> {
         let mut tx = self.pool.begin_with(self.begin.clone()).await?;
         let mut answers: Answers = (0..jobs.len()).map(|_| None).collect();
-        // The changes the database's `sustainbot_apply` knows go in one call; any other is
-        // applied on its own (below).
-        let mut ops: Vec<(usize, serde_json::Value)> = jobs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, job)| job.change.as_ref()?.op().map(|op| (i, op)))
-            .collect();
+        // The changes the database's `sustainbot_apply` knows go in one call (unless a call
+        // failed: then each change goes alone, in a savepoint, below).
+        let mut ops: Vec<(usize, crate::db::Op)> = if one_call {
+            jobs.iter()
+                .enumerate()
+                .filter_map(|(i, job)| job.change.as_ref()?.op().map(|op| (i, op)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         // Rows locked in one order by every transaction: two in flight never deadlock.
-        ops.sort_by(|(_, a), (_, b)| a["trace_id"].as_str().cmp(&b["trace_id"].as_str()));
+        ops.sort_by(|(_, a), (_, b)| a.trace_id.cmp(&b.trace_id));
         if !ops.is_empty() {
-            let batch = serde_json::Value::Array(ops.iter().map(|(_, op)| op.clone()).collect());
-            let verdicts: Vec<String> = sqlx::query_scalar("SELECT sustainbot_apply($1)")
+            let mut batch = String::from("[");
+            for (n, (_, op)) in ops.iter().enumerate() {
+                if n > 0 {
+                    batch.push(',');
+                }
+                batch.push_str(&op.json);
+            }
+            batch.push(']');
+            let verdicts: Vec<String> = sqlx::query_scalar("SELECT sustainbot_apply($1::jsonb)")
                 .bind(batch)
                 .fetch_one(&mut *tx)
                 .await?;
             for ((i, _), verdict) in ops.iter().zip(verdicts) {
-                answers[*i] = match verdict.as_str() {
-                    "applied" => None,
-                    "refused" => Some(Err(AuditError::Conflict(
+                if verdict != "applied" {
+                    answers[*i] = Some(Err(AuditError::Conflict(
                         "the shared state changed before the record could be appended".to_owned(),
-                    ))),
-                    error => Some(Err(AuditError::Write(format!(
-                        "the state change was refused: {error}"
-                    )))),
-                };
+                    )));
+                }
             }
         }
         let mut called = vec![false; jobs.len()];
