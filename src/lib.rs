@@ -250,7 +250,11 @@ async fn build_state_at(config: Config, server_url: String) -> Result<AppState, 
     );
     let identity_provider = match &config.auth.identity {
         Some(settings) => {
-            Some(auth::IdentityProvider::new(settings.clone()).map_err(StartError::Identity)?)
+            let provider =
+                auth::IdentityProvider::new(settings.clone()).map_err(StartError::Identity)?;
+            // The policy file's `groups` over JWT_GROUP_ROLES, now and after every reload.
+            provider.follow_policy(gate.policy_store());
+            Some(provider)
         }
         None => None,
     };
