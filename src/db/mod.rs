@@ -16,11 +16,18 @@ use crate::config::DatabaseConfig;
 pub(crate) mod testing;
 
 /// The schema, in order. Each file is applied once (sqlx's `_sqlx_migrations` table says which).
-const MIGRATIONS: [(i64, &str, &str); 1] = [(
-    1,
-    "shared state",
-    include_str!("../../migrations/0001_shared_state.sql"),
-)];
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (
+        1,
+        "shared state",
+        include_str!("../../migrations/0001_shared_state.sql"),
+    ),
+    (
+        2,
+        "api keys",
+        include_str!("../../migrations/0002_api_keys.sql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
