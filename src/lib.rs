@@ -164,33 +164,58 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     build_state_at(config, server_url).await
 }
 
-/// The audit trail: the chain in PostgreSQL that every instance shares when `DATABASE_URL` is set,
-/// else the JSONL log of this server. Always kept: with governance disabled, ungoverned runs are on
-/// it as such.
-async fn open_audit(
-    config: &Config,
-    metrics: &Metrics,
-) -> Result<(Arc<dyn AuditStore>, Option<Arc<Cluster>>), StartError> {
+/// Where the server keeps what outlives it.
+struct Stores {
+    audit: Arc<dyn AuditStore>,
+    /// The runs, queue and approvals shared with the other instances on the same database.
+    cluster: Option<Arc<Cluster>>,
+    api_keys: Arc<dyn auth::apikey::ApiKeyStore>,
+}
+
+/// The stores: with `DATABASE_URL`, the audit chain, the run state and the API keys in PostgreSQL,
+/// on one pool and shared by every instance; else the JSONL log and the key file of this server.
+/// The audit trail is always kept: with governance disabled, ungoverned runs are on it as such.
+async fn open_stores(config: &Config, metrics: &Metrics) -> Result<Stores, StartError> {
     let mut options = audit_options(&config.audit)?;
     options.metrics = metrics.audit.clone();
     let Some(database) = &config.server.database else {
         let store = AuditLog::open_with(&config.audit.log_path, options)?;
-        return Ok((Arc::new(store), None));
+        return Ok(Stores {
+            audit: Arc::new(store),
+            cluster: None,
+            api_keys: auth::apikey::open_store(&config.api_keys, None),
+        });
     };
     let pool = db::open(database).await?;
     let instance = database.instance_id.clone();
     let options = PgStoreOptions::from_audit(&options, database.timeout);
     let store = PgAuditStore::open(pool.clone(), instance.clone(), options).await?;
     tracing::info!(%instance, "audit store: postgresql (instance {instance})");
-    // The runs, queue and approvals shared with the other instances on the same database.
-    let cluster = Cluster::new(pool, instance, database.lease);
-    Ok((Arc::new(store), Some(cluster)))
+    let api_keys =
+        auth::apikey::open_store(&config.api_keys, Some((pool.clone(), database.timeout)));
+    tracing::info!("API keys: postgresql (table api_keys)");
+    if config.api_keys.path.exists() {
+        tracing::warn!(
+            path = %config.api_keys.path.display(),
+            "API keys: with DATABASE_URL the key file is not read and its keys are not accepted; \
+             create them again with `sustainbot apikey create` against the database"
+        );
+    }
+    Ok(Stores {
+        audit: Arc::new(store),
+        cluster: Some(Cluster::new(pool, instance, database.lease)),
+        api_keys,
+    })
 }
 
 /// [`build_state`] for a server whose base URL is `server_url`.
 async fn build_state_at(config: Config, server_url: String) -> Result<AppState, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let (audit, cluster) = open_audit(&config, &metrics).await?;
+    let Stores {
+        audit,
+        cluster,
+        api_keys,
+    } = open_stores(&config, &metrics).await?;
     let phrases = match &config.server.prescriptive_phrases_path {
         Some(path) => PhraseList::from_file(path)?,
         None => PhraseList::default_forbidden(),
@@ -244,13 +269,14 @@ async fn build_state_at(config: Config, server_url: String) -> Result<AppState, 
         Slack::new(&config.slack, gate.clone(), Arc::clone(&metrics)).map_err(StartError::Slack)?,
     );
     gate.listen(Arc::clone(&slack.notifier) as Arc<dyn pipeline::Listener>);
-    let api_keys = auth::apikey::ApiKeys::new(
-        auth::apikey::open_store(&config.api_keys),
-        Arc::clone(gate.audit()),
-    );
+    let api_keys = auth::apikey::ApiKeys::new(api_keys, Arc::clone(gate.audit()));
     let identity_provider = match &config.auth.identity {
         Some(settings) => {
-            Some(auth::IdentityProvider::new(settings.clone()).map_err(StartError::Identity)?)
+            let provider =
+                auth::IdentityProvider::new(settings.clone()).map_err(StartError::Identity)?;
+            // The policy file's `groups` over JWT_GROUP_ROLES, now and after every reload.
+            provider.follow_policy(gate.policy_store());
+            Some(provider)
         }
         None => None,
     };

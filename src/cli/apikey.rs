@@ -1,17 +1,21 @@
-//! `sustainbot apikey create|list|revoke`: API keys for machines, in the key store
-//! (`API_KEYS_PATH`). The command line never writes the audit log (a running server holds it): it
+//! `sustainbot apikey create|list|revoke`: API keys for machines, in the key store (the
+//! `api_keys` table of `DATABASE_URL` or `--database-url`, else the file `API_KEYS_PATH`). The
+//! command line never writes the audit log (a running server holds it): it
 //! leaves each creation and revocation marked unrecorded in the store, and the server records it
 //! (at start-up, or within a second while it runs). A key is accepted once its creation is
 //! recorded; a revocation takes effect within a second of this command.
 
 use std::future::Future;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Subcommand;
 use sustainbot::auth::apikey::{self, ApiKey, KeyId, KeyRequest, KeyStoreError};
 use sustainbot::auth::Principal;
-use sustainbot::config::ApiKeysConfig;
+use sustainbot::config::{ApiKeysConfig, DatabaseConfig};
+use sustainbot::db;
 
+use super::audit_db::display;
 use super::Env;
 
 #[derive(Subcommand)]
@@ -46,16 +50,22 @@ pub enum ApikeyCommand {
     },
 }
 
-pub fn apikey(env: &Env, command: ApikeyCommand) -> ExitCode {
-    let config = match env.section(ApiKeysConfig::read) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("sustainbot apikey: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let store = apikey::open_store(&config);
-    let outcome = match command {
+pub fn apikey(env: &Env, database_url: Option<String>, command: ApikeyCommand) -> ExitCode {
+    let (config, database) =
+        match env.section(|r| (ApiKeysConfig::read(r), DatabaseConfig::read(r))) {
+            Ok(read) => read,
+            Err(e) => {
+                eprintln!("sustainbot apikey: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    // `--database-url`, else DATABASE_URL: the table the servers on that database read.
+    let timeout = database
+        .as_ref()
+        .map_or(Duration::from_secs(30), |d| d.timeout);
+    let url = database_url.or_else(|| database.map(|d| d.url.expose().to_owned()));
+    // A request is checked before anything is opened.
+    let task = match command {
         ApikeyCommand::Create {
             owner,
             role,
@@ -74,11 +84,30 @@ pub fn apikey(env: &Env, command: ApikeyCommand) -> ExitCode {
                 eprintln!("sustainbot apikey create: {problems}");
                 return ExitCode::from(2);
             }
-            block_on(create(store.as_ref(), &request))
+            Task::Create(request)
         }
-        ApikeyCommand::List => block_on(list(store.as_ref())),
-        ApikeyCommand::Revoke { id } => block_on(revoke(store.as_ref(), &id)),
+        ApikeyCommand::List => Task::List,
+        ApikeyCommand::Revoke { id } => Task::Revoke(id),
     };
+    let outcome = block_on(async {
+        let store = match &url {
+            Some(url) => {
+                let unreachable =
+                    |e: db::DbError| KeyStoreError::Io(format!("{}: {e}", display(url)));
+                let pool = db::connect(url, timeout).await.map_err(unreachable)?;
+                // The schema is the server's own; applying it is idempotent (and takes turns with
+                // servers starting at the same time).
+                db::migrate(&pool).await.map_err(unreachable)?;
+                apikey::open_store(&config, Some((pool, timeout)))
+            }
+            None => apikey::open_store(&config, None),
+        };
+        match task {
+            Task::Create(request) => create(store.as_ref(), &request).await,
+            Task::List => list(store.as_ref()).await,
+            Task::Revoke(id) => revoke(store.as_ref(), &id).await,
+        }
+    });
     match outcome {
         Ok(code) => code,
         Err(e) => {
@@ -86,6 +115,13 @@ pub fn apikey(env: &Env, command: ApikeyCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command, checked.
+enum Task {
+    Create(KeyRequest),
+    List,
+    Revoke(String),
 }
 
 fn block_on<T>(work: impl Future<Output = Result<T, KeyStoreError>>) -> Result<T, KeyStoreError> {

@@ -69,6 +69,10 @@ pub enum Command {
     },
     /// API keys for machines: create (printed once), list, revoke.
     Apikey {
+        /// Keep the keys in this PostgreSQL database (the `api_keys` table every server on it
+        /// reads) [default: DATABASE_URL when set, else the file API_KEYS_PATH].
+        #[arg(long, global = true, value_name = "URL")]
+        database_url: Option<String>,
         #[command(subcommand)]
         command: apikey::ApikeyCommand,
     },
@@ -302,7 +306,10 @@ fn command(cli: Cli, env: &Env) -> ExitCode {
         None => serve::serve_or_run(cli.serve, env),
         Some(Command::Serve(args)) => serve::serve_or_run(args, env),
         Some(Command::Token { actor, role, ttl }) => token::token(env, &actor, &role, ttl),
-        Some(Command::Apikey { command }) => apikey::apikey(env, command),
+        Some(Command::Apikey {
+            database_url,
+            command,
+        }) => apikey::apikey(env, database_url, command),
         Some(Command::Audit { command }) => match command {
             AuditCommand::Verify {
                 path,

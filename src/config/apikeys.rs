@@ -8,7 +8,7 @@ use super::{AuditConfig, Reader};
 #[derive(Debug, Clone)]
 pub struct ApiKeysConfig {
     /// `API_KEYS_PATH`: the key file (hashes only); by default `api_keys.json` beside the audit
-    /// log. (With `DATABASE_URL`, a PostgreSQL table once that store lands.)
+    /// log. Not used with `DATABASE_URL`: the keys are then in the database's `api_keys` table.
     pub path: PathBuf,
 }
 

@@ -108,7 +108,7 @@ pub struct AuditConfig {
 #[derive(Debug, Clone)]
 pub struct RunsConfig {
     pub workflows_dir: PathBuf,
-    /// `POLICY_PATH`: the roles policy (YAML, `docs/policy.md`), reloaded with the workflows;
+    /// `POLICY_PATH`: the roles policy (YAML, `docs/identity.md`, "Roles policy"), reloaded with the workflows;
     /// the built-in rules when `None`.
     pub policy_path: Option<PathBuf>,
     /// Runs that may execute at once.

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0001_shared_state.sql"),
     ),
     (
+        2,
+        "api keys",
+        include_str!("../../migrations/0002_api_keys.sql"),
+    ),
+    (
         3,
         "apply a batch's state changes in one call",
         include_str!("../../migrations/0003_apply_changes.sql"),

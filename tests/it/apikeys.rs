@@ -3,6 +3,8 @@
 //! their owner (the AIM actor must be the owner); refused when wrong, expired or revoked; every
 //! creation, revocation and use on the audit trail; never the key itself in a file or a list.
 
+mod postgres;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

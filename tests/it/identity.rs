@@ -317,6 +317,67 @@ async fn groups_become_roles_through_the_mapping_and_unmapped_groups_give_none()
         .expect(403, "FORBIDDEN_ROLE");
 }
 
+/// A policy that lets `devops` run `noop` and `admin` reload, mapping the provider's `sre` group to
+/// `roles`.
+fn policy_mapping_sre_to(roles: &str) -> String {
+    format!(
+        "rules:\n  - roles: [devops]\n    allow: [run]\n    workflows: [noop]\n  \
+         - roles: [admin]\n    allow: [reload]\ngroups:\n  sre: [{roles}]\n"
+    )
+}
+
+#[tokio::test]
+async fn the_policy_files_groups_give_roles_and_follow_its_reloads() {
+    let key = IdpKey::load("rsa-a", "kid-a");
+    let idp = FakeIdp::start(&[&key]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, policy_mapping_sre_to("devops")).unwrap();
+    let app = trusting(&idp)
+        .env("JWT_ROLES_CLAIM", "groups")
+        // The file's entry for `sre` replaces this one; `platform` keeps its role.
+        .env("JWT_GROUP_ROLES", "sre=auditor,platform=devops")
+        .policy(&policy)
+        .spawn()
+        .await;
+    let sre = key.sign(&idp.person(JAKE, &["sre"]));
+    let body = app
+        .execute_as(&sre, &governance_request("noop"), &trace("sre-1"))
+        .await
+        .expect_ok(200);
+    assert_eq!(body["success"], true, "{body}");
+    let started = &app.audit_for("sre-1")[0];
+    assert_eq!(started["principal"]["role"], "devops", "{started}");
+    assert_eq!(started["policy_rule"], 1, "{started}");
+    let platform = key.sign(&idp.person(JAKE, &["platform"]));
+    run_noop(&app, &platform).await.expect_ok(200);
+
+    // The file now maps `sre` elsewhere: after a reload the same token has that role instead.
+    std::fs::write(&policy, policy_mapping_sre_to("viewer")).unwrap();
+    app.post_empty("/workflows/reload", &app.jake())
+        .await
+        .expect_ok(200);
+    let body = app
+        .execute_as(&sre, &governance_request("noop"), &trace("sre-2"))
+        .await
+        .expect(403, "FORBIDDEN_ROLE");
+    assert!(
+        body["error"].as_str().unwrap().contains("role 'viewer'"),
+        "{body}"
+    );
+
+    // The file watcher's reload hands the provider the mapping too.
+    std::fs::write(&policy, policy_mapping_sre_to("devops, oncall")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while run_noop(&app, &sre).await.status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edited mapping was never picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_governed_run_is_bound_to_the_tokens_email_and_four_eyes_compare_emails() {
     let key = IdpKey::load("rsa-a", "kid-a");

@@ -10,10 +10,12 @@
 //! hashes are compared in constant time.
 
 mod file;
+mod postgres;
 mod registry;
 mod store;
 
 pub use file::FileKeyStore;
+pub use postgres::PgKeyStore;
 pub use registry::{ApiKeys, ManageError, Refusal};
 pub use store::{ApiKeyStore, KeyEvent, KeyStoreError, StoreVersion};
 
@@ -383,11 +385,20 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Opens the key store the configuration names. (The file for now; PostgreSQL when `DATABASE_URL`
-/// is set will be another [`ApiKeyStore`].)
-pub fn open_store(config: &crate::config::ApiKeysConfig) -> Arc<dyn ApiKeyStore> {
-    Arc::new(FileKeyStore::new(&config.path))
+/// The key store: the `api_keys` table when a database is configured (`DATABASE_URL`: `pool`,
+/// its schema applied, and the longest an operation may take), else the key file
+/// (`API_KEYS_PATH`).
+pub fn open_store(
+    config: &crate::config::ApiKeysConfig,
+    database: Option<(sqlx::PgPool, std::time::Duration)>,
+) -> Arc<dyn ApiKeyStore> {
+    match database {
+        Some((pool, timeout)) => Arc::new(PgKeyStore::new(pool, timeout)),
+        None => Arc::new(FileKeyStore::new(&config.path)),
+    }
 }
 
+#[cfg(test)]
+mod contract;
 #[cfg(test)]
 mod tests;

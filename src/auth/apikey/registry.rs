@@ -8,8 +8,10 @@
 //! holds it, the store keeps the change marked unrecorded and the server records it when it reads
 //! the store (at start-up, before it serves, and within a second while it runs), then marks it
 //! recorded. A key is accepted only once its creation is on the trail; a revocation takes effect
-//! at once and its record follows. Recording is at least once: a crash between the append and the
-//! mark records the change again at the next start.
+//! at once and its record follows. With the key file, recording is at least once: a crash between
+//! the append and the mark records the change again at the next start. In PostgreSQL, where every
+//! server on the database reads the same keys, the mark commits with the record (see
+//! [`ApiKeyStore::marking`]): each change is recorded exactly once, by whichever server is first.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -189,9 +191,11 @@ impl ApiKeys {
         // creation before its revocation.
         unrecorded.sort_by_key(|(at, event, _)| (*at, *event == KeyEvent::Revoked));
         for (_, event, key) in unrecorded {
-            match self.0.audit.append(record(&key, event)).await {
-                Ok(_) => {
-                    tracing::info!(key_id = %key.id, action = event.as_str(), "API key change recorded");
+            match self.append(&key, event).await {
+                Ok(by_us) => {
+                    if by_us {
+                        tracing::info!(key_id = %key.id, action = event.as_str(), "API key change recorded");
+                    }
                     appended.insert((key.id.clone(), event));
                     self.0.unrecordable.store(false, Ordering::Relaxed);
                 }
@@ -205,6 +209,25 @@ impl ApiKeys {
         }
         self.mark(&mut appended).await;
         Ok(())
+    }
+
+    /// Appends the record of `key`'s `event`; with a store several servers share, together with
+    /// the change noting it recorded, so that it is recorded once whichever server gets there
+    /// first. `Ok(true)`: appended now; `Ok(false)`: another server had recorded it.
+    async fn append(&self, key: &ApiKey, event: KeyEvent) -> Result<bool, AuditError> {
+        let record = record(key, event);
+        let appended = match self.0.store.marking(&key.id, event) {
+            Some(change) => self.0.audit.append_with(record, change).await,
+            None => self.0.audit.append(record).await,
+        };
+        match appended {
+            Ok(_) => Ok(true),
+            Err(AuditError::Conflict(_)) => {
+                tracing::debug!(key_id = %key.id, action = event.as_str(), "API key change recorded by another server");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Notes the appended events in the store (kept for the next try when the store cannot be
@@ -244,7 +267,7 @@ impl ApiKeys {
         let (mut key, text) = request.issue(by)?;
         let mut appended = self.0.recording.lock().await;
         self.0.store.insert(key.clone()).await?;
-        if let Err(e) = self.0.audit.append(record(&key, KeyEvent::Created)).await {
+        if let Err(e) = self.append(&key, KeyEvent::Created).await {
             // Nobody gets a key whose creation is not on the record: it is revoked, and both are
             // recorded once the trail can record.
             let revoked = self
@@ -273,7 +296,7 @@ impl ApiKeys {
         if key.revocation_recorded || appended.contains(&event) {
             return Ok(key);
         }
-        self.0.audit.append(record(&key, KeyEvent::Revoked)).await?;
+        self.append(&key, KeyEvent::Revoked).await?;
         key.revocation_recorded = true;
         appended.insert(event);
         self.mark(&mut appended).await;

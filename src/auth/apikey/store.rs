@@ -1,13 +1,16 @@
 //! Where API keys are kept, behind one trait: the command line and the server write through it,
 //! the server reads it whole (every second, when its version changed) into memory. A JSON file
-//! ([`super::FileKeyStore`]) is the implementation today; a PostgreSQL table shared by several
-//! servers would be another.
+//! ([`super::FileKeyStore`]) for one server; a PostgreSQL table ([`super::PgKeyStore`]) shared by
+//! every server on the database when `DATABASE_URL` is set.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
 use super::{ApiKey, KeyId};
 use crate::auth::Principal;
+use crate::db::Change;
 
 /// Something about a key the audit trail must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,4 +79,14 @@ pub trait ApiKeyStore: Send + Sync + 'static {
         &self,
         uses: Vec<(KeyId, DateTime<Utc>)>,
     ) -> BoxFuture<'_, Result<(), KeyStoreError>>;
+
+    /// For a store several servers share: the change that notes `event` of key `id` recorded, to
+    /// commit with its audit record (`AuditStore::append_with`), holding only while the event is
+    /// not noted yet, so that one server records it and the others' appends do not commit
+    /// (`AuditError::Conflict`). `None` (a store of one server): the record is appended, then
+    /// [`ApiKeyStore::mark_recorded`] notes it.
+    fn marking(&self, id: &KeyId, event: KeyEvent) -> Option<Arc<dyn Change>> {
+        let _ = (id, event);
+        None
+    }
 }

@@ -1,7 +1,7 @@
 //! Who may do what: one function, [`may`], that every endpoint and the gate ask, under the
 //! [`Policy`] in force: the built-in rules (`builtin.rs`), or a policy file's (`POLICY_PATH`:
 //! `file.rs` reads it, `rules.rs` decides, `store.rs` loads and reloads it, `explain.rs` says
-//! why). See `docs/policy.md`.
+//! why). See `docs/identity.md`, "Roles policy".
 
 mod builtin;
 mod explain;

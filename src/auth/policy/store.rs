@@ -5,11 +5,14 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use super::{parse, Policy, PolicyFile, MAX_POLICY_BYTES};
-use crate::sync::{read, write};
+use crate::sync::{lock, read, write};
+
+/// Told the policy in force whenever it changes (see [`PolicyStore::follow`]).
+type Follower = Box<dyn Fn(&Policy) + Send + Sync>;
 
 /// The file's size and modification time when it was last read, to notice edits cheaply.
 type Stamp = Option<(u64, Option<SystemTime>)>;
@@ -22,6 +25,7 @@ pub struct PolicyStore {
     /// Why the last reload did not replace the policy (cleared by one that does).
     problem: RwLock<Option<String>>,
     loaded: RwLock<Stamp>,
+    followers: Mutex<Vec<Follower>>,
 }
 
 /// What `/health` and the logs say about the policy.
@@ -42,6 +46,7 @@ impl PolicyStore {
             current: RwLock::new(Policy::BuiltIn),
             problem: RwLock::new(None),
             loaded: RwLock::new(None),
+            followers: Mutex::default(),
         }
     }
 
@@ -54,12 +59,24 @@ impl PolicyStore {
             current: RwLock::new(Policy::File(Arc::new(file))),
             problem: RwLock::new(None),
             loaded: RwLock::new(stamp),
+            followers: Mutex::default(),
         })
     }
 
     /// The policy in force now.
     pub fn current(&self) -> Policy {
         read(&self.current).clone()
+    }
+
+    /// Calls `follower` with the policy in force now, and again after every reload that changes
+    /// it, whichever path reloaded it (`POST /workflows/reload`, SIGHUP, the file watcher): what is
+    /// derived from the policy (an identity provider's group mapping) never lags behind it. Called
+    /// in the order the policies came into force, under the store's lock: a follower must not call
+    /// back into the store.
+    pub fn follow(&self, follower: impl Fn(&Policy) + Send + Sync + 'static) {
+        let current = read(&self.current);
+        follower(&current);
+        lock(&self.followers).push(Box::new(follower));
     }
 
     /// The policy file's path, when there is one.
@@ -89,6 +106,9 @@ impl PolicyStore {
                         "policy reloaded"
                     );
                     *current = Policy::File(Arc::new(file));
+                    for follower in lock(&self.followers).iter() {
+                        follower(&current);
+                    }
                 }
                 Ok(changed)
             }
@@ -213,6 +233,29 @@ mod tests {
         assert!(built_in.status().is_none());
         assert!(!built_in.changed());
         assert_eq!(built_in.reload(), Ok(false));
+    }
+
+    #[test]
+    fn followers_are_told_the_policy_now_and_after_each_change_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, ALLOW_RUN).unwrap();
+        let store = PolicyStore::load(&path).unwrap();
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&told);
+        store.follow(move |policy| {
+            let groups = policy.file().map_or(0, |f| f.groups.len());
+            lock(&seen).push(groups);
+        });
+        assert_eq!(*lock(&told), [0], "told at once");
+        store.reload().unwrap();
+        assert_eq!(*lock(&told), [0], "an unchanged file is not news");
+        std::fs::write(&path, format!("{ALLOW_RUN}groups:\n  sre: [devops]\n")).unwrap();
+        store.reload().unwrap();
+        assert_eq!(*lock(&told), [0, 1]);
+        std::fs::write(&path, "rules: [\n").unwrap();
+        assert!(store.reload().is_err());
+        assert_eq!(*lock(&told), [0, 1], "a bad file changes nothing");
     }
 
     #[test]

@@ -66,7 +66,23 @@ impl GroupMapping {
         }
     }
 
-    /// Adds every group -> roles pair of `other` (a policy file's, say) to this mapping.
+    /// Gives members of `group` exactly `roles`, in place of what the mapping gave them before.
+    pub fn set(&mut self, group: &str, roles: &[Role]) {
+        let mut unique: Vec<Role> = Vec::new();
+        for role in roles {
+            if !unique.contains(role) {
+                unique.push(role.clone());
+            }
+        }
+        self.0.insert(group.to_owned(), unique);
+    }
+
+    /// How many groups the mapping names.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Adds every group -> roles pair of `other` to this mapping (a group in both gets both lists).
     pub fn extend(&mut self, other: GroupMapping) {
         for (group, roles) in other.0 {
             for role in roles {

@@ -27,6 +27,7 @@ pub use jwks::{check_url, FetchError};
 pub use keys::{read_jwks, read_pem, Candidates, KeySet, ProviderKey, PROVIDER_ALGORITHMS};
 
 use self::jwks::JwksClient;
+use super::policy::{Policy, PolicyStore};
 use super::token::TokenRefusal;
 use super::Principal;
 use crate::sync::{lock, read, write};
@@ -163,10 +164,44 @@ impl IdentityProvider {
         });
     }
 
-    /// Replaces the group -> role mapping (`JWT_GROUP_ROLES` at start-up); a roles policy file
-    /// loaded or reloaded later installs its own here. Tokens checked afterwards use it.
+    /// Replaces the group -> role mapping (`JWT_GROUP_ROLES` at start-up; see
+    /// [`IdentityProvider::follow_policy`]). Tokens checked afterwards use it.
     pub fn set_group_roles(&self, mapping: GroupMapping) {
         *write(&self.group_roles) = Arc::new(mapping);
+    }
+
+    /// The group mapping under `policy`: `JWT_GROUP_ROLES`, with each group the policy file's
+    /// `groups` names given the file's roles instead (the file, reloadable and reviewed with the
+    /// rules, wins; groups it does not name keep the environment's roles).
+    pub fn group_roles_under(&self, policy: &Policy) -> GroupMapping {
+        let mut mapping = self.settings.claims.group_roles.clone();
+        if let Some(file) = policy.file() {
+            for (group, roles) in &file.groups {
+                mapping.set(group, roles);
+            }
+        }
+        mapping
+    }
+
+    /// Keeps the group mapping in step with the roles policy: installed now, and again each time
+    /// the policy file is reloaded with a change.
+    pub fn follow_policy(self: &Arc<Self>, store: &PolicyStore) {
+        let provider = Arc::downgrade(self);
+        store.follow(move |policy| {
+            let Some(provider) = provider.upgrade() else {
+                return;
+            };
+            let mapping = provider.group_roles_under(policy);
+            let from_policy = policy.file().map_or(0, |file| file.groups.len());
+            if from_policy > 0 || !mapping.is_empty() {
+                tracing::info!(
+                    groups = mapping.len(),
+                    from_policy,
+                    "identity provider group mapping in force"
+                );
+            }
+            provider.set_group_roles(mapping);
+        });
     }
 
     pub fn settings(&self) -> &ProviderSettings {
