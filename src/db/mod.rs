@@ -91,7 +91,9 @@ pub async fn open(config: &DatabaseConfig) -> Result<PgPool, DbError> {
 /// A small pool on `url` for a command (`sustainbot audit export`, `import`, `verify`); waits at
 /// most `timeout` for a connection. The schema is not applied: [`migrate`] does that.
 pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgPool, DbError> {
-    let options = connect_options(url, false)?;
+    // An import's inserts of a few MB each may take a second: only one as slow as the timeout
+    // is worth a warning.
+    let options = connect_options(url, false)?.log_slow_statements(log::LevelFilter::Warn, timeout);
     PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(timeout)
