@@ -232,6 +232,10 @@ impl Writer {
                     let _ = job.done.send(answer);
                 }
             }
+            // When the connection broke during the COMMIT itself, the records may have committed
+            // all the same: the callers are told they did not (fail closed; as after a crash, the
+            // trail may then hold a `started` record of a run that never ran), and the next batch
+            // reads the head from the table, so the chain never forks.
             Ok(Err(e)) => self.fail(jobs, &e.to_string()),
             Err(_) => self.fail(
                 jobs,
