@@ -120,4 +120,17 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 /// gets [`crate::audit::AuditError::Conflict`].
 pub trait Change: Send + Sync + 'static {
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>>;
+
+    /// Called in the same transaction once the record has taken its place in the chain, with its
+    /// seq (which [`Change::apply`] cannot know yet: the chain head is locked after every change
+    /// of the batch), e.g. to note it on the run. Does nothing unless overridden. An error here
+    /// fails the whole batch (every record in it): only for writes no guard can refuse.
+    fn appended<'c>(
+        &'c self,
+        conn: &'c mut PgConnection,
+        seq: u64,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        let _ = (conn, seq);
+        Box::pin(async { Ok(()) })
+    }
 }
