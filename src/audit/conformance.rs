@@ -319,6 +319,7 @@ async fn concurrent_appends_land_in_one_gap_free_chain(kind: Kind) {
     let report = subject.verify().await;
     assert!(report.is_valid(), "{report:?}");
     assert_eq!(report.records, 200);
+    assert_eq!(subject.store.status().head_seq, 200);
 }
 
 async fn appends_after_close_are_refused(kind: Kind) {

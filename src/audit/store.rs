@@ -1,7 +1,8 @@
 //! The audit trail as the rest of the server sees it, behind one trait: the gate appends through it,
 //! `/health` reads its status, the read API queries and verifies through it. [`AuditLog`] (a chained
-//! JSONL file with one writer process) is the implementation today; a store shared by several
-//! server instances (PostgreSQL) would be another, with the same record format and chain.
+//! JSONL file with one writer process) is one implementation; [`super::PgAuditStore`] (one chain in
+//! PostgreSQL shared by several server instances, `DATABASE_URL`) is the other, with the same record
+//! format and chain.
 
 use std::io;
 use std::sync::Arc;

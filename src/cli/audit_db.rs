@@ -108,6 +108,10 @@ pub fn import(
     };
     let _context = runtime.enter();
     match postgres::import(runtime.handle(), reader.pool(), path, &options) {
+        Ok(imported) if imported.records == 0 => {
+            println!("nothing to import: {} holds no records", path.display());
+            ExitCode::SUCCESS
+        }
         Ok(imported) => {
             println!(
                 "imported {} records (seq {}..{}) from {} into {}; head hash {}",

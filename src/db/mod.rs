@@ -103,7 +103,9 @@ pub async fn open(config: &DatabaseConfig) -> Result<PgPool, DbError> {
 /// A small pool on `url` for a command (`sustainbot audit export`, `import`, `verify`); waits at
 /// most `timeout` for a connection. The schema is not applied: [`migrate`] does that.
 pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgPool, DbError> {
-    let options = connect_options(url, false)?;
+    // An import's inserts of a few MB each may take a second: only one as slow as the timeout
+    // is worth a warning.
+    let options = connect_options(url, false)?.log_slow_statements(log::LevelFilter::Warn, timeout);
     PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(timeout)
@@ -130,6 +132,19 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 /// gets [`crate::audit::AuditError::Conflict`].
 pub trait Change: Send + Sync + 'static {
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>>;
+
+    /// Called in the same transaction once the record has taken its place in the chain, with its
+    /// seq (which [`Change::apply`] cannot know yet: the chain head is locked after every change
+    /// of the batch), e.g. to note it on the run. Does nothing unless overridden. An error here
+    /// fails the whole batch (every record in it): only for writes no guard can refuse.
+    fn appended<'c>(
+        &'c self,
+        conn: &'c mut PgConnection,
+        seq: u64,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        let _ = (conn, seq);
+        Box::pin(async { Ok(()) })
+    }
 
     /// The same change as an element of the database's `sustainbot_apply` (the JSON text of
     /// `{"op": ..., its arguments}`, with the trace id it locks), which applies a whole batch's

@@ -269,3 +269,5 @@ impl AuditStore for PgAuditStore {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transfer_tests;

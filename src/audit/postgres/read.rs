@@ -129,32 +129,30 @@ impl PgReader {
         let (statement, bound) = page_statement(filter);
         let mut after = to_i64(filter.after_seq.unwrap_or(0));
         loop {
-            let mut query = sqlx::query(statement).bind(after).bind(page);
+            let mut query = sqlx::query_as::<_, (i64, Vec<u8>)>(statement)
+                .bind(after)
+                .bind(page);
             if let Some(bound) = &bound {
                 query = query.bind(bound.as_str());
             }
-            let (rows, stopped) = self.block_on(async {
-                let mut rows = query.fetch(&self.pool);
-                let (mut count, mut stopped) = (0, false);
-                while let Some(row) = rows.try_next().await? {
-                    count += 1;
-                    after = row.try_get(0)?;
-                    let line: &[u8] = row.try_get(1)?;
-                    // A row that is not a record is skipped, as a damaged line of a file is:
-                    // judging the chain is `verify`'s work.
-                    let Some(facts) = Facts::parse(line) else {
-                        continue;
-                    };
-                    if matcher.matches(&facts)
-                        && visit(u64::try_from(after).unwrap_or(0), line).is_break()
-                    {
-                        stopped = true;
-                        break;
-                    }
+            // The page is read whole within the timeout; the visitor (which may be slow: an
+            // export to a pipe) runs after, with no connection held.
+            let rows = self.block_on(query.fetch_all(&self.pool))?;
+            let full = rows.len() as i64 >= page;
+            for (seq, line) in &rows {
+                after = *seq;
+                // A row that is not a record is skipped, as a damaged line of a file is: judging
+                // the chain is `verify`'s work.
+                let Some(facts) = Facts::parse(line) else {
+                    continue;
+                };
+                if matcher.matches(&facts)
+                    && visit(u64::try_from(*seq).unwrap_or(0), line).is_break()
+                {
+                    return Ok(());
                 }
-                Ok((count, stopped))
-            })?;
-            if stopped || rows < page {
+            }
+            if !full {
                 return Ok(());
             }
         }

@@ -245,6 +245,10 @@ impl Writer {
                     let _ = job.done.send(answer);
                 }
             }
+            // When the connection broke during the COMMIT itself, the records may have committed
+            // all the same: the callers are told they did not (fail closed; as after a crash, the
+            // trail may then hold a `started` record of a run that never ran), and the next batch
+            // reads the head from the table, so the chain never forks.
             Ok(Err(e)) => self.fail(jobs, &e.to_string()),
             Err(_) => self.fail(
                 jobs,
@@ -357,6 +361,11 @@ impl Writer {
             self.seal_checkpoint(&mut rows, &mut head, &stamp);
         }
         rows.insert(&mut tx, &head, &stamp, &self.instance).await?;
+        for (job, answer) in jobs.iter().zip(&answers) {
+            if let (Some(change), Some(Ok(receipt))) = (&job.change, answer) {
+                change.appended(&mut tx, receipt.seq).await?;
+            }
+        }
         tx.commit().await?;
         Ok((answers, head.seq))
     }
