@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -128,8 +129,40 @@ impl PgAuditStore {
         }));
         let instance: Arc<str> = Arc::from(instance);
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        let writer = Writer::new(pool, Arc::clone(&instance), &options, Arc::clone(&status));
-        tokio::spawn(writer::write_loop(writer, queue));
+        // The writer runs on a thread of its own, with connections of its own: a batch's round
+        // trips are not queued behind the request handlers' tasks on the server's runtime, so a
+        // transaction holds the chain head for its round trips and its WAL flush only.
+        let connect = (*pool.connect_options()).clone();
+        let (writer_instance, writer_status) = (Arc::clone(&instance), Arc::clone(&status));
+        let writer_options = options.clone();
+        let spawned = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the audit writer's runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let own = PgPoolOptions::new()
+                        .max_connections(writer::CONNECTIONS)
+                        .min_connections(0)
+                        .acquire_timeout(writer_options.timeout)
+                        .connect_lazy_with(connect);
+                    let writer = Writer::new(own, writer_instance, &writer_options, writer_status);
+                    writer::write_loop(writer, queue).await;
+                });
+            });
+        if let Err(e) = spawned {
+            return Err(AuditError::Database(format!(
+                "cannot start the audit writer: {e}"
+            )));
+        }
         // The tick holds only a weak handle: it stops when the last handle to the store is dropped.
         let weak = jobs.downgrade();
         let interval = options.maintenance_interval;

@@ -23,6 +23,8 @@ use crate::sync::lock;
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Batch transactions one instance may have in flight at once.
 const IN_FLIGHT: usize = 2;
+/// The writer's own connections: the batches in flight, and one for maintenance.
+pub(super) const CONNECTIONS: u32 = IN_FLIGHT as u32 + 1;
 
 /// The chain head, locked for the rest of the transaction: instances take turns here.
 const LOCK_HEAD: &str =
