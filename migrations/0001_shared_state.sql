@@ -51,9 +51,7 @@ CREATE TABLE runs (
     finished_at     TIMESTAMPTZ,
     outcome         TEXT,
     error           TEXT,
-    steps           JSONB,
-    started_seq     BIGINT,
-    finished_seq    BIGINT
+    steps           JSONB
 );
 CREATE INDEX runs_active ON runs (status, lease_until) WHERE status IN ('queued', 'running');
 CREATE INDEX runs_pending ON runs (expires_at) WHERE status = 'pending_approval';

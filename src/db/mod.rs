@@ -133,19 +133,6 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 pub trait Change: Send + Sync + 'static {
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>>;
 
-    /// Called in the same transaction once the record has taken its place in the chain, with its
-    /// seq (which [`Change::apply`] cannot know yet: the chain head is locked after every change
-    /// of the batch), e.g. to note it on the run. Does nothing unless overridden. An error here
-    /// fails the whole batch (every record in it): only for writes no guard can refuse.
-    fn appended<'c>(
-        &'c self,
-        conn: &'c mut PgConnection,
-        seq: u64,
-    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
-        let _ = (conn, seq);
-        Box::pin(async { Ok(()) })
-    }
-
     /// The same change as an element of the database's `sustainbot_apply` (the JSON text of
     /// `{"op": ..., its arguments}`, with the trace id it locks), which applies a whole batch's
     /// changes in one round trip; `None` for a change it does not know (applied with

@@ -48,29 +48,6 @@ impl crate::db::Change for Register {
     }
 }
 
-/// A change that notes its record's seq (table `noted`, made by the test).
-struct Note;
-
-impl crate::db::Change for Note {
-    fn apply<'c>(&'c self, _: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
-        Box::pin(async { Ok(true) })
-    }
-
-    fn appended<'c>(
-        &'c self,
-        conn: &'c mut PgConnection,
-        seq: u64,
-    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
-        Box::pin(async move {
-            sqlx::query("INSERT INTO noted (seq) VALUES ($1)")
-                .bind(i64::try_from(seq).unwrap_or(-1))
-                .execute(conn)
-                .await?;
-            Ok(())
-        })
-    }
-}
-
 /// A change the database refuses (a table that does not exist).
 struct Broken;
 
@@ -110,29 +87,6 @@ async fn a_change_commits_with_its_record() {
         1
     );
     assert_eq!(count(pool, "SELECT count(*) FROM audit_records").await, 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_learns_its_records_seq_in_the_same_transaction() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    let store = store(&db, "a").await;
-    sqlx::query("CREATE TABLE noted (seq BIGINT NOT NULL)")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    store.append(run("t0", Outcome::Started)).await.unwrap();
-    let receipt = store
-        .append_with(run("t1", Outcome::Started), Arc::new(Note))
-        .await
-        .unwrap();
-    assert_eq!(receipt.seq, 2);
-    let noted: Vec<i64> = sqlx::query_scalar("SELECT seq FROM noted")
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(noted, [2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -363,11 +363,6 @@ impl Writer {
             self.seal_checkpoint(&mut rows, &mut head, &stamp);
         }
         rows.insert(&mut tx, &head, &stamp, &self.instance).await?;
-        for (job, answer) in jobs.iter().zip(&answers) {
-            if let (Some(change), Some(Ok(receipt))) = (&job.change, answer) {
-                change.appended(&mut tx, receipt.seq).await?;
-            }
-        }
         tx.commit().await?;
         Ok((answers, head.seq))
     }
