@@ -1,7 +1,8 @@
 //! The changes to a run's row that commit with the audit record saying so (see
 //! [`crate::db::Change`]). Each is guarded by the state it expects, so that when two instances
 //! race (a decision on each, a takeover against a late outcome), one record wins and the other is
-//! not appended.
+//! not appended. The SQL of each is in the database's `sustainbot_apply` (migrations/0003): a
+//! change here is its arguments.
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;
@@ -35,30 +36,7 @@ impl Change for Started {
     }
 
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
-        Box::pin(async move {
-            let run = &self.run;
-            let done = sqlx::query(
-                "INSERT INTO runs (trace_id, workflow_name, drag_mode, actor, principal, request, \
-                 governed, status, owner, lease_until, started_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, \
-                   now() + make_interval(secs => $9), now()) \
-                 ON CONFLICT (trace_id) DO UPDATE SET status = 'running', started_at = now(), \
-                   lease_until = EXCLUDED.lease_until \
-                 WHERE runs.status = 'queued' AND runs.owner = EXCLUDED.owner",
-            )
-            .bind(&run.trace_id)
-            .bind(&run.workflow_name)
-            .bind(&run.drag_mode)
-            .bind(&run.actor)
-            .bind(&run.principal)
-            .bind(&run.request)
-            .bind(run.governed)
-            .bind(&self.instance)
-            .bind(self.lease_seconds)
-            .execute(&mut *conn)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        })
+        apply_op(self.op(), conn)
     }
 }
 
@@ -91,23 +69,7 @@ impl Change for Ended {
     }
 
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
-        Box::pin(async move {
-            let done = sqlx::query(
-                "UPDATE runs SET status = $3, outcome = $5, error = $6, steps = $7, \
-                   finished_at = now(), lease_until = NULL \
-                 WHERE trace_id = $1 AND status = $2 AND owner = $4",
-            )
-            .bind(&self.trace_id)
-            .bind(self.from)
-            .bind(self.status)
-            .bind(&self.instance)
-            .bind(&self.outcome)
-            .bind(&self.error)
-            .bind(&self.steps)
-            .execute(&mut *conn)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        })
+        apply_op(self.op(), conn)
     }
 }
 
@@ -132,26 +94,7 @@ impl Change for ApprovalRequested {
     }
 
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
-        Box::pin(async move {
-            let run = &self.run;
-            let done = sqlx::query(
-                "INSERT INTO runs (trace_id, workflow_name, drag_mode, actor, principal, request, \
-                 governed, status, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending_approval', $8) \
-                 ON CONFLICT (trace_id) DO NOTHING",
-            )
-            .bind(&run.trace_id)
-            .bind(&run.workflow_name)
-            .bind(&run.drag_mode)
-            .bind(&run.actor)
-            .bind(&run.principal)
-            .bind(&run.request)
-            .bind(run.governed)
-            .bind(self.expires_at)
-            .execute(&mut *conn)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        })
+        apply_op(self.op(), conn)
     }
 }
 
@@ -181,24 +124,7 @@ impl Change for Decided {
     }
 
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
-        Box::pin(async move {
-            let queued = self.status == "queued";
-            let done = sqlx::query(
-                "UPDATE runs SET status = $2, approved = $3, owner = $4, \
-                   lease_until = CASE WHEN $3 THEN now() + make_interval(secs => $5) END, \
-                   finished_at = CASE WHEN $3 THEN NULL ELSE now() END, error = $6 \
-                 WHERE trace_id = $1 AND status = 'pending_approval'",
-            )
-            .bind(&self.trace_id)
-            .bind(self.status)
-            .bind(queued)
-            .bind(&self.owner)
-            .bind(self.lease_seconds)
-            .bind(&self.error)
-            .execute(&mut *conn)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        })
+        apply_op(self.op(), conn)
     }
 }
 
@@ -219,19 +145,24 @@ impl Change for Lost {
     }
 
     fn apply<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
-        Box::pin(async move {
-            let done = sqlx::query(
-                "UPDATE runs SET status = 'failed', error = $2, finished_at = now(), \
-                   lease_until = NULL \
-                 WHERE trace_id = $1 AND status = 'running' AND lease_until < now()",
-            )
-            .bind(&self.trace_id)
-            .bind(&self.error)
-            .execute(&mut *conn)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        })
+        apply_op(self.op(), conn)
     }
+}
+
+/// Applies one change alone (a batch whose one call failed goes change by change, each in a
+/// savepoint): the same function, so both ways behave the same.
+fn apply_op(op: Option<Op>, conn: &mut PgConnection) -> BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        let Some(op) = op else {
+            return Ok(false);
+        };
+        let batch = format!("[{}]", op.json);
+        let verdicts: Vec<String> = sqlx::query_scalar("SELECT sustainbot_apply($1::jsonb)")
+            .bind(batch)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(verdicts.first().is_some_and(|v| v == "applied"))
+    })
 }
 
 /// What `sustainbot_apply` reads of one change (migrations/0003): written straight from the change's
