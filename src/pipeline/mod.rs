@@ -20,6 +20,7 @@ mod approvals;
 mod drain;
 mod error;
 mod listen;
+mod notices;
 mod pool;
 mod prepare;
 mod records;

@@ -17,7 +17,7 @@ use super::records::{ruled, run_record, step_summaries};
 use super::{ApprovalRequested, Finished, Gate, GateError, RunReport};
 use crate::audit::{Outcome, Record};
 use crate::auth::Principal;
-use crate::cluster::{changes, RunMeta};
+use crate::cluster::changes;
 use crate::db::Change;
 use crate::governance::DragMode;
 use crate::metrics::{Detection, Execution, ExecutionError, RunDuration};
@@ -91,62 +91,6 @@ impl Prepared {
                 change,
             )
             .await
-    }
-
-    /// What the shared store keeps of the run.
-    pub(super) fn meta(&self) -> RunMeta {
-        RunMeta {
-            trace_id: self.trace_id.clone(),
-            workflow_name: self.definition.name.clone(),
-            drag_mode: self.mode_label().to_owned(),
-            actor: self.requester.clone(),
-            principal: serde_json::to_value(&self.principal).unwrap_or(Value::Null),
-            request: self.readable.clone(),
-            governed: self.drag_mode.is_some(),
-        }
-    }
-
-    /// With a shared store: records the run as accepted (queued, this instance's) before the
-    /// caller hears so. Without one, nothing to do.
-    pub(super) async fn accept_shared(&mut self) -> Result<(), GateError> {
-        let Some(cluster) = self.gate.cluster.clone() else {
-            return Ok(());
-        };
-        match cluster.accept(&self.meta()).await {
-            Ok(true) => {
-                self.shared_row = true;
-                Ok(())
-            }
-            Ok(false) => Err(GateError::TraceInUse(self.trace_id.clone())),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record an accepted run in the database");
-                Err(GateError::AuditUnavailable(
-                    "The shared run queue cannot accept runs right now; nothing was queued. Try again later.".to_owned(),
-                ))
-            }
-        }
-    }
-
-    /// The change of the run's shared row at its end (`from` the status it must be in), when it
-    /// has a row.
-    fn end_change(
-        &self,
-        from: &'static str,
-        status: &'static str,
-        outcome: Option<String>,
-        error: Option<String>,
-        steps: Option<Value>,
-    ) -> Option<Arc<dyn Change>> {
-        let cluster = self.gate.cluster.as_ref().filter(|_| self.shared_row)?;
-        Some(Arc::new(changes::Ended {
-            trace_id: self.trace_id.clone(),
-            from,
-            status,
-            instance: cluster.instance().to_owned(),
-            outcome,
-            error,
-            steps,
-        }))
     }
 
     /// Whether the run can wait for a second human: its workflow asks for one and it is governed

@@ -4,21 +4,20 @@
 //! `INSTANCE_LOST`, never run again.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::approvals::Pending;
 use super::records::run_record;
-use super::{Finished, Gate, GateError, RequestBody, RunRequest};
+use super::{Finished, Gate, GateError, Prepared, RequestBody, RunRequest};
 use crate::audit::{Outcome, Record};
 use crate::auth::{may, Action, Principal, Target};
-use crate::cluster::{changes, Notice, RunRow};
+use crate::cluster::{changes, RunMeta, RunRow};
+use crate::db::Change;
 use crate::metrics::mode_label;
 use crate::runs::{Run, RunFilter, RunStatus, RunView};
-use crate::sync::lock;
 use crate::trace::TraceId;
 
 /// Where a run the caller may see is.
@@ -28,9 +27,6 @@ pub enum Found {
     /// Only in the shared store (another instance owns it, or it waits for approval).
     Shared(Box<RunRow>),
 }
-
-/// How long followers of another instance's run wait between looks at its row.
-const FOLLOW_POLL: Duration = Duration::from_secs(1);
 
 fn unavailable(e: sqlx::Error) -> GateError {
     tracing::error!(error = %e, "the shared run state cannot be read");
@@ -403,143 +399,63 @@ impl Gate {
             tracing::warn!(trace_id = row.trace_id, error = %e, "cannot mark a refused takeover");
         }
     }
+}
 
-    /// Answers the other instances' notices until the process ends: cancel requests for runs
-    /// running here, and requests to publish a run's live events.
-    pub fn answer_notices(&self) {
-        let Some(cluster) = self.cluster.clone() else {
-            return;
-        };
-        let gate = self.clone();
-        let mut notices = cluster.notices();
-        let publishing: Arc<Mutex<HashSet<String>>> = Arc::default();
-        tokio::spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                let notice = match notices.recv().await {
-                    Ok(notice) => notice,
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return,
-                };
-                match notice {
-                    Notice::Cancel {
-                        trace_id,
-                        by,
-                        principal,
-                    } => {
-                        if let Some(run) = gate.runs.get(&trace_id) {
-                            let cancelled = match serde_json::from_value::<Principal>(principal) {
-                                Ok(principal) => run.cancel_as(&by, &principal),
-                                Err(_) => run.cancel(&by),
-                            };
-                            if cancelled {
-                                tracing::info!(
-                                    trace_id,
-                                    by,
-                                    "run cancellation requested from another instance"
-                                );
-                            }
-                        }
-                    }
-                    Notice::Watch { trace_id } => {
-                        let Some(run) = gate.runs.get(&trace_id) else {
-                            continue;
-                        };
-                        if !lock(&publishing).insert(trace_id.clone()) {
-                            continue;
-                        }
-                        let Some(mut events) = run.subscribe() else {
-                            lock(&publishing).remove(&trace_id);
-                            continue;
-                        };
-                        let (cluster, publishing) = (Arc::clone(&cluster), Arc::clone(&publishing));
-                        tokio::spawn(async move {
-                            while let Ok(event) = events.recv().await {
-                                let data = serde_json::to_string(&event).unwrap_or_default();
-                                if let Err(e) =
-                                    cluster.publish(&trace_id, event.name(), &data).await
-                                {
-                                    tracing::debug!(error = %e, "cannot publish a run event");
-                                }
-                            }
-                            lock(&publishing).remove(&trace_id);
-                        });
-                    }
-                    Notice::Event { .. } => {}
-                }
-            }
-        });
+/// A run's place in the shared store.
+impl Prepared {
+    /// What the shared store keeps of the run.
+    pub(super) fn meta(&self) -> RunMeta {
+        RunMeta {
+            trace_id: self.trace_id.clone(),
+            workflow_name: self.definition.name.clone(),
+            drag_mode: self.mode_label().to_owned(),
+            actor: self.requester.clone(),
+            principal: serde_json::to_value(&self.principal).unwrap_or(Value::Null),
+            request: self.readable.clone(),
+            governed: self.drag_mode.is_some(),
+        }
     }
 
-    /// Follows a run another instance owns: its live events (published by that instance on
-    /// request) and its row (looked at every second, so that its end is never missed), as
-    /// `(event name, JSON data)` pairs, until it ends.
-    pub fn follow_shared(
-        &self,
-        row: RunRow,
-    ) -> impl futures_util::Stream<Item = (String, String)> + Send + 'static {
-        struct Following {
-            cluster: Option<Arc<crate::cluster::Cluster>>,
-            notices: Option<tokio::sync::broadcast::Receiver<Notice>>,
-            trace_id: String,
-            status: RunStatus,
-            asked: bool,
-            ended: bool,
-        }
-        let cluster = self.cluster.clone();
-        let notices = cluster.as_ref().map(|c| c.notices());
-        let state = Following {
-            cluster,
-            notices,
-            trace_id: row.trace_id.clone(),
-            status: row.status(),
-            asked: false,
-            ended: !row.status().is_active(),
+    /// With a shared store: records the run as accepted (queued, this instance's) before the
+    /// caller hears so. Without one, nothing to do.
+    pub(super) async fn accept_shared(&mut self) -> Result<(), GateError> {
+        let Some(cluster) = self.gate.cluster.clone() else {
+            return Ok(());
         };
-        futures_util::stream::unfold(state, |mut state| async move {
-            if state.ended {
-                return None;
+        match cluster.accept(&self.meta()).await {
+            Ok(true) => {
+                self.shared_row = true;
+                Ok(())
             }
-            let cluster = state.cluster.clone()?;
-            if !state.asked {
-                state.asked = true;
-                if let Err(e) = cluster.watch(&state.trace_id).await {
-                    tracing::debug!(error = %e, "cannot ask for a run's live events");
-                }
+            Ok(false) => Err(GateError::TraceInUse(self.trace_id.clone())),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record an accepted run in the database");
+                Err(GateError::AuditUnavailable(
+                    "The shared run queue cannot accept runs right now; nothing was queued. Try again later.".to_owned(),
+                ))
             }
-            let mut poll = tokio::time::interval(FOLLOW_POLL);
-            poll.tick().await;
-            loop {
-                let notices = state.notices.as_mut()?;
-                tokio::select! {
-                    notice = notices.recv() => match notice {
-                        Ok(Notice::Event { trace_id, name, data }) if trace_id == state.trace_id => {
-                            if name == "status" {
-                                let status = serde_json::from_str::<Value>(&data)
-                                    .ok()
-                                    .and_then(|v| v["status"].as_str().map(crate::cluster::status_from))
-                                    .unwrap_or(state.status);
-                                state.status = status;
-                                state.ended = !status.is_active();
-                            }
-                            return Some(((name, data), state));
-                        }
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                    },
-                    _ = poll.tick() => {
-                        if let Ok(Some(row)) = cluster.load(&state.trace_id).await {
-                            let status = row.status();
-                            if status != state.status {
-                                state.status = status;
-                                state.ended = !status.is_active();
-                                let data = serde_json::json!({ "event": "status", "status": status }).to_string();
-                                return Some((("status".to_owned(), data), state));
-                            }
-                        }
-                    }
-                }
-            }
-        })
+        }
+    }
+
+    /// The change of the run's shared row at its end (`from` the status it must be in), when it
+    /// has a row.
+    pub(super) fn end_change(
+        &self,
+        from: &'static str,
+        status: &'static str,
+        outcome: Option<String>,
+        error: Option<String>,
+        steps: Option<Value>,
+    ) -> Option<Arc<dyn Change>> {
+        let cluster = self.gate.cluster.as_ref().filter(|_| self.shared_row)?;
+        Some(Arc::new(changes::Ended {
+            trace_id: self.trace_id.clone(),
+            from,
+            status,
+            instance: cluster.instance().to_owned(),
+            outcome,
+            error,
+            steps,
+        }))
     }
 }
