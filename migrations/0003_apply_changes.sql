@@ -14,15 +14,24 @@ BEGIN
     FOR c IN SELECT value FROM jsonb_array_elements(changes) LOOP
             CASE c->>'op'
             WHEN 'started' THEN
-                INSERT INTO runs (trace_id, workflow_name, drag_mode, actor, principal, request,
-                                  governed, status, owner, lease_until, started_at)
-                VALUES (c->>'trace_id', c->>'workflow_name', c->>'drag_mode', c->>'actor',
-                        c->'principal', c->'request', (c->>'governed')::boolean, 'running',
-                        c->>'instance', now() + make_interval(secs => (c->>'lease_seconds')::float8),
-                        now())
-                ON CONFLICT (trace_id) DO UPDATE SET status = 'running', started_at = now(),
-                    lease_until = EXCLUDED.lease_until
-                WHERE runs.status = 'queued' AND runs.owner = EXCLUDED.owner;
+                IF (c->>'owned')::boolean THEN
+                    -- A run this instance accepted, approved or took over: still queued, still its.
+                    UPDATE runs SET status = 'running', started_at = now(),
+                        lease_until = clock_timestamp()
+                            + make_interval(secs => (c->>'lease_seconds')::float8)
+                    WHERE trace_id = c->>'trace_id' AND status = 'queued'
+                        AND owner = c->>'instance';
+                ELSE
+                    -- A synchronous run gets its row now; a trace id already in use is refused.
+                    INSERT INTO runs (trace_id, workflow_name, drag_mode, actor, principal, request,
+                                      governed, status, owner, lease_until, started_at)
+                    VALUES (c->>'trace_id', c->>'workflow_name', c->>'drag_mode', c->>'actor',
+                            c->'principal', c->'request', (c->>'governed')::boolean, 'running',
+                            c->>'instance',
+                            clock_timestamp() + make_interval(secs => (c->>'lease_seconds')::float8),
+                            now())
+                    ON CONFLICT (trace_id) DO NOTHING;
+                END IF;
             WHEN 'ended' THEN
                 UPDATE runs SET status = c->>'status', outcome = c->>'outcome', error = c->>'error',
                     steps = NULLIF(c->'steps', 'null'::jsonb), finished_at = now(), lease_until = NULL
@@ -38,10 +47,13 @@ BEGIN
                 UPDATE runs SET status = c->>'status', approved = (c->>'status' = 'queued'),
                     owner = c->>'owner',
                     lease_until = CASE WHEN c->>'status' = 'queued'
-                        THEN now() + make_interval(secs => (c->>'lease_seconds')::float8) END,
+                        THEN clock_timestamp() + make_interval(secs => (c->>'lease_seconds')::float8)
+                        END,
                     finished_at = CASE WHEN c->>'status' = 'queued' THEN NULL ELSE now() END,
                     error = c->>'error'
-                WHERE trace_id = c->>'trace_id' AND status = 'pending_approval';
+                WHERE trace_id = c->>'trace_id' AND status = 'pending_approval'
+                    -- An approval after the expiry does not count, whatever the decider's clock.
+                    AND (c->>'status' <> 'queued' OR expires_at > now());
             WHEN 'lost' THEN
                 UPDATE runs SET status = 'failed', error = c->>'error', finished_at = now(),
                     lease_until = NULL

@@ -378,7 +378,12 @@ impl Application {
         if let Some(cluster) = state.gate.cluster() {
             cluster.start_listening();
             state.gate.answer_notices();
-            tokio::spawn(maintain_shared(state.gate.clone()));
+            tokio::spawn(every_second(state.gate.clone(), |gate| async move {
+                gate.heartbeat_shared().await
+            }));
+            tokio::spawn(every_second(state.gate.clone(), |gate| async move {
+                gate.sweep_shared().await
+            }));
         }
         tokio::spawn(state.api_keys.clone().watch());
         let api_keys = state.api_keys.clone();
@@ -398,14 +403,18 @@ impl Application {
     }
 }
 
-/// Keeps this instance's leases and takes over a dead instance's runs (every second), with a
-/// shared store.
-async fn maintain_shared(gate: Gate) {
+/// Calls `beat` every second (a late beat is not made up for), with a shared store: the heartbeat
+/// and the takeover each in a task of their own, so that a slow takeover never delays a renewal.
+async fn every_second<F, Fut>(gate: Gate, beat: F)
+where
+    F: Fn(Gate) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        gate.maintain_shared().await;
+        beat(gate.clone()).await;
     }
 }
 

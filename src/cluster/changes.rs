@@ -20,6 +20,9 @@ pub struct Started {
     pub run: RunMeta,
     pub instance: String,
     pub lease_seconds: f64,
+    /// The run has a row this instance owns (accepted, approved or taken over); otherwise the
+    /// row is made now, and only if the trace id is free.
+    pub owned: bool,
 }
 
 impl Change for Started {
@@ -30,6 +33,7 @@ impl Change for Started {
             run: Some(run),
             instance: Some(&self.instance),
             lease_seconds: Some(self.lease_seconds),
+            owned: Some(self.owned),
             ..RowOp::new(&run.trace_id)
         };
         op.encode()
@@ -178,6 +182,8 @@ struct RowOp<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     lease_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    owned: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'static str>,
@@ -201,6 +207,7 @@ impl<'a> RowOp<'a> {
             run: None,
             instance: None,
             lease_seconds: None,
+            owned: None,
             from: None,
             status: None,
             owner: None,

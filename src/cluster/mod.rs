@@ -144,6 +144,9 @@ pub fn status_from(word: &str) -> RunStatus {
 /// What the instances share, from this instance's side.
 pub struct Cluster {
     pool: PgPool,
+    /// The heartbeat's own connection: requests holding every connection of `pool` (or a slow
+    /// sweep) never delay the renewal of this instance's leases.
+    beat: PgPool,
     instance: String,
     lease: Duration,
     /// Since when every heartbeat succeeded (`None`: the last one failed). An instance takes
@@ -156,9 +159,21 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Call from within the runtime (the heartbeat's connection is opened lazily on it).
     pub fn new(pool: PgPool, instance: String, lease: Duration) -> Arc<Cluster> {
+        // Every wait of a heartbeat well within the lease.
+        let bound = (lease / 3).max(Duration::from_millis(500));
+        let options = (*pool.connect_options())
+            .clone()
+            .options([("statement_timeout", bound.as_millis().to_string())]);
+        let beat = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(bound)
+            .connect_lazy_with(options);
         Arc::new(Cluster {
             pool,
+            beat,
             instance,
             lease,
             healthy_since: Mutex::new(None),
@@ -190,7 +205,7 @@ impl Cluster {
         let inserted = sqlx::query(
             "INSERT INTO runs (trace_id, workflow_name, drag_mode, actor, principal, request, \
              governed, status, owner, lease_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, now() + make_interval(secs => $9)) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, clock_timestamp() + make_interval(secs => $9)) \
              ON CONFLICT (trace_id) DO NOTHING",
         )
         .bind(&run.trace_id)
@@ -272,39 +287,50 @@ impl Cluster {
 
     /// The heartbeat: this instance is alive, and still owns the runs it is working on (`active`:
     /// their trace ids). Runs it owns but no longer works on (their outcome could not be recorded)
-    /// are left to lapse, and are then closed by whoever sweeps.
-    pub async fn heartbeat(&self, active: &[String]) -> Result<(), sqlx::Error> {
+    /// are left to lapse, and are then closed by whoever sweeps. Answers the renewed runs whose
+    /// cancel was requested (a notice can be missed: the row is the truth).
+    pub async fn heartbeat(&self, active: &[String]) -> Result<Vec<(String, String)>, sqlx::Error> {
         let result = async {
             sqlx::query(
                 "INSERT INTO instances (id) VALUES ($1) \
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
             )
             .bind(&self.instance)
-            .execute(&self.pool)
+            .execute(&self.beat)
             .await?;
+            let mut cancels = Vec::new();
             if !active.is_empty() {
-                sqlx::query(
-                    "UPDATE runs SET lease_until = now() + make_interval(secs => $2) \
-                     WHERE owner = $1 AND status IN ('queued', 'running') AND trace_id = ANY($3)",
+                // Rows a batch transaction holds right now are skipped (renewed next beat): the
+                // renewal never waits for a row lock, so it can be in no deadlock.
+                let renewed: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "UPDATE runs SET lease_until = clock_timestamp() + make_interval(secs => $2) \
+                     WHERE trace_id IN (SELECT trace_id FROM runs WHERE owner = $1 \
+                       AND status IN ('queued', 'running') AND trace_id = ANY($3) \
+                       FOR UPDATE SKIP LOCKED) \
+                     RETURNING trace_id, cancel_requested_by",
                 )
                 .bind(&self.instance)
                 .bind(self.lease_seconds())
                 .bind(active)
-                .execute(&self.pool)
+                .fetch_all(&self.beat)
                 .await?;
+                cancels = renewed
+                    .into_iter()
+                    .filter_map(|(trace_id, by)| by.map(|by| (trace_id, by)))
+                    .collect();
             }
             let (waiting, first): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
                 "SELECT count(*), min(expires_at) FROM runs WHERE status = 'pending_approval'",
             )
-            .fetch_one(&self.pool)
+            .fetch_one(&self.beat)
             .await?;
             *lock(&self.approvals) = (usize::try_from(waiting).unwrap_or(0), first);
-            Ok::<(), sqlx::Error>(())
+            Ok::<_, sqlx::Error>(cancels)
         }
         .await;
         let mut since = lock(&self.healthy_since);
         match &result {
-            Ok(()) => {
+            Ok(_) => {
                 since.get_or_insert_with(Instant::now);
             }
             Err(_) => *since = None,
@@ -325,22 +351,42 @@ impl Cluster {
 
     /// Takes over up to `limit` queued runs whose owner's lease lapsed (a dead instance's), oldest
     /// first. Each is this instance's now; run them.
-    pub async fn claim_lapsed(&self, limit: usize) -> Result<Vec<RunRow>, sqlx::Error> {
+    pub async fn claim_lapsed(
+        &self,
+        limit: usize,
+        active: &[String],
+    ) -> Result<Vec<RunRow>, sqlx::Error> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(&format!(
-            "UPDATE runs SET owner = $1, lease_until = now() + make_interval(secs => $2) \
+            "UPDATE runs SET owner = $1, lease_until = clock_timestamp() + make_interval(secs => $2) \
              WHERE trace_id IN (SELECT trace_id FROM runs WHERE status = 'queued' \
-               AND lease_until < now() ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+               AND lease_until < now() AND NOT (trace_id = ANY($4)) \
+               ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
              RETURNING {COLUMNS}"
         ))
         .bind(&self.instance)
         .bind(self.lease_seconds())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(active)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(RunRow::from_row).collect()
+    }
+
+    /// Gives back a run this instance took over but cannot run now (no room, or the audit trail
+    /// is unavailable): its lease lapses at once, for whoever has room.
+    pub async fn release(&self, trace_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE runs SET lease_until = clock_timestamp() \
+             WHERE trace_id = $1 AND owner = $2 AND status = 'queued'",
+        )
+        .bind(trace_id)
+        .bind(&self.instance)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Running runs whose owner's lease lapsed: started on an instance that died (or lost the

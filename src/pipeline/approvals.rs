@@ -148,6 +148,12 @@ impl Gate {
             // Draining: an approval would start a run; the request waits for the next start.
             return Err(GateError::ShuttingDown);
         }
+        // Shared: one decision at a time per run on this instance (the database settles those of
+        // different instances).
+        let _deciding = match &self.cluster {
+            Some(_) => Some(self.begin_deciding(trace_id)?),
+            None => None,
+        };
         let pending = lock(&self.approvals).remove(trace_id);
         let mut pending = match (pending, &self.cluster) {
             (Some(pending), _) => pending,

@@ -180,6 +180,8 @@ pub struct Gate {
     listeners: Arc<std::sync::RwLock<Vec<Arc<dyn Listener>>>>,
     /// With PostgreSQL: the runs, queue and approvals shared with the other instances.
     cluster: Option<Arc<Cluster>>,
+    /// Shared approval requests being decided here now (one decision at a time per run).
+    deciding: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Gate {
@@ -210,6 +212,7 @@ impl Gate {
             draining: Arc::default(),
             listeners: Arc::default(),
             cluster: None,
+            deciding: Arc::default(),
         }
     }
 
@@ -428,6 +431,19 @@ impl Gate {
             .unwrap_or_else(|| principal.role.to_string());
         if !run.cancel_allowed_by(&by, principal, granted.policy_rule()) {
             return Err(GateError::RunFinished(trace_id.to_owned()));
+        }
+        // Shared: the request is in the run's row too, so that whoever owns it next honours it.
+        if let Some(cluster) = self.cluster.clone() {
+            let (trace_id, by, who) = (
+                trace_id.to_owned(),
+                by.clone(),
+                serde_json::to_value(principal).unwrap_or(Value::Null),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = cluster.request_cancel(&trace_id, &by, &who).await {
+                    tracing::warn!(trace_id, error = %e, "cannot note the cancellation in the run's row");
+                }
+            });
         }
         // A run waiting for approval is withdrawn on the record (nothing happens for other runs; one
         // whose approval request is being parked right now is withdrawn by the parking instead).

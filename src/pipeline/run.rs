@@ -246,6 +246,10 @@ impl Prepared {
             };
             self.live
                 .finish(RunStatus::Rejected, None, Some(refusal.to_string()));
+            // A run taken over with a row ends that row too (else it would lapse and be taken
+            // over again).
+            let change =
+                self.end_change("queued", "rejected", None, Some(refusal.to_string()), None);
             return Err(self
                 .gate
                 .refuse_ruled(
@@ -255,7 +259,7 @@ impl Prepared {
                     &self.readable,
                     refusal,
                     self.policy_rule,
-                    None,
+                    change,
                 )
                 .await);
         }
@@ -392,6 +396,7 @@ impl Prepared {
                 run,
                 instance: cluster.instance().to_owned(),
                 lease_seconds: cluster.lease().as_secs_f64(),
+                owned: owned_row,
             }) as Arc<dyn Change>),
             _ => None,
         };

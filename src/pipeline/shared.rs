@@ -18,6 +18,7 @@ use crate::cluster::{changes, RunMeta, RunRow};
 use crate::db::Change;
 use crate::metrics::mode_label;
 use crate::runs::{Run, RunFilter, RunStatus, RunView};
+use crate::sync::lock;
 use crate::trace::TraceId;
 
 /// Where a run the caller may see is.
@@ -39,6 +40,18 @@ fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A shared approval request being decided here: removed from the gate's set when dropped.
+pub(super) struct Deciding {
+    set: Arc<std::sync::Mutex<HashSet<String>>>,
+    trace_id: String,
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        lock(&self.set).remove(&self.trace_id);
+    }
+}
+
 /// Whether `principal` is the row's accountable human.
 fn owns_row(principal: &Principal, row: &RunRow) -> bool {
     match (&principal.actor, &row.actor) {
@@ -48,7 +61,10 @@ fn owns_row(principal: &Principal, row: &RunRow) -> bool {
 }
 
 impl Gate {
-    /// A run the caller may see, here or (with a shared store) on any instance.
+    /// A run the caller may see, here or (with a shared store) on any instance. With a shared
+    /// store the local entry is preferred while the run is live here, or when its row agrees
+    /// (the local entry has the steps' outputs); a local entry the row contradicts (the run was
+    /// taken over, or decided elsewhere) gives way to the row.
     pub async fn find_run(
         &self,
         principal: &Principal,
@@ -58,19 +74,26 @@ impl Gate {
         let Some(cluster) = &self.cluster else {
             return local.map(Found::Here);
         };
-        if let Ok(run) = local {
-            return Ok(Found::Here(run));
+        if let Ok(run) = &local {
+            if run.status().is_active() {
+                return Ok(Found::Here(Arc::clone(run)));
+            }
         }
-        let row = cluster
-            .load(trace_id)
-            .await
-            .map_err(unavailable)?
-            .filter(|row| {
-                let own = owns_row(principal, row);
-                may(&self.policy(), principal, Action::SeeRun { own }).is_ok()
-            })
-            .ok_or_else(|| GateError::RunNotFound(trace_id.to_owned()))?;
-        Ok(Found::Shared(Box::new(row)))
+        let row = match cluster.load(trace_id).await {
+            Ok(row) => row,
+            Err(_) if local.is_ok() => return local.map(Found::Here),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let row = row.filter(|row| {
+            let own = owns_row(principal, row);
+            may(&self.policy(), principal, Action::SeeRun { own }).is_ok()
+        });
+        match (local, row) {
+            (Ok(run), Some(row)) if row.status() == run.status() => Ok(Found::Here(run)),
+            (_, Some(row)) => Ok(Found::Shared(Box::new(row))),
+            (Ok(run), None) => Ok(Found::Here(run)),
+            (Err(_), None) => Err(GateError::RunNotFound(trace_id.to_owned())),
+        }
     }
 
     /// Runs for `GET /runs`, newest first: this instance's live ones and, with a shared store,
@@ -207,6 +230,20 @@ impl Gate {
         })
     }
 
+    /// Marks `trace_id` as being decided here until the guard drops; refused (nothing recorded)
+    /// while another decision on it is under way here.
+    pub(super) fn begin_deciding(&self, trace_id: &str) -> Result<Deciding, GateError> {
+        if !lock(&self.deciding).insert(trace_id.to_owned()) {
+            return Err(GateError::NotPending(format!(
+                "Run {trace_id} is being decided right now; try again"
+            )));
+        }
+        Ok(Deciding {
+            set: Arc::clone(&self.deciding),
+            trace_id: trace_id.to_owned(),
+        })
+    }
+
     /// A request waiting for approval in the shared store, checked again against the current
     /// workflow definitions (as after a restart). One that no longer passes is withdrawn on the
     /// record.
@@ -245,6 +282,12 @@ impl Gate {
                 "the workflow no longer requires approval; request the run again".to_owned()
             }
             Err(GateError::AuditUnavailable(why)) => return Err(GateError::AuditUnavailable(why)),
+            // The run is live here (a decision or a takeover under way): not a reason to withdraw.
+            Err(GateError::TraceInUse(_)) => {
+                return Err(GateError::NotPending(format!(
+                    "Run {trace_id} is being decided or run right now; try again"
+                )))
+            }
             Err(refusal) => refusal.to_string(),
         };
         let reason = format!("the request no longer passes: {why}");
@@ -290,27 +333,48 @@ impl Gate {
         expired
     }
 
-    /// One beat of the shared store's upkeep (every second): the heartbeat renews this
-    /// instance's leases; then, once the heartbeat has held for a whole lease, a dead instance's
-    /// runs are taken over: started ones closed as `INSTANCE_LOST`, queued ones run here.
-    pub async fn maintain_shared(&self) {
-        let Some(cluster) = self.cluster.clone() else {
-            return;
-        };
-        let active: Vec<String> = self
-            .runs
+    /// The runs this instance works on now (queued or running here).
+    fn working_ids(&self) -> Vec<String> {
+        self.runs
             .working()
             .iter()
             .map(|run| run.trace_id.clone())
-            .collect();
-        if let Err(e) = cluster.heartbeat(&active).await {
-            tracing::warn!(error = %e, "heartbeat failed: this instance's leases are not renewed");
+            .collect()
+    }
+
+    /// The heartbeat (every second, on a connection of its own): renews this instance's leases,
+    /// and stops the runs whose cancel was requested in their row (a notice may have been missed).
+    pub async fn heartbeat_shared(&self) {
+        let Some(cluster) = self.cluster.clone() else {
             return;
+        };
+        match cluster.heartbeat(&self.working_ids()).await {
+            Ok(cancels) => {
+                for (trace_id, by) in cancels {
+                    if let Some(run) = self.runs.get(&trace_id) {
+                        if run.cancelled_by().is_none() && run.cancel(&by) {
+                            tracing::info!(trace_id, by, "run cancellation found in its row");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed: this instance's leases are not renewed")
+            }
         }
+    }
+
+    /// The takeover (every second, beside the heartbeat), once the heartbeat has held for a whole
+    /// lease: a dead instance's started runs are closed as `INSTANCE_LOST`, its queued ones run
+    /// here.
+    pub async fn sweep_shared(&self) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
         if self.tasks.is_closed() || !cluster.may_sweep() {
             return;
         }
-        match cluster.lost(100).await {
+        match cluster.lost(20).await {
             Ok(rows) => {
                 for row in rows {
                     self.close_lost(row).await;
@@ -320,8 +384,8 @@ impl Gate {
         }
         let (workers, queue) = self.pool.limits();
         let busy = self.pool.queued() + self.pool.executing();
-        let room = (workers + queue).saturating_sub(busy).min(100);
-        match cluster.claim_lapsed(room).await {
+        let room = (workers + queue).saturating_sub(busy).min(20);
+        match cluster.claim_lapsed(room, &self.working_ids()).await {
             Ok(rows) => {
                 for row in rows {
                     self.resume_claimed(row).await;
@@ -387,8 +451,23 @@ impl Gate {
                     if let Some(by) = &row.cancel_requested_by {
                         prepared.live.cancel(by);
                     }
-                    let _ = prepared.reserve();
-                    self.spawn_run(prepared);
+                    if prepared.reserve() {
+                        self.spawn_run(prepared);
+                        return;
+                    }
+                    // No room after all: given back, for whoever has room.
+                    prepared.live.finish(RunStatus::Rejected, None, None);
+                    self.runs.forget(&prepared.live);
+                    if let Err(e) = cluster.release(&row.trace_id).await {
+                        tracing::warn!(trace_id = row.trace_id, error = %e, "cannot give back a takeover");
+                    }
+                    return;
+                }
+                // Not refused, only not recordable now: given back, to be tried again.
+                Err(GateError::AuditUnavailable(_)) => {
+                    if let Err(e) = cluster.release(&row.trace_id).await {
+                        tracing::warn!(trace_id = row.trace_id, error = %e, "cannot give back a takeover");
+                    }
                     return;
                 }
                 Err(refusal) => refusal.to_string(),

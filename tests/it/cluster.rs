@@ -501,3 +501,99 @@ async fn the_database_stopped_under_load_fails_closed_and_recovers() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_approvers_at_once_on_one_instance_record_one_decision() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let site = Site::new();
+    site.workflow("guarded", &guarded());
+    let a = instance(&site, db.url(), "node-a", &[]);
+    let b = instance(&site, db.url(), "node-b", &[]);
+    let client = reqwest::Client::new();
+    for round in 0..3 {
+        let trace = format!("both-{round}");
+        let (status, _) = post_run(
+            &client,
+            &a.address,
+            &a.jake(),
+            &governance_request("guarded"),
+            &trace,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 202);
+        let ana = b.token(ANA, "admin");
+        let bob = b.token("bob@example.org", "admin");
+        let path = format!("/runs/{trace}/approve");
+        let (for_ana, for_bob) = (json!({"reason": "ana"}), json!({"reason": "bob"}));
+        let (first, second) = tokio::join!(
+            b.post_json(&path, &for_ana, Some(&ana)),
+            b.post_json(&path, &for_bob, Some(&bob)),
+        );
+        let statuses = [first.status.as_u16(), second.status.as_u16()];
+        assert!(
+            statuses.contains(&202),
+            "one approval went through: {statuses:?}"
+        );
+        let run = wait_until(&a, &trace, ended, Duration::from_secs(20)).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+    drop((a, b));
+    let records = export_and_verify(&site, db.url());
+    for round in 0..3 {
+        let trace = format!("both-{round}");
+        let decisions: Vec<&str> = records
+            .iter()
+            .filter(|r| r["kind"] == "approval" && r["trace_id"] == trace.as_str())
+            .filter_map(|r| r["decision"].as_str())
+            .filter(|d| *d != "refused")
+            .collect();
+        assert_eq!(decisions, ["requested", "approved"], "{trace}");
+        assert_eq!(
+            outcomes(&records)[&trace],
+            ["started", "success"],
+            "{trace}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_synchronous_run_never_takes_over_a_row_it_did_not_make() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let site = Site::new();
+    site.workflow("guarded", &guarded());
+    let a = instance(&site, db.url(), "node-a", &[]);
+    let client = reqwest::Client::new();
+    // A request waits for approval on the database's row...
+    let (status, _) = post_run(
+        &client,
+        &a.address,
+        &a.jake(),
+        &governance_request("guarded"),
+        "same-id",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202);
+    // ... and a synchronous run with the same trace id on another instance is refused.
+    let b = instance(&site, db.url(), "node-b", &[]);
+    let (status, answer) = post_run(
+        &client,
+        &b.address,
+        &b.jake(),
+        &governance_request("noop"),
+        "same-id",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (409, Some("TRACE_ID_IN_USE")),
+        "{answer}"
+    );
+    assert_eq!(status_on(&a, "same-id").await["status"], "pending_approval");
+}

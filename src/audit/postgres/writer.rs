@@ -315,10 +315,19 @@ impl Writer {
         for (i, _) in &ops {
             called[*i] = true;
         }
-        for ((job, answer), called) in jobs.iter().zip(answers.iter_mut()).zip(called) {
-            if called {
-                continue;
-            }
+        // Alone, the changes go in the same order as in one call (by trace id), so that two
+        // transactions never lock two runs' rows in opposite orders.
+        let mut order: Vec<usize> = (0..jobs.len()).filter(|i| !called[*i]).collect();
+        let key = |i: &usize| {
+            jobs[*i]
+                .change
+                .as_ref()
+                .and_then(|c| c.op())
+                .map(|op| op.trace_id)
+        };
+        order.sort_by_cached_key(key);
+        for i in order {
+            let (job, answer) = (&jobs[i], &mut answers[i]);
             let Some(change) = &job.change else {
                 continue;
             };
