@@ -1,11 +1,19 @@
 //! What the gate writes on the audit trail about a run: the record of a run or a refusal, built
 //! from whatever of the request could be read, and the steps' summary.
 
-use serde_json::{Map, Value};
+use std::sync::Arc;
 
-use crate::audit::{Outcome, Record, RunRecord};
+use serde_json::{Map, Value};
+use tracing::field::Empty;
+use tracing::Instrument;
+
+use super::{Gate, GateError};
+use crate::audit::{AuditError, Outcome, Record, RunRecord};
 use crate::auth::Principal;
+use crate::db::Change;
 use crate::governance::GovernanceRequest;
+use crate::metrics::{drag_mode_label, AuditEntry, ByDragMode};
+use crate::trace::otel::SPANS;
 use crate::workflow::StepReport;
 
 /// The most of one member (`aim`, `parameters`) a run record keeps; larger ones are recorded by
@@ -130,4 +138,123 @@ pub(super) fn ruled(mut record: Record, policy_rule: Option<u32>) -> Record {
         run.policy_rule = policy_rule;
     }
     record
+}
+
+/// Writing the gate's records: refusals, and any record with the shared state's change.
+impl Gate {
+    /// Records a refusal; returns the refusal, or `AuditUnavailable` when it could not be recorded.
+    /// `governed` says which path the request came by.
+    pub(super) async fn refuse(
+        &self,
+        governed: bool,
+        trace_id: &str,
+        principal: &Principal,
+        body: &Value,
+        refusal: GateError,
+    ) -> GateError {
+        self.refuse_ruled(governed, trace_id, principal, body, refusal, None, None)
+            .await
+    }
+
+    /// [`Gate::refuse`] of a run the policy was asked about: `policy_rule` is its verdict; with a
+    /// shared store, `change` ends the run's row with the record.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn refuse_ruled(
+        &self,
+        governed: bool,
+        trace_id: &str,
+        principal: &Principal,
+        body: &Value,
+        refusal: GateError,
+        policy_rule: Option<u32>,
+        change: Option<Arc<dyn Change>>,
+    ) -> GateError {
+        tracing::info!(trace_id, code = refusal.code(), reason = %refusal, "run refused");
+        let code = refusal.code();
+        let record = run_record(
+            governed,
+            trace_id,
+            principal,
+            body,
+            refusal.outcome(),
+            Some(refusal.to_string()),
+            Some(code),
+            None,
+        );
+        let record = ruled(record, policy_rule);
+        match self
+            .record_with(record, drag_mode_label(body), change)
+            .await
+        {
+            Ok(_) => refusal,
+            Err(unavailable) => unavailable,
+        }
+    }
+
+    pub(super) async fn record(
+        &self,
+        record: Record,
+        drag_mode: &'static str,
+    ) -> Result<(), GateError> {
+        self.record_with(record, drag_mode, None).await.map(|_| ())
+    }
+
+    /// Appends `record`, and with a shared store applies `change` in the same transaction. `false`:
+    /// the change's guard did not hold (another instance changed the run first), and nothing was
+    /// appended.
+    pub(super) async fn record_with(
+        &self,
+        record: Record,
+        drag_mode: &'static str,
+        change: Option<Arc<dyn Change>>,
+    ) -> Result<bool, GateError> {
+        let outcome = match &record {
+            Record::Run(run) => run.outcome.as_str(),
+            _ => "other",
+        };
+        let span = tracing::info_span!(
+            target: SPANS,
+            "audit.append",
+            sustainbot.audit.kind = record.kind(),
+            sustainbot.audit.outcome = outcome,
+            sustainbot.audit.seq = Empty,
+            otel.status_code = Empty,
+        );
+        let appended = match change {
+            Some(change) => self.audit.append_with(record, change),
+            None => self.audit.append(record),
+        }
+        .instrument(span.clone())
+        .await;
+        match &appended {
+            Ok(receipt) => span.record("sustainbot.audit.seq", i64::try_from(receipt.seq).ok()),
+            Err(_) => span.record("otel.status_code", "error"),
+        };
+        match appended {
+            Ok(_) => {
+                // As the original counted: one entry per run outcome. The write-ahead `started`
+                // records and the approval decisions are counted apart, so that a dashboard
+                // summing entries by outcome does not count a run twice.
+                let metrics = &self.metrics;
+                match outcome {
+                    "started" => metrics.audit_intent_records.inc(&ByDragMode { drag_mode }),
+                    "other" => metrics.audit_other_records.inc(&ByDragMode { drag_mode }),
+                    _ => metrics
+                        .audit_log_entries
+                        .inc(&AuditEntry { outcome, drag_mode }),
+                }
+                Ok(true)
+            }
+            Err(AuditError::Conflict(why)) => {
+                tracing::info!(why, "not recorded: another instance changed the run first");
+                Ok(false)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit record could not be written; refusing");
+                Err(GateError::AuditUnavailable(
+                    "The audit trail cannot record right now; nothing was run without a record. Try again later.".to_owned(),
+                ))
+            }
+        }
+    }
 }
