@@ -415,9 +415,10 @@ impl Cluster {
         rows.iter().map(RunRow::from_row).collect()
     }
 
-    /// Marks a run this instance took over but could not run (its request no longer passes; the
-    /// refusal is on the record).
-    pub async fn reject_claimed(&self, trace_id: &str, error: &str) -> Result<(), sqlx::Error> {
+    /// Ends a queued run of this instance's that will not run: one it took over whose request no
+    /// longer passes (the refusal is on the record), or one whose acceptance the database did not
+    /// confirm (the caller was told nothing was queued). Nothing to do when there is no such row.
+    pub async fn reject_queued(&self, trace_id: &str, error: &str) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE runs SET status = 'rejected', error = $3, finished_at = now(), owner = NULL, \
              lease_until = NULL WHERE trace_id = $1 AND owner = $2 AND status = 'queued'",

@@ -474,7 +474,7 @@ impl Gate {
             },
             Err(why) => why,
         };
-        if let Err(e) = cluster.reject_claimed(&row.trace_id, &refused).await {
+        if let Err(e) = cluster.reject_queued(&row.trace_id, &refused).await {
             tracing::warn!(trace_id = row.trace_id, error = %e, "cannot mark a refused takeover");
         }
     }
@@ -509,6 +509,22 @@ impl Prepared {
             Ok(false) => Err(GateError::TraceInUse(self.trace_id.clone())),
             Err(e) => {
                 tracing::error!(error = %e, "cannot record an accepted run in the database");
+                // The insert may have committed with its answer lost: the caller hears "nothing
+                // was queued", so such a row is rejected before its lease could lapse (tried
+                // within half a lease; nothing to do when there is no row).
+                let (trace_id, lease) = (self.trace_id.clone(), cluster.lease());
+                tokio::spawn(async move {
+                    let mut pause = std::time::Duration::from_millis(200);
+                    let deadline = std::time::Instant::now() + lease / 2;
+                    while std::time::Instant::now() < deadline {
+                        let why = "not accepted: the database did not confirm the queueing";
+                        if cluster.reject_queued(&trace_id, why).await.is_ok() {
+                            return;
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                    }
+                });
                 Err(GateError::AuditUnavailable(
                     "The shared run queue cannot accept runs right now; nothing was queued. Try again later.".to_owned(),
                 ))

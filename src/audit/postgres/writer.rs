@@ -205,7 +205,8 @@ impl Writer {
                     tracing::info!("audit writes to PostgreSQL succeed again");
                 }
                 status.healthy = true;
-                status.head_seq = head_seq;
+                // Two transactions in flight may finish out of order: the head only moves on.
+                status.head_seq = status.head_seq.max(head_seq);
                 status.last_error = None;
             }
             Err(error) => {
