@@ -12,32 +12,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use sustainbot::audit::{AuditLog, FsyncMode, Outcome, Record, RunRecord};
+use sustainbot::audit::{AuditLog, FsyncMode};
+
+#[path = "common/load_record.rs"]
+mod load_record;
+use load_record::record;
 
 // The server's allocator, so the figures are the server's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn record(i: u64) -> Record {
-    Record::Run(RunRecord {
-        trace_id: format!("load-{i}"),
-        aim: json!({"actor": {"name": "Jake Smith", "email": "jake@example.org", "role": "DevOps Engineer"},
-                    "input": {"sources": [{"type": "slack_webhook", "description": "Slash command", "location": null}], "constraints": ["Read-only"]},
-                    "mission": {"objective": "Deploy app to staging with zero downtime", "success_criteria": ["Health checks pass"]}}),
-        drag_mode: Some("execute".into()),
-        workflow_name: Some("noop".into()),
-        parameters: json!({"environment": "staging", "version": "v1.2.3"}),
-        outcome: Outcome::Started,
-        error: None,
-        code: None,
-        duration_seconds: None,
-        principal: None,
-        steps: serde_json::Value::Null,
-        governed: None,
-        policy_rule: None,
-    })
-}
 
 /// `writers` tasks append as fast as they can for `seconds`; returns records per second.
 async fn group_commit(dir: &Path, writers: u64, seconds: f64) -> f64 {

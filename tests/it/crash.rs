@@ -19,27 +19,6 @@ use crate::helpers::{
 
 const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Runs `count` governed runs of `noop` one after the other and asserts each is acknowledged;
-/// returns their ids.
-async fn governed_runs(server: &ServerProcess, prefix: &str, count: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for n in 0..count {
-        let id = format!("{prefix}-{n}");
-        let reply = server
-            .execute(&governance_request("noop"), &trace(&id))
-            .await;
-        assert_eq!(
-            reply.status.as_u16(),
-            200,
-            "{id}: {}\n{}",
-            reply.text,
-            server.stderr()
-        );
-        ids.push(id);
-    }
-    ids
-}
-
 fn sha256_tagged(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -223,7 +202,7 @@ async fn sigkill_under_load_loses_no_acknowledged_run() {
 
         // The restarted server extends the same chain.
         let head = report.head_seq;
-        acknowledged.extend(governed_runs(&server, &format!("after{cycle}"), 3).await);
+        acknowledged.extend(server.governed_runs(&format!("after{cycle}"), 3).await);
         let report = verify_path(&audit).expect("verify");
         assert!(report.is_valid(), "cycle {cycle}: {report:?}");
         assert_eq!(report.head_seq, head + 6, "3 runs after the restart");
@@ -249,7 +228,7 @@ async fn sigkill_under_load_loses_no_acknowledged_run() {
 async fn a_second_server_on_the_same_audit_log_refuses_to_start() {
     let site = Site::new();
     let mut first = site.start();
-    governed_runs(&first, "first", 1).await;
+    first.governed_runs("first", 1).await;
     let before = std::fs::read(site.audit()).expect("read the log");
 
     let (status, stderr) = site
@@ -267,10 +246,10 @@ async fn a_second_server_on_the_same_audit_log_refuses_to_start() {
     );
 
     // The first one is unharmed and still writes.
-    governed_runs(&first, "first-again", 1).await;
+    first.governed_runs("first-again", 1).await;
     first.kill();
     let third = site.start();
-    governed_runs(&third, "third", 1).await;
+    third.governed_runs("third", 1).await;
     let report = verify_path(&site.audit()).expect("verify");
     assert!(report.is_valid(), "{report:?}");
     assert_eq!(report.records, 6);
@@ -281,7 +260,7 @@ async fn torn_tail_is_cut_and_recorded_at_start_up() {
     let site = Site::new();
     let audit = site.audit();
     let mut server = site.start();
-    governed_runs(&server, "before", 2).await;
+    server.governed_runs("before", 2).await;
     server.kill();
     let complete = std::fs::read(&audit).expect("read the log");
     assert!(complete.ends_with(b"\n"));
@@ -310,7 +289,7 @@ async fn torn_tail_is_cut_and_recorded_at_start_up() {
     assert!(recovery["reason"].as_str().is_some_and(|r| !r.is_empty()));
 
     // The chain goes on after the recovery record, and a clean restart recovers nothing.
-    governed_runs(&server, "after", 1).await;
+    server.governed_runs("after", 1).await;
     let lines = records(&audit);
     assert_eq!(lines.len(), 7);
     assert_eq!(lines[lines.len() - 3]["kind"], "recovery");
@@ -347,14 +326,14 @@ async fn a_torn_tail_longer_than_the_scan_chunk_or_without_any_complete_line_is_
     assert_eq!(lines[0]["cut_hash"], sha256_tagged(&torn));
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines[0]["prev_hash"], GENESIS);
-    governed_runs(&server, "run", 1).await;
+    server.governed_runs("run", 1).await;
     assert!(verify_path(&site.audit()).unwrap().is_valid());
     drop(server);
 
     // Complete records, then the long torn line.
     let site = Site::new();
     let mut server = site.start();
-    governed_runs(&server, "before", 1).await;
+    server.governed_runs("before", 1).await;
     server.kill();
     let before = std::fs::read(site.audit()).unwrap();
     std::fs::OpenOptions::new()
@@ -381,7 +360,7 @@ async fn graceful_shutdown_signs_a_final_checkpoint() {
         .checkpoint_every(0)
         .checkpoint_seconds(3600)
         .start();
-    governed_runs(&server, "graceful", 3).await;
+    server.governed_runs("graceful", 3).await;
     assert!(records(&site.audit())
         .iter()
         .all(|r| r["kind"] != "checkpoint"));

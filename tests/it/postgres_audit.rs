@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::helpers::{governance_request, trace, Finished, ServerProcess, Settings, Site, TestDb};
+use crate::helpers::{Finished, Settings, Site, TestDb};
 
 /// `python3 scripts/verify_audit.py ARGS`.
 fn python_verifier(args: &[&str]) -> Output {
@@ -19,22 +19,6 @@ fn python_verifier(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("python3 is required by this test and could not be run: {e}"))
-}
-
-async fn governed_runs(server: &ServerProcess, prefix: &str, count: usize) {
-    for n in 0..count {
-        let id = format!("{prefix}-{n}");
-        let reply = server
-            .execute(&governance_request("noop"), &trace(&id))
-            .await;
-        assert_eq!(
-            reply.status.as_u16(),
-            200,
-            "{id}: {}\n{}",
-            reply.text,
-            server.stderr()
-        );
-    }
 }
 
 fn records(bytes: &[u8]) -> Vec<Value> {
@@ -73,7 +57,7 @@ async fn a_server_on_postgres_records_its_runs_and_the_export_verifies_with_both
         "{}",
         server.stderr()
     );
-    governed_runs(&server, "pg", 4).await;
+    server.governed_runs("pg", 4).await;
 
     let health = server.get("/health", None).await.expect_ok(200);
     assert_eq!(health["components"]["audit"]["healthy"], true);
@@ -138,7 +122,7 @@ async fn a_jsonl_log_imported_into_postgres_comes_back_byte_for_byte_and_its_cha
     };
     let site = Site::new();
     let mut server = site.start();
-    governed_runs(&server, "file", 3).await;
+    server.governed_runs("file", 3).await;
     server.terminate();
     let original = std::fs::read(site.audit()).expect("the JSONL log");
     let last = records(&original).pop().expect("records");
@@ -167,7 +151,7 @@ async fn a_jsonl_log_imported_into_postgres_comes_back_byte_for_byte_and_its_cha
         .expect_stderr("already holds an audit chain");
 
     let mut server = site.sustainbot().env("DATABASE_URL", db.url()).start();
-    governed_runs(&server, "db", 1).await;
+    server.governed_runs("db", 1).await;
     server.terminate();
     let continued = export(&site, &db, "continued.jsonl");
     assert!(continued.starts_with(&original));

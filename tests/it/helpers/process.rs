@@ -393,6 +393,27 @@ impl ServerProcess {
         }
     }
 
+    /// Runs `count` governed runs of `noop` one after the other and asserts each is
+    /// acknowledged; returns their ids (`<prefix>-<n>`).
+    pub async fn governed_runs(&self, prefix: &str, count: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for n in 0..count {
+            let id = format!("{prefix}-{n}");
+            let reply = self
+                .execute(&super::governance_request("noop"), &super::trace(&id))
+                .await;
+            assert_eq!(
+                reply.status.as_u16(),
+                200,
+                "{id}: {}\n{}",
+                reply.text,
+                self.stderr()
+            );
+            ids.push(id);
+        }
+        ids
+    }
+
     /// SIGKILL (what `Child::kill` sends on Unix), then reap it so its lock is gone.
     pub fn kill(&mut self) -> ExitStatus {
         self.child.kill().expect("SIGKILL the server");
